@@ -1,0 +1,103 @@
+"""The `chatbot-backup` command: parse arguments, call a flow, print, exit.
+
+Nothing here does backup work. Errors become one line on stderr and the error's exit
+code; `--debug` shows the traceback and Prefect's own console logs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+from collections.abc import Callable, Sequence
+from typing import Any
+
+PROG = "chatbot-backup"
+
+
+def _retention(value: str) -> int:
+    try:
+        days = int(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a whole number of days, got {value!r}") from None
+    if days < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1 day, got {days}")
+    return days
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog=PROG, description="Backup and restore for the GPT Chatbot platform."
+    )
+    parser.add_argument("--debug", action="store_true", help="show tracebacks and Prefect's logs")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    db = commands.add_parser("db-backup", help="back up the admin database only")
+    db.add_argument("--retention-days", type=_retention, default=None, metavar="N")
+    db.add_argument("--offsite", action="store_true", help="copy the backup to OFFSITE_DESTINATION")
+    db.add_argument("--tier", default="every-6h", help="retention tier (default: every-6h)")
+    db.set_defaults(run=_run_db_backup)
+    return parser
+
+
+def _run_db_backup(args: argparse.Namespace) -> int:
+    from flows import db_backup
+
+    result = db_backup(retention_days=args.retention_days, offsite=args.offsite, tier=args.tier)
+    print("\n".join(result.summary_lines()))
+    return 0
+
+
+def quiet_prefect_console() -> None:
+    """Keep Prefect's console handler from printing tracebacks over our one-line errors.
+
+    Only the console handler is raised; logs still reach the Prefect API and its UI.
+    """
+    from prefect.logging.handlers import PrefectConsoleHandler
+
+    for logger in [
+        logging.getLogger(),
+        *[logging.getLogger(n) for n in logging.root.manager.loggerDict],
+    ]:
+        for handler in getattr(logger, "handlers", []):
+            if isinstance(handler, PrefectConsoleHandler):
+                handler.setLevel(logging.CRITICAL + 10)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    debug: bool = args.debug or os.environ.get("CHATBOT_BACKUP_DEBUG") == "1"
+    run: Callable[[argparse.Namespace], int] = args.run
+    # A local run must not try to phone home from a machine that may have no network.
+    os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+    try:
+        import prefect  # noqa: F401  (sets up Prefect's logging before we quiet it)
+
+        if not debug:
+            quiet_prefect_console()
+        return run(args)
+    except KeyboardInterrupt:
+        print(f"{PROG}: interrupted", file=sys.stderr)
+        return 130
+    except Exception as exc:  # every failure ends as one line, unless --debug
+        if debug:
+            raise
+        print(f"{PROG}: error: {describe(exc)}", file=sys.stderr)
+        return exit_code(exc)
+
+
+def describe(exc: BaseException) -> str:
+    from tasks.errors import BackupError
+    from tasks.redact import redact
+
+    text = str(exc) if isinstance(exc, BackupError) else f"{type(exc).__name__}: {exc}"
+    return redact(" ".join(text.split()))
+
+
+def exit_code(exc: BaseException) -> int:
+    from tasks.errors import BackupError
+
+    code: Any = getattr(exc, "exit_code", 1) if isinstance(exc, BackupError) else 1
+    return int(code) or 1

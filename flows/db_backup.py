@@ -1,0 +1,109 @@
+"""`db-backup`: the database-only backup (the guide's `db_backup.sh`)."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+
+from prefect import flow
+
+from flows.hooks import FAILURE_HOOKS
+from flows.reporting import human_size, publish_table, run_logger
+from tasks.errors import ConfigError
+from tasks.lock import backup_dir_lock
+from tasks.naming import TIERS
+from tasks.prefect_tasks import dump_database, rotate_backups, verify_backup
+from tasks.retention import RetentionPolicy
+from tasks.settings import check_retention_days, load_settings
+
+
+@dataclass(frozen=True)
+class DbBackupResult:
+    path: str
+    sidecar: str
+    size: int
+    sha256: str
+    db_type: str
+    tier: str
+    seconds: float
+    tables: dict[str, int] = field(default_factory=dict)
+    kept: list[str] = field(default_factory=list)
+    removed: list[str] = field(default_factory=list)
+
+    def summary_lines(self) -> list[str]:
+        return [
+            "Backup completed",
+            f"  file:     {self.path}",
+            f"  size:     {human_size(self.size)} ({self.size} bytes)",
+            f"  sha256:   {self.sha256}",
+            f"  database: {self.db_type} ({len(self.tables)} tables)",
+            f"  duration: {self.seconds:.1f} s",
+            f"  tier:     {self.tier}",
+            f"  backups kept: {len(self.kept)}, removed: {len(self.removed)}",
+        ]
+
+
+def resolve_retention(retention_days: int | None, default: int) -> int:
+    if retention_days is None:
+        return default
+    try:
+        return check_retention_days(retention_days)
+    except ValueError as exc:
+        raise ConfigError(f"--retention-days: {exc}") from None
+
+
+def check_tier(tier: str) -> str:
+    if tier not in TIERS:
+        raise ConfigError(f"--tier: must be one of {', '.join(TIERS)}, got {tier!r}")
+    return tier
+
+
+@flow(name="db-backup", log_prints=False, **FAILURE_HOOKS)  # type: ignore[call-overload]
+def db_backup(
+    retention_days: int | None = None, offsite: bool = False, tier: str = "every-6h"
+) -> DbBackupResult:
+    """Back up the admin database (SQLite or PostgreSQL) to a gzip file with a sha256 sidecar."""
+    started = time.monotonic()
+    settings = load_settings()
+    retention = resolve_retention(retention_days, settings.retention_days)
+    check_tier(tier)
+    if offsite:
+        raise ConfigError("--offsite: off-site copies are not available in this version")
+    logger = run_logger()
+    with backup_dir_lock(settings.backups, "db-backup", settings.backup_lock_timeout):
+        artifact = dump_database(settings, tier)
+        verify_backup(artifact.path, artifact.sha256)
+        rotation = rotate_backups(
+            settings.backups, RetentionPolicy("db", tier, retention), datetime.now(UTC)
+        )
+    result = DbBackupResult(
+        path=str(artifact.path),
+        sidecar=str(artifact.sidecar),
+        size=artifact.size,
+        sha256=artifact.sha256,
+        db_type=settings.db_type,
+        tier=tier,
+        seconds=time.monotonic() - started,
+        tables=artifact.detail.tables,
+        kept=rotation.kept,
+        removed=rotation.removed,
+    )
+    for line in result.summary_lines():
+        logger.info(line)
+    publish_table(
+        "db-backup-summary",
+        [
+            {"item": "file", "value": artifact.path.name},
+            {"item": "size_bytes", "value": artifact.size},
+            {"item": "sha256", "value": artifact.sha256},
+            {"item": "database", "value": settings.db_type},
+            {"item": "tables", "value": len(result.tables)},
+            {"item": "duration_s", "value": f"{result.seconds:.2f}"},
+            {"item": "tier", "value": tier},
+            {"item": "kept", "value": len(rotation.kept)},
+            {"item": "removed", "value": ", ".join(rotation.removed) or "none"},
+        ],
+        f"Database backup {artifact.path.name}",
+    )
+    return result

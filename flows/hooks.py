@@ -1,0 +1,36 @@
+"""State hooks shared by every flow: what happens when a run fails or crashes."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from tasks.redact import redact
+
+log = logging.getLogger("chatbot_backup")
+
+
+def failure_message(state: Any) -> str:
+    """The one-line reason of a failed state, without secrets."""
+    try:
+        state.result()
+    except BaseException as exc:  # the failure we are reporting
+        return redact(f"{type(exc).__name__}: {exc}".splitlines()[0])
+    return redact(str(getattr(state, "message", "") or "failed"))
+
+
+def on_flow_failure(flow: Any, flow_run: Any, state: Any) -> None:
+    """Record a failed or crashed run (alerts and metrics are added by `tasks.alerts`)."""
+    message = failure_message(state)
+    log.error("%s failed: %s", getattr(flow, "name", "flow"), message)
+    try:
+        from flows.notify import notify_flow_failure
+    except ImportError:  # notifications not installed in this build
+        return
+    notify_flow_failure(getattr(flow, "name", "flow"), message)
+
+
+FAILURE_HOOKS: dict[str, list[Any]] = {
+    "on_failure": [on_flow_failure],
+    "on_crashed": [on_flow_failure],
+}

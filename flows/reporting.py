@@ -1,0 +1,38 @@
+"""Run summaries: a table artifact in the Prefect UI, and the same rows for the terminal."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from prefect.artifacts import create_table_artifact
+from prefect.context import FlowRunContext
+
+from tasks.redact import redact
+
+log = logging.getLogger("chatbot_backup")
+
+
+def human_size(size: float) -> str:
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if abs(size) < 1024 or unit == "TiB":
+            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
+        size /= 1024
+    return f"{size:.1f} TiB"
+
+
+def publish_table(key: str, rows: list[dict[str, Any]], description: str) -> None:
+    """A table artifact for the current flow run; nothing outside a run."""
+    if FlowRunContext.get() is None:
+        return
+    clean = [{k: redact(str(v)) for k, v in row.items()} for row in rows]
+    create_table_artifact(key=key, table=clean, description=redact(description))
+
+
+def run_logger() -> logging.Logger | logging.LoggerAdapter[logging.Logger]:
+    try:
+        from prefect.logging import get_run_logger
+
+        return get_run_logger()
+    except Exception:  # outside a run context
+        return log

@@ -1,0 +1,83 @@
+"""Safe writes: temporary name, fsync, rename, fsync of the folder.
+
+No partial file ever carries a final name, even when the process is killed: the data
+goes to a hidden `.NAME.partial-*` file first, which no backup pattern matches, and
+the rename is the commit. New files are 0600; folders this tool creates are 0700.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import secrets
+from collections.abc import Iterator
+from pathlib import Path
+from typing import BinaryIO
+
+PARTIAL_MARKER = ".partial-"
+FILE_MODE = 0o600
+DIR_MODE = 0o700
+
+
+def ensure_private_dir(path: Path) -> Path:
+    """Create `path` (0700) if missing; an existing folder keeps its mode."""
+    if not path.is_dir():
+        path.mkdir(parents=True, exist_ok=True, mode=DIR_MODE)
+        os.chmod(path, DIR_MODE)
+    return path
+
+
+def fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def partial_path(final: Path) -> Path:
+    return final.with_name(f".{final.name}{PARTIAL_MARKER}{os.getpid()}-{secrets.token_hex(4)}")
+
+
+def is_partial(name: str) -> bool:
+    return name.startswith(".") and PARTIAL_MARKER in name
+
+
+@contextlib.contextmanager
+def atomic_writer(final: Path, overwrite: bool = False) -> Iterator[BinaryIO]:
+    """Yield a binary file; on clean exit it becomes `final`, on error it vanishes."""
+    tmp = partial_path(final)
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, FILE_MODE)
+    handle = os.fdopen(fd, "wb", buffering=1 << 20)
+    try:
+        yield handle
+        handle.flush()
+        os.fsync(handle.fileno())
+        handle.close()
+        if not overwrite and final.exists():
+            raise FileExistsError(f"{final} already exists")
+        os.replace(tmp, final)
+        fsync_dir(final.parent)
+    except BaseException:
+        handle.close()
+        with contextlib.suppress(FileNotFoundError):
+            tmp.unlink()
+        raise
+
+
+def write_text_atomic(final: Path, text: str) -> None:
+    with atomic_writer(final, overwrite=True) as out:
+        out.write(text.encode("utf-8"))
+
+
+def remove_stale_partials(folder: Path) -> list[Path]:
+    """Delete partial files left by killed runs. Call only while holding the folder lock."""
+    removed: list[Path] = []
+    if not folder.is_dir():
+        return removed
+    for entry in folder.iterdir():
+        if is_partial(entry.name) and entry.is_file():
+            with contextlib.suppress(FileNotFoundError):
+                entry.unlink()
+                removed.append(entry)
+    return removed

@@ -1,0 +1,93 @@
+"""Backup file names: how they are made and how they are recognised.
+
+Only names made here (or by the guide's shell scripts, which use the same patterns) are
+ever treated as backups; rotation, the monitor and off-site sync all rely on that.
+Timestamps in names are UTC.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Literal
+
+Kind = Literal["db", "full"]
+TIMESTAMP_FORMAT = "%Y%m%d_%H%M%S"
+
+# Tier names, and the tier a backup without a marker belongs to (SPEC: Rotation).
+TIERS = ("every-6h", "daily", "weekly", "monthly")
+DEFAULT_TIER: dict[Kind, str] = {"db": "every-6h", "full": "daily"}
+
+COMPRESSION_SUFFIX = {"gzip": ".gz", "zstd": ".zst"}
+
+_PATTERN = re.compile(
+    r"^(?:(?P<db>admin_(?P<dbtype>sqlite|postgres))|(?P<full>full_backup))"
+    r"_(?P<stamp>\d{8}_\d{6})"
+    r"(?P<ext>\.db|\.sql|\.tar)(?P<comp>\.gz|\.zst)$"
+)
+_EXPECTED_EXT = {"sqlite": ".db", "postgres": ".sql", None: ".tar"}
+
+SIDECAR_SUFFIX = ".sha256"
+META_SUFFIX = ".meta.json"
+
+
+@dataclass(frozen=True)
+class BackupName:
+    """What a backup's file name says about it."""
+
+    name: str
+    kind: Kind
+    db_type: str | None  # sqlite / postgres for db-only backups
+    created_at: datetime  # UTC
+    compression: str  # gzip / zstd
+
+    @property
+    def stem(self) -> str:
+        """The name without its extension: also the top folder inside a full archive."""
+        return self.name.split(".", 1)[0]
+
+
+def timestamp(moment: datetime) -> str:
+    return moment.astimezone(UTC).strftime(TIMESTAMP_FORMAT)
+
+
+def db_backup_name(db_type: str, moment: datetime, compression: str = "gzip") -> str:
+    ext = ".db" if db_type == "sqlite" else ".sql"
+    return f"admin_{db_type}_{timestamp(moment)}{ext}{COMPRESSION_SUFFIX[compression]}"
+
+
+def full_backup_name(moment: datetime, compression: str = "gzip") -> str:
+    return f"full_backup_{timestamp(moment)}.tar{COMPRESSION_SUFFIX[compression]}"
+
+
+def parse_backup_name(name: str) -> BackupName | None:
+    """The parsed name, or None when `name` is not one of our backup names.
+
+    A name with a date that does not exist (20251341_...) is not a backup name.
+    """
+    match = _PATTERN.match(name)
+    if match is None:
+        return None
+    db_type = match.group("dbtype")
+    if match.group("ext") != _EXPECTED_EXT[db_type]:
+        return None
+    try:
+        created = datetime.strptime(match.group("stamp"), TIMESTAMP_FORMAT).replace(tzinfo=UTC)
+    except ValueError:
+        return None
+    return BackupName(
+        name=name,
+        kind="db" if match.group("db") else "full",
+        db_type=db_type,
+        created_at=created,
+        compression="zstd" if match.group("comp") == ".zst" else "gzip",
+    )
+
+
+def sidecar_name(name: str) -> str:
+    return name + SIDECAR_SUFFIX
+
+
+def meta_name(name: str) -> str:
+    return name + META_SUFFIX

@@ -1,0 +1,74 @@
+"""Thin, retryable Prefect `@task` wrappers over the plain building blocks.
+
+Every task with a side effect has `cache_policy=NO_CACHE`: with result persistence on,
+Prefect would otherwise treat a second `verify` of the same path as already done.
+Retries only where a retry can help, and only for errors marked transient. Tasks take
+the settings object (its secrets are `SecretStr`, masked in any repr), never a bare
+secret, and return paths and small records, never file contents.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from prefect import task
+from prefect.cache_policies import NO_CACHE
+
+from tasks.db_artifact import dump_database_artifact
+from tasks.errors import BackupError
+from tasks.pipeline import Artifact
+from tasks.retention import RetentionPolicy
+from tasks.rotate import RotationResult, rotate
+from tasks.settings import Settings
+from tasks.sources import DumpResult, database_source
+from tasks.verify import VerifiedFile, verify_compressed_file
+
+
+def retry_transient_only(task: Any, task_run: Any, state: Any) -> bool:
+    """Prefect retry condition: retry a BackupError marked transient, nothing else."""
+    try:
+        state.result()
+    except BackupError as exc:
+        return exc.transient
+    except Exception:
+        return False
+    return False
+
+
+def source_for(settings: Settings) -> Any:
+    return database_source(
+        settings.db_type,
+        db_path=settings.db_path,
+        database_url=settings.database_url() if settings.db_type == "postgres" else None,
+        scratch_dir=settings.backups,
+    )
+
+
+@task(
+    name="dump-database",
+    cache_policy=NO_CACHE,
+    retries=2,
+    retry_delay_seconds=[2, 10],
+    retry_condition_fn=retry_transient_only,
+)
+def dump_database(settings: Settings, tier: str) -> Artifact[DumpResult]:
+    """Dump → compress → checksum → final file, streamed in one pass."""
+    return dump_database_artifact(
+        source_for(settings),
+        settings.backups,
+        tier,
+        settings.compression,
+        settings.backup_compression_level,
+    )
+
+
+@task(name="verify-backup", cache_policy=NO_CACHE)
+def verify_backup(path: Path, expected_sha256: str | None = None) -> VerifiedFile:
+    return verify_compressed_file(path, expected_sha256)
+
+
+@task(name="rotate-backups", cache_policy=NO_CACHE)
+def rotate_backups(folder: Path, policy: RetentionPolicy, now: datetime) -> RotationResult:
+    return rotate(folder, policy, now)

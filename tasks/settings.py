@@ -1,0 +1,207 @@
+"""The one settings model: environment and `.env` in the application root, validated once.
+
+The environment wins over `.env`. Relative paths resolve against the application root
+(`APP_ROOT`, or the current directory). Secrets are `SecretStr` and are registered with
+`tasks.redact` as soon as they are loaded. Everything below the flows takes explicit
+arguments; only the flows call `load_settings()`.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, SecretStr, ValidationError, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from tasks.errors import ConfigError
+from tasks.redact import redact, register_secret
+
+DbType = Literal["sqlite", "postgres"]
+Compression = Literal["gzip", "zstd"]
+
+# Cloud and SDK secrets that never come through this model but must never be printed.
+_SDK_SECRET_VARIABLES = (
+    "AWS_SECRET_ACCESS_KEY",
+    "AWS_SESSION_TOKEN",
+    "AZURE_STORAGE_CONNECTION_STRING",
+    "AZURE_STORAGE_KEY",
+    "AZURE_STORAGE_SAS_TOKEN",
+    "PGPASSWORD",
+)
+
+
+class Settings(BaseSettings):
+    """Every variable of SPEC.md's configuration table, plus the tuning knobs."""
+
+    model_config = SettingsConfigDict(extra="ignore", case_sensitive=False)
+
+    app_root: Path = Field(default_factory=Path.cwd)
+    admin_db_type: str = "sqlite"
+    admin_db_path: Path = Path("./data/admin.db")
+    admin_database_url: SecretStr | None = None
+    backup_dir: Path = Path("/data/backups")
+    retention_days: int = 7
+    uploads_dir: Path = Path("./data/uploads")
+    app_data_dir: Path = Path("./data")
+    config_files: str = ".env,config.php"
+    offsite_destination: str | None = None
+
+    alert_email: str | None = None
+    smtp_host: str | None = None
+    smtp_port: int = 25
+    smtp_user: str | None = None
+    smtp_password: SecretStr | None = None
+    alert_from: str | None = None
+    alert_slack_webhook: SecretStr | None = None
+    alert_webhook: SecretStr | None = None
+
+    metrics_file: Path | None = None
+    prometheus_pushgateway: str | None = None
+    backup_timezone: str = "UTC"
+
+    backup_compression: str = "gzip"
+    backup_compression_level: int | None = None
+    backup_lock_timeout: float = 60.0
+    backup_skip_unreadable: bool = False
+
+    @field_validator("admin_db_type")
+    @classmethod
+    def _known_db_type(cls, value: str) -> str:
+        value = value.strip().lower()
+        if value not in ("sqlite", "postgres"):
+            raise ValueError(f"must be 'sqlite' or 'postgres', got {value!r}")
+        return value
+
+    @field_validator("retention_days")
+    @classmethod
+    def _positive_retention(cls, value: int) -> int:
+        return check_retention_days(value)
+
+    @field_validator("backup_compression")
+    @classmethod
+    def _known_compression(cls, value: str) -> str:
+        value = value.strip().lower()
+        if value not in ("gzip", "zstd"):
+            raise ValueError(f"must be 'gzip' or 'zstd', got {value!r}")
+        return value
+
+    # -- derived values -------------------------------------------------------------
+    def resolve(self, path: Path) -> Path:
+        """A configured path, made absolute against the application root."""
+        path = Path(os.path.expanduser(str(path)))
+        return path if path.is_absolute() else (self.app_root / path)
+
+    @property
+    def db_type(self) -> DbType:
+        return "postgres" if self.admin_db_type == "postgres" else "sqlite"
+
+    @property
+    def db_path(self) -> Path:
+        return self.resolve(self.admin_db_path)
+
+    @property
+    def backups(self) -> Path:
+        return self.resolve(self.backup_dir)
+
+    @property
+    def uploads(self) -> Path:
+        return self.resolve(self.uploads_dir)
+
+    @property
+    def app_data(self) -> Path:
+        return self.resolve(self.app_data_dir)
+
+    @property
+    def config_paths(self) -> list[Path]:
+        names = [n.strip() for n in self.config_files.split(",") if n.strip()]
+        return [self.resolve(Path(n)) for n in names]
+
+    @property
+    def metrics_path(self) -> Path:
+        if self.metrics_file is not None:
+            return self.resolve(self.metrics_file)
+        return self.backups / "metrics" / "chatbot_backup.prom"
+
+    @property
+    def compression(self) -> Compression:
+        return "zstd" if self.backup_compression == "zstd" else "gzip"
+
+    def database_url(self) -> str:
+        """The PostgreSQL URL (a secret). Raises ConfigError when it is not set."""
+        if self.admin_database_url is None or not self.admin_database_url.get_secret_value():
+            raise ConfigError(
+                "ADMIN_DATABASE_URL is not set: ADMIN_DB_TYPE=postgres needs "
+                "postgresql://user:password@host:port/db"
+            )
+        return self.admin_database_url.get_secret_value()
+
+
+def check_retention_days(value: object) -> int:
+    """Retention must be a whole number of days, at least 1."""
+    try:
+        days = int(str(value).strip())
+    except ValueError:
+        raise ValueError(f"retention must be a whole number of days, got {value!r}") from None
+    if days < 1:
+        raise ValueError(f"retention must be at least 1 day, got {days}")
+    return days
+
+
+def application_root() -> Path:
+    root = os.environ.get("APP_ROOT")
+    return Path(root).expanduser().resolve() if root else Path.cwd()
+
+
+def load_settings(**overrides: object) -> Settings:
+    """Read the environment and `$APP_ROOT/.env`, validate, register secrets.
+
+    Raises ConfigError with one line naming the variable that is wrong.
+    """
+    root = application_root()
+    env_file = root / ".env"
+    try:
+        settings = Settings(
+            _env_file=env_file if env_file.is_file() else None,  # type: ignore[call-arg]
+            app_root=root,
+            **overrides,  # type: ignore[arg-type]
+        )
+    except ValidationError as exc:
+        raise ConfigError(_one_line(exc)) from None
+    for secret in (
+        settings.admin_database_url,
+        settings.smtp_password,
+        settings.alert_slack_webhook,
+        settings.alert_webhook,
+    ):
+        if secret is not None:
+            register_secret(secret.get_secret_value())
+    if settings.admin_database_url is not None:
+        _register_url_password(settings.admin_database_url.get_secret_value())
+    for name in _SDK_SECRET_VARIABLES:
+        register_secret(os.environ.get(name))
+    if settings.db_type == "postgres":
+        settings.database_url()  # fail early and clearly when it is missing
+    return settings
+
+
+def _register_url_password(url: str) -> None:
+    from urllib.parse import unquote, urlsplit
+
+    try:
+        password = urlsplit(url).password
+    except ValueError:
+        password = None
+    if password:
+        register_secret(password)
+        register_secret(unquote(password))
+
+
+def _one_line(exc: ValidationError) -> str:
+    parts = []
+    for error in exc.errors():
+        field = ".".join(str(p) for p in error.get("loc", ())) or "settings"
+        message = str(error.get("msg", "invalid")).removeprefix("Value error, ")
+        parts.append(f"{field.upper()}: {message}")
+    return redact("; ".join(parts))

@@ -1,0 +1,161 @@
+"""PostgreSQL: plain-SQL `pg_dump`, streamed, consistent with the row counts it reports.
+
+A REPEATABLE READ transaction exports its snapshot; the row counts are read in it and
+`pg_dump --snapshot` dumps exactly that state, so the manifest's counts match the dump
+even while the application writes. The password reaches `pg_dump` through its
+environment (`PGPASSWORD`), never its arguments, which every user can read in `ps`.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import tempfile
+from typing import BinaryIO
+
+import psycopg
+from psycopg import sql
+from psycopg.conninfo import conninfo_to_dict
+
+from tasks.compress import BLOCK_SIZE
+from tasks.errors import ConfigError, SourceError
+from tasks.redact import redact, register_secret
+from tasks.sources.base import DumpResult
+
+CONNECT_TIMEOUT_SECONDS = 10
+
+# libpq connection parameters and the environment variables that carry them.
+_PARAM_ENV = {
+    "host": "PGHOST",
+    "hostaddr": "PGHOSTADDR",
+    "port": "PGPORT",
+    "dbname": "PGDATABASE",
+    "user": "PGUSER",
+    "password": "PGPASSWORD",
+    "passfile": "PGPASSFILE",
+    "sslmode": "PGSSLMODE",
+    "sslrootcert": "PGSSLROOTCERT",
+    "sslcert": "PGSSLCERT",
+    "sslkey": "PGSSLKEY",
+    "connect_timeout": "PGCONNECT_TIMEOUT",
+    "application_name": "PGAPPNAME",
+    "options": "PGOPTIONS",
+    "target_session_attrs": "PGTARGETSESSIONATTRS",
+}
+
+
+def parse_database_url(url: str) -> dict[str, str]:
+    """libpq parameters of `url`; a malformed URL is a ConfigError without the URL in it."""
+    try:
+        params = {k: str(v) for k, v in conninfo_to_dict(url).items() if v is not None}
+    except psycopg.ProgrammingError:
+        raise ConfigError("ADMIN_DATABASE_URL is not a valid postgresql:// URL") from None
+    if "password" in params:
+        register_secret(params["password"])
+    return params
+
+
+def libpq_environment(params: dict[str, str]) -> dict[str, str]:
+    """The environment for `pg_dump`/`psql`: the caller's, plus the connection as PG* vars."""
+    env = dict(os.environ)
+    for key, value in params.items():
+        variable = _PARAM_ENV.get(key)
+        if variable is None:
+            raise ConfigError(f"ADMIN_DATABASE_URL: unsupported connection parameter {key!r}")
+        env[variable] = value
+    return env
+
+
+def connect(params: dict[str, str], **overrides: str) -> psycopg.Connection:
+    merged = {**params, **overrides}
+    merged.setdefault("connect_timeout", str(CONNECT_TIMEOUT_SECONDS))
+    try:
+        return psycopg.connect(**merged)  # type: ignore[arg-type]
+    except psycopg.Error as exc:
+        where = f"{merged.get('host', 'local socket')}:{merged.get('port', '5432')}/{merged.get('dbname', '')}"
+        raise SourceError(
+            f"cannot connect to PostgreSQL at {where}: {first_line(str(exc))}"
+        ) from None
+
+
+def first_line(message: str) -> str:
+    lines = [line.strip() for line in message.strip().splitlines() if line.strip()]
+    # libpq puts the useful part ("FATAL: password authentication failed ...") last.
+    useful = [line for line in lines if "FATAL" in line or "error" in line.lower()]
+    return redact(useful[-1] if useful else (lines[-1] if lines else "unknown error"))
+
+
+def row_counts(connection: psycopg.Connection) -> dict[str, int]:
+    tables = connection.execute(
+        "SELECT schemaname, tablename FROM pg_tables "
+        "WHERE schemaname NOT IN ('pg_catalog', 'information_schema') "
+        "AND schemaname NOT LIKE 'pg_temp%' ORDER BY schemaname, tablename"
+    ).fetchall()
+    counts: dict[str, int] = {}
+    for schema, table in tables:
+        query = sql.SQL("SELECT count(*) FROM {}.{}").format(
+            sql.Identifier(schema), sql.Identifier(table)
+        )
+        row = connection.execute(query).fetchone()
+        counts[table if schema == "public" else f"{schema}.{table}"] = int(row[0]) if row else 0
+    return counts
+
+
+class PostgresSource:
+    db_type = "postgres"
+    artifact_ext = ".sql"
+
+    def __init__(self, url: str) -> None:
+        self.params = parse_database_url(url)
+
+    def describe(self) -> str:
+        return (
+            f"PostgreSQL {self.params.get('user', '')}@{self.params.get('host', 'local socket')}:"
+            f"{self.params.get('port', '5432')}/{self.params.get('dbname', '')}"
+        )
+
+    def check(self) -> None:
+        with connect(self.params) as connection:
+            connection.execute("SELECT 1")
+
+    def dump(self, out: BinaryIO) -> DumpResult:
+        connection = connect(self.params)
+        try:
+            connection.execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
+            row = connection.execute("SELECT pg_export_snapshot()").fetchone()
+            assert row is not None
+            snapshot_id = str(row[0])
+            counts = row_counts(connection)
+            run_pg_dump(self.params, out, ["--snapshot", snapshot_id])
+            connection.execute("COMMIT")
+        finally:
+            connection.close()
+        return DumpResult(tables=counts)
+
+
+def run_pg_dump(params: dict[str, str], out: BinaryIO, extra_args: list[str] | None = None) -> None:
+    """Stream plain-SQL `pg_dump` output into `out`."""
+    command = ["pg_dump", "--format=plain", "--no-owner", "--no-privileges", "--no-password"]
+    command += extra_args or []
+    with tempfile.TemporaryFile() as stderr:
+        try:
+            process = subprocess.Popen(
+                command, stdout=subprocess.PIPE, stderr=stderr, env=libpq_environment(params)
+            )
+        except FileNotFoundError:
+            raise SourceError("pg_dump is not installed or not on PATH") from None
+        assert process.stdout is not None
+        try:
+            while chunk := process.stdout.read(BLOCK_SIZE):
+                out.write(chunk)
+        except BaseException:
+            process.kill()
+            process.wait()
+            raise
+        finally:
+            process.stdout.close()
+        code = process.wait()
+        if code != 0:
+            stderr.seek(0)
+            message = stderr.read(64 * 1024).decode("utf-8", "replace")
+            raise SourceError(f"pg_dump failed (exit {code}): {first_line(message)}")
