@@ -192,7 +192,7 @@ def fill_postgres(dbname: str, rows: int = 1000) -> None:
             "INSERT INTO agents(name, settings) SELECT 'agent ' || g || ' ü', jsonb_build_object('n', g) FROM generate_series(1, 50) g"
         )
         conn.execute(
-            "INSERT INTO messages(agent_id, body, score) SELECT (g % 50) + 1, repeat('x', g % 200) || E'\\n\\t''q', g / 7.0 FROM generate_series(1, %s) g",
+            "INSERT INTO messages(agent_id, body, score) SELECT (g %% 50) + 1, repeat('x', g %% 200) || E'\\n\\t''q', g / 7.0 FROM generate_series(1, %s) g",
             (rows,),
         )
         conn.execute("INSERT INTO audit.events(what) SELECT 'e' || g FROM generate_series(1, 20) g")
