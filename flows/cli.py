@@ -38,6 +38,11 @@ def build_parser() -> argparse.ArgumentParser:
     db.add_argument("--offsite", action="store_true", help="copy the backup to OFFSITE_DESTINATION")
     db.add_argument("--tier", default="every-6h", help="retention tier (default: every-6h)")
     db.set_defaults(run=_run_db_backup)
+
+    monitor = commands.add_parser(
+        "monitor", help="check backup health; exit 0 all passed, 1 warnings, 2 critical"
+    )
+    monitor.set_defaults(run=_run_monitor)
     return parser
 
 
@@ -47,6 +52,14 @@ def _run_db_backup(args: argparse.Namespace) -> int:
     result = db_backup(retention_days=args.retention_days, offsite=args.offsite, tier=args.tier)
     print("\n".join(result.summary_lines()))
     return 0
+
+
+def _run_monitor(args: argparse.Namespace) -> int:
+    from flows import monitor_backups
+
+    result = monitor_backups()
+    print("\n".join(result.summary_lines()))
+    return result.exit_code
 
 
 def quiet_prefect_console() -> None:

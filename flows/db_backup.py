@@ -12,6 +12,7 @@ from flows.hooks import FAILURE_HOOKS
 from flows.reporting import human_size, publish_table, run_logger
 from tasks.errors import ConfigError
 from tasks.lock import backup_dir_lock
+from tasks.monitor_tasks import record_backup_metrics
 from tasks.naming import TIERS
 from tasks.prefect_tasks import dump_database, rotate_backups, verify_backup
 from tasks.retention import RetentionPolicy
@@ -89,6 +90,8 @@ def db_backup(
         kept=rotation.kept,
         removed=rotation.removed,
     )
+    # After the lock is released: metrics describe the run, they are not part of it.
+    record_backup_metrics(settings, "db", artifact.path, artifact.size, result.seconds)
     for line in result.summary_lines():
         logger.info(line)
     publish_table(

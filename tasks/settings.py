@@ -66,6 +66,17 @@ class Settings(BaseSettings):
     backup_lock_timeout: float = 60.0
     backup_skip_unreadable: bool = False
 
+    # Monitoring thresholds (the guide's values) and alert delivery.
+    monitor_max_age_hours: float = Field(default=25.0, gt=0)
+    monitor_min_count: int = Field(default=3, ge=0)
+    monitor_size_drop_ratio: float = Field(default=0.5, ge=0, le=1)
+    monitor_min_free_percent: float = Field(default=10.0, ge=0, le=100)
+    monitor_free_space_multiple: float = Field(default=2.0, ge=0)
+    monitor_rpo_database_hours: float = Field(default=6.0, gt=0)
+    monitor_rpo_files_hours: float = Field(default=24.0, gt=0)
+    monitor_check_deployments: bool = True
+    alert_timeout: float = Field(default=10.0, gt=0)
+
     @field_validator("admin_db_type")
     @classmethod
     def _known_db_type(cls, value: str) -> str:

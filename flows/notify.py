@@ -1,0 +1,118 @@
+"""Failure notifications: what every flow's on_failure / on_crashed hook sends.
+
+`flows.hooks` calls `notify_flow_failure(job, message)` when a run fails or crashes. It
+alerts every configured channel (naming the job, the phase that failed and the error,
+all redacted) and records the failure in the metrics file. It never raises: a broken
+alert channel must not mask the failure it reports.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from tasks.alerts import Alert, send_alert
+from tasks.metrics import record_backup_failure, record_job_failure
+from tasks.redact import redact
+
+log = logging.getLogger("chatbot_backup")
+
+BACKUP_KIND = {"db-backup": "db", "backup-all": "full"}
+
+# When no task failed, the error's type says which phase of the run went wrong.
+_PHASE_BY_ERROR = {
+    "ConfigError": "configuration",
+    "SourceError": "reading the data",
+    "LockError": "locking the backup folder",
+    "VerifyError": "verification",
+    "RestoreError": "restore",
+    "AbortedByOperator": "confirmation",
+    "DestinationError": "writing to the destination",
+}
+
+
+def _settings() -> Any:
+    """The settings, or — when they are the very thing that is broken — a copy that
+    overrides the fields the alert does not need, so the alert still goes out."""
+    from tasks.settings import load_settings
+
+    try:
+        return load_settings()
+    except Exception:
+        return load_settings(admin_db_type="sqlite", retention_days=7, backup_compression="gzip")
+
+
+def failed_task_names() -> list[str]:
+    """Names of the failed task runs of the current flow run, when Prefect can tell us."""
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import (
+        FlowRunFilter,
+        FlowRunFilterId,
+        TaskRunFilter,
+        TaskRunFilterState,
+        TaskRunFilterStateType,
+    )
+    from prefect.client.schemas.objects import StateType
+    from prefect.context import FlowRunContext
+
+    context = FlowRunContext.get()
+    if context is None or context.flow_run is None:
+        return []
+    with get_client(sync_client=True) as client:
+        runs = client.read_task_runs(
+            flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[context.flow_run.id])),
+            task_run_filter=TaskRunFilter(
+                state=TaskRunFilterState(
+                    type=TaskRunFilterStateType(any_=[StateType.FAILED, StateType.CRASHED])
+                )
+            ),
+        )
+    # "dump-database-3f2" -> "dump-database"
+    return [run.name.rsplit("-", 1)[0] if "-" in run.name else run.name for run in runs]
+
+
+def failure_phase(message: str) -> str:
+    """The phase of the run that failed: the failed task, else the error's domain."""
+    try:
+        tasks = failed_task_names()
+    except Exception:  # the server may be the thing that is down
+        tasks = []
+    if tasks:
+        return ", ".join(dict.fromkeys(tasks))
+    error_type = message.split(":", 1)[0].strip()
+    return _PHASE_BY_ERROR.get(error_type, "flow run")
+
+
+def notify_flow_failure(job_name: str, message: str) -> None:
+    """Alert and record a failed or crashed run of `job_name`. Never raises."""
+    try:
+        settings = _settings()
+    except Exception as exc:
+        log.error(
+            "failure alert for %s not sent: settings unreadable (%s)", job_name, redact(str(exc))
+        )
+        return
+    message = redact(message)
+    try:
+        phase = failure_phase(message)
+        alert = Alert(
+            status="failed",
+            job=job_name,
+            message=f"{job_name} failed during {phase}: {message}",
+            checks=[{"name": phase, "severity": "critical", "reason": message}],
+        )
+        for outcome in send_alert(settings, alert):
+            if not outcome.delivered:
+                log.error("failure alert via %s not delivered: %s", outcome.channel, outcome.detail)
+    except Exception as exc:
+        log.error(
+            "failure alert for %s not sent: %s", job_name, redact(f"{type(exc).__name__}: {exc}")
+        )
+    try:
+        kind = BACKUP_KIND.get(job_name)
+        if kind is not None:
+            record_backup_failure(settings, kind)
+        else:
+            record_job_failure(settings, job_name)
+    except Exception as exc:
+        log.error("failure metrics for %s not recorded: %s", job_name, redact(str(exc)))
