@@ -43,6 +43,18 @@ def build_parser() -> argparse.ArgumentParser:
         "monitor", help="check backup health; exit 0 all passed, 1 warnings, 2 critical"
     )
     monitor.set_defaults(run=_run_monitor)
+
+    serve = commands.add_parser(
+        "serve", help="run every scheduled tier (the retention tiers) from one long-running process"
+    )
+    serve.set_defaults(run=_run_serve)
+    schedule = commands.add_parser(
+        "schedule", help="print the tier schedules with their next run times (no server needed)"
+    )
+    schedule.add_argument(
+        "--count", type=_count_arg, default=3, metavar="N", help="run times per tier (default: 3)"
+    )
+    schedule.set_defaults(run=_run_schedule)
     return parser
 
 
@@ -60,6 +72,36 @@ def _run_monitor(args: argparse.Namespace) -> int:
     result = monitor_backups()
     print("\n".join(result.summary_lines()))
     return result.exit_code
+
+
+def _count_arg(value: str) -> int:
+    if not value.isdigit() or not 1 <= int(value) <= 50:
+        raise argparse.ArgumentTypeError(f"must be a whole number from 1 to 50, got {value!r}")
+    return int(value)
+
+
+def _run_serve(args: argparse.Namespace) -> int:
+    from prefect.logging.handlers import PrefectConsoleHandler
+
+    from deployments.serve import serve_tiers
+
+    # A long-running server logs what it runs (to the journal), unlike one-shot commands.
+    for logger in [
+        logging.getLogger(),
+        *[logging.getLogger(n) for n in logging.root.manager.loggerDict],
+    ]:
+        for handler in getattr(logger, "handlers", []):
+            if isinstance(handler, PrefectConsoleHandler):
+                handler.setLevel(logging.NOTSET)
+    serve_tiers()
+    return 0
+
+
+def _run_schedule(args: argparse.Namespace) -> int:
+    from deployments.timetable import print_schedule
+
+    print_schedule(args.count)
+    return 0
 
 
 def quiet_prefect_console() -> None:
