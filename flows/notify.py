@@ -34,12 +34,36 @@ _PHASE_BY_ERROR = {
 def _settings() -> Any:
     """The settings, or — when they are the very thing that is broken — a copy that
     overrides the fields the alert does not need, so the alert still goes out."""
-    from tasks.settings import load_settings
+    from pydantic import ValidationError
+
+    from tasks.settings import Settings, application_root, load_settings
 
     try:
         return load_settings()
     except Exception:
-        return load_settings(admin_db_type="sqlite", retention_days=7, backup_compression="gzip")
+        pass
+    # Replace each invalid field by its default (the alert fields themselves included:
+    # a bad ALERT_TIMEOUT must not silence the alert), then load as usual so that the
+    # secrets are registered for redaction.
+    overrides: dict[str, object] = {"admin_db_type": "sqlite"}
+    env_file = application_root() / ".env"
+    for _ in range(len(Settings.model_fields)):
+        try:
+            Settings(
+                _env_file=env_file if env_file.is_file() else None,  # type: ignore[call-arg]
+                app_root=application_root(),
+                **overrides,  # type: ignore[arg-type]
+            )
+            break
+        except ValidationError as exc:
+            names = {str(e["loc"][0]) for e in exc.errors() if e.get("loc")}
+            fresh = {
+                n: Settings.model_fields[n].default for n in names if n in Settings.model_fields
+            }
+            if not fresh or all(n in overrides for n in fresh):
+                raise
+            overrides.update(fresh)
+    return load_settings(**overrides)
 
 
 def failed_task_names() -> list[str]:
