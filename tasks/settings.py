@@ -66,6 +66,16 @@ class Settings(BaseSettings):
     backup_lock_timeout: float = 60.0
     backup_skip_unreadable: bool = False
 
+    # Off-site copies (tasks.destination, tasks.offsite) and client-side encryption.
+    offsite_s3_storage_class: str | None = None  # e.g. STANDARD_IA; checked by the destination
+    offsite_ssh_config: Path | None = None  # default: the user's ~/.ssh/config
+    offsite_retention_days: int = Field(default=365, ge=1)
+    offsite_glacier_days: int = Field(default=30, ge=0)
+    offsite_expire_days: int = Field(default=365, ge=1)
+    offsite_retry_seconds: float = Field(default=300.0, gt=0)  # retry window per operation
+    backup_encryption_recipients: str | None = None  # age public keys, comma-separated
+    backup_encryption_identity: Path | None = None  # age identity file, for restores
+
     # Monitoring thresholds (the guide's values) and alert delivery.
     monitor_max_age_hours: float = Field(default=25.0, gt=0)
     monitor_min_count: int = Field(default=3, ge=0)
