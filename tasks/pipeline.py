@@ -8,6 +8,7 @@ name (with its sha256 sidecar) only when everything succeeded.
 from __future__ import annotations
 
 import contextlib
+import errno
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -17,8 +18,11 @@ from typing import BinaryIO, Generic, TypeVar
 from tasks.atomic import atomic_writer
 from tasks.checksum import write_sidecar
 from tasks.compress import HashingWriter, compressing_writer
+from tasks.errors import DestinationError
 
 T = TypeVar("T")
+
+_OUT_OF_SPACE = {errno.ENOSPC, errno.EDQUOT, errno.EFBIG}
 
 
 @dataclass(frozen=True)
@@ -38,17 +42,31 @@ def write_artifact(
     level: int | None = None,
 ) -> Artifact[T]:
     started = time.monotonic()
-    with atomic_writer(final) as raw:
-        hashed = HashingWriter(raw)
-        compressed = compressing_writer(hashed, compression, level)  # type: ignore[arg-type]
+    try:
+        with atomic_writer(final) as raw:
+            hashed = HashingWriter(raw)
+            compressed = compressing_writer(hashed, compression, level)  # type: ignore[arg-type]
+            try:
+                detail = produce(compressed)  # type: ignore[arg-type]
+            except BaseException:
+                with contextlib.suppress(Exception):
+                    compressed.close()
+                raise
+            compressed.close()
         try:
-            detail = produce(compressed)  # type: ignore[arg-type]
+            sidecar = write_sidecar(final, hashed.sha256.hexdigest())
         except BaseException:
-            with contextlib.suppress(Exception):
-                compressed.close()
+            # A backup whose checksum could not be recorded is not a finished backup.
+            with contextlib.suppress(FileNotFoundError):
+                final.unlink()
             raise
-        compressed.close()
-    sidecar = write_sidecar(final, hashed.sha256.hexdigest())
+    except OSError as exc:
+        if exc.errno in _OUT_OF_SPACE:
+            raise DestinationError(
+                f"no space left in {final.parent} while writing {final.name}; "
+                "nothing was kept — free some space and run the backup again"
+            ) from None
+        raise
     return Artifact(
         path=final,
         sidecar=sidecar,

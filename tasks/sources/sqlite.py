@@ -74,6 +74,8 @@ def snapshot_database(source: Path, target: Path) -> None:
             dst.execute("PRAGMA journal_mode=DELETE")
         finally:
             dst.close()
+    except OSError as exc:
+        raise SourceError(f"cannot write the snapshot of {source} to {target.parent}: {exc.strerror}") from None
     except sqlite3.DatabaseError as exc:
         busy = "locked" in str(exc) or "busy" in str(exc)
         raise SourceError(f"SQLite backup of {source} failed: {exc}", transient=busy) from None
