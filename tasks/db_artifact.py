@@ -5,9 +5,10 @@ from __future__ import annotations
 import socket
 import time
 from collections.abc import Callable
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path
 
+from tasks import clock
 from tasks.catalog import write_meta
 from tasks.naming import db_backup_name
 from tasks.pipeline import Artifact, write_artifact
@@ -17,10 +18,10 @@ from tasks.sources.base import DatabaseSource, DumpResult
 def unused_moment(folder: Path, name_for: Callable[[datetime], str]) -> datetime:
     """Now (UTC), moved on a second at a time until its name is free in `folder`."""
     while True:
-        moment = datetime.now(UTC).replace(microsecond=0)
+        moment = clock.utc_now().replace(microsecond=0)
         if not (folder / name_for(moment)).exists():
             return moment
-        time.sleep(1.05 - (datetime.now(UTC).microsecond / 1e6))
+        time.sleep(1.05 - (clock.utc_now().microsecond / 1e6))
 
 
 def dump_database_artifact(
