@@ -1,6 +1,16 @@
 """chatbot-backup's jobs, one Prefect flow each: `from flows import db_backup`."""
 
 from flows.db_backup import DbBackupResult, db_backup
+from flows.db_restore import RestoreResult, db_restore
 from flows.monitor import MonitorResult, monitor_backups
+from flows.restore_all import restore_all
 
-__all__ = ["DbBackupResult", "MonitorResult", "db_backup", "monitor_backups"]
+__all__ = [
+    "DbBackupResult",
+    "MonitorResult",
+    "RestoreResult",
+    "db_backup",
+    "db_restore",
+    "monitor_backups",
+    "restore_all",
+]

@@ -11,6 +11,7 @@ import logging
 import os
 import sys
 from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import Any
 
 PROG = "chatbot-backup"
@@ -39,6 +40,15 @@ def build_parser() -> argparse.ArgumentParser:
     db.add_argument("--tier", default="every-6h", help="retention tier (default: every-6h)")
     db.set_defaults(run=_run_db_backup)
 
+    for job, what in (
+        ("db-restore", "restore the admin database from a .db.gz/.sql.gz backup"),
+        ("restore-all", "restore database, uploads, configuration and data from a full backup"),
+    ):
+        restore = commands.add_parser(job, help=what)
+        restore.add_argument("file", metavar="FILE", help="the backup file to restore")
+        restore.add_argument("--yes", action="store_true", help="do not ask for confirmation")
+        restore.set_defaults(run=_run_restore, job=job)
+
     monitor = commands.add_parser(
         "monitor", help="check backup health; exit 0 all passed, 1 warnings, 2 critical"
     )
@@ -62,6 +72,31 @@ def _run_db_backup(args: argparse.Namespace) -> int:
     from flows import db_backup
 
     result = db_backup(retention_days=args.retention_days, offsite=args.offsite, tier=args.tier)
+    print("\n".join(result.summary_lines()))
+    return 0
+
+
+def _run_restore(args: argparse.Namespace) -> int:
+    """Ask first (the guide's warning) unless --yes, then run the restore flow confirmed."""
+    from flows import db_restore, restore_all
+    from flows.restore_confirm import ask_operator, not_confirmed
+    from tasks.errors import VerifyError
+    from tasks.verify import sniff_compression
+
+    full = args.job == "restore-all"
+    given = os.path.expanduser(args.file)
+    path = os.path.abspath(given)
+    if os.path.exists(path):
+        sniff_compression(Path(path))  # a file that is no backup fails before the question
+    elif os.path.isabs(given):
+        raise VerifyError(f"{path}: no such backup file")
+    else:
+        path = given  # the flow also looks for a bare name in BACKUP_DIR
+    if not args.yes and not ask_operator(full):
+        print(f"{PROG}: {not_confirmed(args.job)}", file=sys.stderr)
+        return 1
+    flow = restore_all if full else db_restore
+    result = flow(backup_file=path, confirm=True)
     print("\n".join(result.summary_lines()))
     return 0
 

@@ -1,0 +1,205 @@
+"""`restore-all`: the full restore (the guide's `restore_all.sh`), all or nothing.
+
+Order: confirm; then, holding the backup folder's lock: verify the archive (checksum and
+stream); extract it safely into a staging folder beside the live data and check every
+file against MANIFEST.json; verify and stage the database artifact it holds; plan the
+swaps (uploads, configuration files, application data — never the live database file,
+its snapshots or the backup folder); write the pre-restore snapshot; swap the files in
+by renames, keeping the replaced copies; restore the database (SQLite: rename;
+PostgreSQL: one checked transaction). If the database step fails, the files are put
+back. Only when everything is in place are the replaced copies deleted.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+from prefect import flow
+
+from flows.db_restore import (
+    RestoreResult,
+    check_kind_matches,
+    checksum_label,
+    describe_database,
+)
+from flows.hooks import FAILURE_HOOKS
+from flows.reporting import publish_table, run_logger
+from flows.restore_confirm import require_confirmation
+from tasks.errors import RestoreError, VerifyError
+from tasks.lock import backup_dir_lock
+from tasks.manifest import Manifest
+from tasks.prefect_tasks import verify_backup
+from tasks.restore_archive import StagedArchive, discard_staging, new_staging_dir
+from tasks.restore_files import (
+    Swap,
+    SwapJournal,
+    SwapPlan,
+    plan_tree,
+    remove_stale_staging,
+    stage_beside,
+)
+from tasks.restore_source import resolve_backup_file
+from tasks.restore_sqlite import SNAPSHOT_MARKER, companions, discard_staged
+from tasks.restore_tasks import (
+    check_sqlite,
+    identify_backup,
+    load_postgres,
+    snapshot_postgres,
+    snapshot_sqlite,
+    stage_full_backup,
+    stage_sqlite_copy,
+    swap_files,
+    swap_sqlite,
+)
+from tasks.settings import Settings, load_settings
+
+
+def protected_paths(settings: Settings, staging: Path) -> list[Path]:
+    """What a data-folder swap must never move: restored on its own, or not ours to touch."""
+    db = settings.db_path
+    snapshots = (
+        [p for p in db.parent.iterdir() if p.name.startswith(db.name + SNAPSHOT_MARKER)]
+        if db.parent.is_dir()
+        else []
+    )
+    return [
+        db,
+        *companions(db),
+        *snapshots,
+        settings.uploads,
+        settings.backups,
+        *settings.config_paths,
+        staging,
+    ]
+
+
+def plan_file_swaps(settings: Settings, staged: StagedArchive) -> tuple[SwapPlan, list[str]]:
+    """Uploads, configuration files and application data, each from its archive folder."""
+    root = staged.root
+    plan = SwapPlan()
+    notes: list[str] = []
+    if (root / "uploads").is_dir() and not (root / "uploads").is_symlink():
+        plan.swaps.append(Swap(settings.uploads, root / "uploads", "uploads"))
+    else:
+        notes.append("uploads: not in the backup; live uploads kept")
+    config_dir = root / "config"
+    wanted = {path.name for path in settings.config_paths}
+    for path in settings.config_paths:
+        incoming = config_dir / path.name
+        if incoming.exists() or incoming.is_symlink():  # a file, or a folder named in CONFIG_FILES
+            plan.swaps.append(Swap(path, incoming, f"config/{path.name}"))
+        else:
+            notes.append(f"config/{path.name}: not in the backup; live file kept")
+    if config_dir.is_dir():
+        notes += [
+            f"config/{extra.name}: in the backup but not in CONFIG_FILES; not restored"
+            for extra in sorted(config_dir.iterdir())
+            if extra.name not in wanted
+        ]
+    if (root / "data").is_dir() and not (root / "data").is_symlink():
+        data = plan_tree(
+            settings.app_data, root / "data", protected_paths(settings, staged.staging), "data"
+        )
+        plan.swaps += data.swaps
+        notes += data.skipped
+    else:
+        notes.append("data: not in the backup; live application data kept")
+    return plan, notes
+
+
+def restored_parts(manifest: Manifest, swapped: list[str]) -> list[str]:
+    """One short phrase per part, e.g. 'uploads (12 files)'."""
+    parts = ["database"] if manifest.database is not None else []
+    for section in ("uploads", "config", "data"):
+        if any(label == section or label.startswith(section + "/") for label in swapped):
+            count = sum(
+                1 for f in manifest.files if f.type == "file" and f.path.startswith(section + "/")
+            )
+            parts.append(f"{section} ({count} files)")
+    return parts
+
+
+@flow(name="restore-all", log_prints=False, **FAILURE_HOOKS)  # type: ignore[call-overload]
+def restore_all(backup_file: str, confirm: bool = False) -> RestoreResult:
+    """Restore database, uploads, configuration and application data from a full backup."""
+    started = time.monotonic()
+    settings = load_settings()
+    path = resolve_backup_file(backup_file, settings.backups)
+    confirmed_by = require_confirmation(confirm, "restore-all", path.name, full=True)
+    logger = run_logger()
+    with backup_dir_lock(settings.backups, "restore-all", settings.backup_lock_timeout):
+        verified = verify_backup(path)
+        if identify_backup(path, verified.compression) != "tar":
+            raise VerifyError(
+                f"{path.name} is not a full backup archive; restore a database backup with `db-restore`"
+            )
+        remove_stale_staging(settings.app_data.parent)
+        staging = new_staging_dir(settings.app_data)
+        journal = SwapJournal()
+        staged_db: Path | None = None
+        try:
+            staged = stage_full_backup(path, staging)
+            manifest = staged.manifest
+            if staged.database is None:
+                raise VerifyError(f"{path.name}: the manifest records no database backup")
+            db_file = verify_backup(staged.database, manifest.database.sha256)  # type: ignore[union-attr]
+            db_kind = identify_backup(staged.database, db_file.compression)
+            check_kind_matches(db_kind, settings, f"{path.name}: {staged.database.name}")
+            expected = manifest.database.tables if manifest.database else None  # always set here
+            recorded_in = "MANIFEST.json"
+            sqlite_copy = None
+            if db_kind == "sqlite":
+                sqlite_copy = stage_sqlite_copy(
+                    db_file.path, db_file.compression, settings.db_path, expected, recorded_in
+                )
+                staged_db = sqlite_copy.path
+            plan, notes = plan_file_swaps(settings, staged)
+            plan = stage_beside(plan, journal.token)
+
+            if sqlite_copy is not None:
+                snapshot, readable = snapshot_sqlite(settings.db_path)
+            else:
+                snapshot = snapshot_postgres(settings)
+            swapped = swap_files(plan, journal)
+            try:
+                if sqlite_copy is not None:
+                    swap_sqlite(sqlite_copy, settings.db_path, readable, snapshot)
+                    tables = {}
+                else:
+                    tables = load_postgres(
+                        settings, db_file.path, db_file.compression, db_file.sha256, expected
+                    )
+            except BaseException as exc:
+                journal.rollback()
+                if isinstance(exc, RestoreError | VerifyError):
+                    raise type(exc)(
+                        f"{exc} — uploads, configuration and data were put back"
+                    ) from None
+                raise
+            journal.commit()
+            if sqlite_copy is not None:
+                tables = check_sqlite(settings.db_path)
+        finally:
+            if staged_db is not None:
+                discard_staged(staged_db)
+            discard_staging(staging)
+    result = RestoreResult(
+        job="restore-all",
+        backup_file=str(path),
+        sha256=verified.sha256,
+        checksum=checksum_label(verified, "sidecar") + "; every file against MANIFEST.json",
+        db_type=settings.db_type,
+        database=describe_database(settings),
+        pre_restore_snapshot=str(snapshot) if snapshot else None,
+        tables=tables,
+        counts_checked_against=recorded_in,
+        seconds=time.monotonic() - started,
+        confirmed_by=confirmed_by,
+        restored=restored_parts(manifest, swapped),
+        notes=notes,
+    )
+    for line in result.summary_lines():
+        logger.info(line)
+    publish_table("restore-all-summary", result.table_rows(), f"Full restore from {path.name}")
+    return result

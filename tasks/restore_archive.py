@@ -1,0 +1,149 @@
+"""A full backup made ready to restore: extracted into staging and proven by its manifest.
+
+The archive is extracted (safely: no member may land outside the staging folder) into a
+hidden staging folder beside the live data, then every file is checked against
+`MANIFEST.json` — presence, type, size and sha256 — and a file the manifest does not
+list is refused too. Only a staged tree that passed all of this is ever swapped in.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import os
+import secrets
+import shutil
+import stat
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+from tasks.atomic import DIR_MODE
+from tasks.compress import BLOCK_SIZE
+from tasks.errors import VerifyError
+from tasks.manifest import MANIFEST_JSON, MANIFEST_TXT, Manifest, parse_manifest
+from tasks.naming import timestamp
+from tasks.restore_files import STAGING_PREFIX
+
+
+@dataclass(frozen=True)
+class StagedArchive:
+    staging: Path  # the staging folder; deleted when the restore ends
+    root: Path  # staging/full_backup_YYYYMMDD_HHMMSS
+    manifest: Manifest
+    database: Path | None  # root/database/<artifact>, verified against the manifest
+    files: int  # regular files verified
+
+
+def new_staging_dir(beside: Path) -> Path:
+    """A fresh hidden 0700 folder next to `beside` (so on the same filesystem)."""
+    parent = beside.parent
+    parent.mkdir(parents=True, exist_ok=True)
+    path = parent / f"{STAGING_PREFIX}{timestamp(datetime.now(UTC))}-{secrets.token_hex(4)}"
+    path.mkdir(mode=DIR_MODE)
+    return path
+
+
+def discard_staging(staging: Path) -> None:
+    with contextlib.suppress(FileNotFoundError):
+        shutil.rmtree(staging)
+
+
+def stage_archive(archive: Path, staging: Path) -> StagedArchive:
+    """Extract `archive` into `staging` and verify it against its manifest.
+
+    Unsafe members (absolute paths, `..`, links pointing out, devices) are refused by
+    the extraction; what it wrote so far lies in staging only, which the caller deletes.
+    """
+    from tasks.safe_extract import extract_archive
+
+    extraction = extract_archive(archive, staging, preserve_owner=os.geteuid() == 0)
+    names = {*extraction.files, *extraction.dirs, *extraction.symlinks}
+    tops = {name.split("/", 1)[0] for name in names if name}
+    if len(tops) != 1:
+        raise VerifyError(
+            f"{archive.name}: not a full backup (expected one top folder, found {len(tops)})"
+        )
+    top = tops.pop()
+    root = staging / top
+    manifest_path = root / MANIFEST_JSON
+    if manifest_path.is_symlink() or not manifest_path.is_file():
+        raise VerifyError(f"{archive.name}: no MANIFEST.json — not a full backup of chatbot-backup")
+    manifest = parse_manifest(manifest_path.read_bytes())
+    written = {
+        name[len(top) + 1 :]: done.sha256
+        for name, done in extraction.files.items()
+        if name.startswith(top + "/")
+    }
+    database, files = verify_staged_tree(root, manifest, written)
+    return StagedArchive(staging, root, manifest, database, files)
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        while chunk := handle.read(BLOCK_SIZE):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def _check_file(
+    root: Path, rel: str, size: int, sha256: str | None, written: dict[str, str]
+) -> str | None:
+    path = root / rel
+    try:
+        info = os.lstat(path)
+    except FileNotFoundError:
+        return f"{rel} missing"
+    if not stat.S_ISREG(info.st_mode):
+        return f"{rel} is not a regular file"
+    if info.st_size != size:
+        return f"{rel} has {info.st_size} bytes, the manifest says {size}"
+    # The extraction hashed each file as it wrote it; anything else is read again.
+    if sha256 is not None and (written.get(rel) or _sha256(path)) != sha256:
+        return f"{rel} does not match its sha256"
+    return None
+
+
+def verify_staged_tree(
+    root: Path, manifest: Manifest, written: dict[str, str] | None = None
+) -> tuple[Path | None, int]:
+    """Every entry of the manifest present and intact; nothing unlisted. VerifyError else."""
+    written = written or {}
+    problems: list[str] = []
+    listed = {MANIFEST_JSON, MANIFEST_TXT}
+    database = None
+    if manifest.database is not None:
+        entry = manifest.database
+        listed.add(entry.artifact)
+        problem = _check_file(root, entry.artifact, entry.size, entry.sha256, written)
+        if problem:
+            problems.append(problem)
+        database = root / entry.artifact
+    files = 0
+    for item in manifest.files:
+        path = root / item.path
+        if item.type == "file":
+            listed.add(item.path)
+            files += 1
+            problem = _check_file(root, item.path, item.size, item.sha256, written)
+            if problem:
+                problems.append(problem)
+        elif item.type == "dir":
+            if path.is_symlink() or not path.is_dir():
+                problems.append(f"{item.path}/ missing")
+        elif item.type == "symlink":
+            listed.add(item.path)
+            if not path.is_symlink() or os.readlink(path) != item.target:
+                problems.append(f"{item.path} is not the recorded link")
+    for dirpath, dirnames, filenames in os.walk(root):
+        for name in filenames + [d for d in dirnames if os.path.islink(os.path.join(dirpath, d))]:
+            rel = os.path.relpath(os.path.join(dirpath, name), root).replace(os.sep, "/")
+            if rel not in listed:
+                problems.append(f"{rel} is not listed in the manifest")
+    if problems:
+        shown = "; ".join(problems[:5]) + (
+            f"; and {len(problems) - 5} more" if len(problems) > 5 else ""
+        )
+        raise VerifyError(f"the archive does not match its MANIFEST.json: {shown}")
+    return database, files

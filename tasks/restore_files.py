@@ -1,0 +1,216 @@
+"""Swapping restored folders and files into place by renames, with a way back.
+
+A plan pairs each live path with the staged path that replaces it (or with nothing,
+when the backup did not have it). Every staged path already lies on the live path's
+filesystem, so carrying the plan out is renames only: the live entry moves aside to a
+hidden `.NAME.replaced-TOKEN` sibling, the staged one takes its name. The journal
+remembers each rename; `rollback` undoes them in reverse order, `commit` deletes the
+replaced copies. Protected paths (the live database, its snapshots, the backup folder,
+a folder restored on its own) are never moved, however deep they lie.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import secrets
+import shutil
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from tasks.atomic import fsync_dir
+from tasks.errors import RestoreError
+
+REPLACED_MARKER = ".replaced-"
+INCOMING_MARKER = ".incoming-"
+STAGING_PREFIX = ".chatbot-restore-"
+
+
+def is_restore_leftover(name: str) -> bool:
+    """A hidden entry made by a restore: staging, incoming copy, or replaced copy."""
+    return name.startswith(".") and (
+        name.startswith(STAGING_PREFIX) or REPLACED_MARKER in name or INCOMING_MARKER in name
+    )
+
+
+def normal(path: Path) -> Path:
+    """An absolute path with `.`/`..` folded, links left as they are (compared by text)."""
+    return Path(os.path.normpath(path.absolute()))
+
+
+@dataclass(frozen=True)
+class Swap:
+    target: Path  # the live path
+    incoming: Path | None  # the staged replacement; None: the backup does not have it
+    label: str  # e.g. "uploads", "data/cache", "config/.env"
+
+
+@dataclass
+class SwapPlan:
+    swaps: list[Swap] = field(default_factory=list)
+    skipped: list[str] = field(default_factory=list)  # staged entries left out, with why
+
+
+def _entries(folder: Path | None) -> set[str]:
+    if folder is None or folder.is_symlink() or not folder.is_dir():
+        return set()
+    return {entry.name for entry in folder.iterdir()}
+
+
+def plan_tree(
+    live_dir: Path, staged_dir: Path | None, protected: Iterable[Path], label: str
+) -> SwapPlan:
+    """Swaps that make `live_dir`'s content equal `staged_dir`'s, protected paths untouched.
+
+    A live folder that holds a protected path is not swapped whole: the plan descends
+    into it and swaps its other entries one by one.
+    """
+    guarded = {normal(p) for p in protected}
+    plan = SwapPlan()
+    _plan_into(normal(live_dir), staged_dir, guarded, label, plan)
+    return plan
+
+
+def _plan_into(
+    live_dir: Path, staged_dir: Path | None, guarded: set[Path], label: str, plan: SwapPlan
+) -> None:
+    for name in sorted(_entries(live_dir) | _entries(staged_dir)):
+        live = live_dir / name
+        staged = staged_dir / name if staged_dir is not None else None
+        if staged is not None and not (staged.exists() or staged.is_symlink()):
+            staged = None
+        where = f"{label}/{name}"
+        if is_restore_leftover(name):
+            # A killed restore's staging or replaced copy: maybe the only copy of some
+            # data, so a restore never moves or deletes it; the operator decides.
+            continue
+        if live in guarded:
+            if staged is not None:
+                plan.skipped.append(
+                    f"{where}: kept the live one (restored separately or protected)"
+                )
+            continue
+        holds_guarded = any(live in g.parents for g in guarded)
+        if holds_guarded and live.is_dir() and not live.is_symlink():
+            if staged is not None and (staged.is_symlink() or not staged.is_dir()):
+                plan.skipped.append(f"{where}: not a folder in the backup; kept the live one")
+                staged = None
+            _plan_into(live, staged, guarded, where, plan)
+            continue
+        plan.swaps.append(Swap(live, staged, where))
+
+
+def stage_beside(plan: SwapPlan, token: str) -> SwapPlan:
+    """Make every incoming path rename-able onto its target: copy it next to the target
+    when it lies on another filesystem. Creates missing parent folders of targets."""
+    ready = SwapPlan(skipped=list(plan.skipped))
+    for swap in plan.swaps:
+        incoming = swap.incoming
+        if incoming is not None:
+            swap.target.parent.mkdir(parents=True, exist_ok=True)
+            if os.lstat(incoming).st_dev != os.stat(swap.target.parent).st_dev:
+                beside = swap.target.with_name(f".{swap.target.name}{INCOMING_MARKER}{token}")
+                _copy_entry(incoming, beside)
+                incoming = beside
+        ready.swaps.append(Swap(swap.target, incoming, swap.label))
+    return ready
+
+
+def _copy_entry(source: Path, target: Path) -> None:
+    if source.is_symlink():
+        os.symlink(os.readlink(source), target)
+    elif source.is_dir():
+        shutil.copytree(source, target, symlinks=True)
+    else:
+        shutil.copy2(source, target)
+
+
+def _remove(path: Path) -> None:
+    if path.is_dir() and not path.is_symlink():
+        shutil.rmtree(path)
+    else:
+        with contextlib.suppress(FileNotFoundError):
+            path.unlink()
+
+
+@dataclass
+class _Done:
+    swap: Swap
+    stash: Path | None
+    moved_in: bool = False
+
+
+class SwapJournal:
+    """Carries out a plan by renames and remembers how to undo it."""
+
+    def __init__(self, token: str | None = None) -> None:
+        self.token = token or secrets.token_hex(4)
+        self._done: list[_Done] = []
+
+    def apply(self, plan: SwapPlan) -> list[str]:
+        """Swap every entry in; on any error undo what was done and raise RestoreError."""
+        try:
+            for swap in plan.swaps:
+                self._swap(swap)
+        except OSError as exc:
+            self.rollback()
+            raise RestoreError(
+                f"could not swap {exc.filename or 'a restored entry'} into place ({exc.strerror}); "
+                "everything swapped so far was put back"
+            ) from None
+        return [swap.label for swap in plan.swaps]
+
+    def _swap(self, swap: Swap) -> None:
+        target = swap.target
+        stash = None
+        if target.exists() or target.is_symlink():
+            stash = target.with_name(f".{target.name}{REPLACED_MARKER}{self.token}")
+            os.rename(target, stash)
+        done = _Done(swap, stash)
+        self._done.append(done)
+        if swap.incoming is not None:
+            os.rename(swap.incoming, target)
+            done.moved_in = True
+        fsync_dir(target.parent)
+
+    def rollback(self) -> None:
+        """Put every replaced entry back where it was; the restored ones return to staging."""
+        problems = []
+        for done in reversed(self._done):
+            try:
+                if done.moved_in and done.swap.incoming is not None:
+                    os.rename(done.swap.target, done.swap.incoming)
+                if done.stash is not None:
+                    os.rename(done.stash, done.swap.target)
+            except OSError as exc:
+                problems.append(f"{done.swap.label}: {exc.strerror}")
+        self._done.clear()
+        if problems:
+            raise RestoreError(
+                "restore failed and could not put everything back: " + "; ".join(problems)
+            )
+
+    def commit(self) -> None:
+        """The restore is proven: delete the replaced copies."""
+        for done in self._done:
+            if done.stash is not None:
+                _remove(done.stash)
+        self._done.clear()
+
+
+def remove_stale_staging(folder: Path) -> list[Path]:
+    """Delete staging folders and incoming copies a killed restore left in `folder`.
+
+    Replaced copies (`.replaced-`) are never deleted here: after a kill they may be the
+    only copy of the live data. Call only while holding the backup lock.
+    """
+    removed = []
+    if folder.is_dir():
+        for entry in folder.iterdir():
+            if entry.name.startswith(STAGING_PREFIX) or (
+                entry.name.startswith(".") and INCOMING_MARKER in entry.name
+            ):
+                _remove(entry)
+                removed.append(entry)
+    return removed
