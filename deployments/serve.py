@@ -25,7 +25,7 @@ from uuid import UUID
 
 import httpx
 
-from deployments.build import build_deployments
+from deployments.build import build_deployments, check_timezone
 from tasks.errors import BackupError, ConfigError
 from tasks.settings import load_settings
 
@@ -151,6 +151,7 @@ def serve_tiers(timezone: str | None = None) -> None:
 
     if timezone is None:
         timezone = load_settings().backup_timezone
+    timezone = check_timezone(timezone)  # settings first, then the server
     api_url = require_api_url()
     built = build_deployments(timezone)
     for reason in built.unavailable.values():

@@ -9,8 +9,14 @@ retention, exactly as the scheduled flows do. Real files in a real folder, the r
 
 from __future__ import annotations
 
+import os
+import shutil
+import tempfile
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+
+import pytest
 
 from deployments.tiers import TIER_TABLE, Tier
 from deployments.timetable import next_runs
@@ -79,6 +85,20 @@ EXPECTED_AT_END: dict[str, list[str]] = {
 }
 
 
+@pytest.fixture
+def folder(tmp_path: Path) -> Iterator[Path]:
+    """A backup folder on tmpfs when there is one: ~4000 fsyncs and deletes stay quick."""
+    shm = Path("/dev/shm")  # noqa: S108  (only as the parent of a private mkdtemp folder)
+    if not (shm.is_dir() and os.access(shm, os.W_OK)):
+        yield tmp_path
+        return
+    path = Path(tempfile.mkdtemp(prefix="tier-retention-", dir=shm))
+    try:
+        yield path
+    finally:
+        shutil.rmtree(path, ignore_errors=True)
+
+
 def cron_times(tier: Tier, start: datetime, end: datetime) -> list[datetime]:
     """Every run time of a tier in [start, end), from its cron, in chunks."""
     times: list[datetime] = []
@@ -102,7 +122,7 @@ def make_backup(folder: Path, kind: str, moment: datetime, tier: str | None) -> 
     return path
 
 
-def test_a_year_of_every_tier_keeps_exactly_the_hand_written_table(tmp_path: Path) -> None:
+def test_a_year_of_every_tier_keeps_exactly_the_hand_written_table(folder: Path) -> None:
     backup_tiers = [t for t in TIER_TABLE if t.tier is not None]
     assert {t.tier for t in backup_tiers} == set(EXPECTED_AT_END)
 
@@ -125,18 +145,18 @@ def test_a_year_of_every_tier_keeps_exactly_the_hand_written_table(tmp_path: Pat
 
     made_tier: dict[str, str] = {}  # file name -> tier it was made in (or default tier)
     for moment, kind, tier, policy in events:
-        path = make_backup(tmp_path, kind, moment, tier)
+        path = make_backup(folder, kind, moment, tier)
         made_tier[path.name] = tier or ("every-6h" if kind == "db" else "daily")
         if policy is None:
             continue
-        result = rotate(tmp_path, policy, moment)
+        result = rotate(folder, policy, moment)
         # Tiers never eat each other: a run removes only backups of its own kind and tier.
         for name in result.removed:
             assert made_tier[name] == policy.tier, (moment, policy, name)
-            assert not (tmp_path / f"{name}.sha256").exists()
-            assert not (tmp_path / f"{name}.meta.json").exists()
+            assert not (folder / f"{name}.sha256").exists()
+            assert not (folder / f"{name}.meta.json").exists()
 
-    left = list_backups(tmp_path)
+    left = list_backups(folder)
     kept = {
         tier: sorted(r.created_at.strftime("%Y-%m-%d %H:%M") for r in left if r.tier == tier)
         for tier in EXPECTED_AT_END
@@ -146,7 +166,7 @@ def test_a_year_of_every_tier_keeps_exactly_the_hand_written_table(tmp_path: Pat
     assert all(r.tier_marked for r in left)
     assert len(left) == sum(len(v) for v in EXPECTED_AT_END.values())
     # Nothing but our backups and their sidecars is left behind.
-    names = {p.name for p in tmp_path.iterdir()}
+    names = {p.name for p in folder.iterdir()}
     assert names == {
         n for r in left for n in (r.path.name, f"{r.path.name}.sha256", f"{r.path.name}.meta.json")
     }
