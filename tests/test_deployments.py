@@ -31,6 +31,7 @@ from deployments.tiers import TIER_TABLE, Tier
 from deployments.timetable import next_runs
 from tasks.catalog import read_meta
 from tasks.errors import ConfigError
+from tasks.lock import backup_dir_lock
 from tests.conftest import make_sqlite_db, sqlite_dump
 from tests.support.services import PrefectService, prefect_server
 
@@ -61,6 +62,14 @@ SPEC_TABLE: dict[str, tuple[str, dict[str, Any]]] = {
 
 def test_tier_table_is_the_spec_table() -> None:
     assert {t.full_name: (t.cron, t.parameters) for t in TIER_TABLE} == SPEC_TABLE
+
+
+def test_the_monitor_checks_the_same_deployments_and_retentions() -> None:
+    # tasks/ cannot import deployments/ (layers only look down), so it keeps a copy.
+    from tasks.monitor_checks import SCHEDULED_DEPLOYMENTS, TIER_RETENTION_DAYS
+
+    assert sorted(SCHEDULED_DEPLOYMENTS) == sorted(SPEC_TABLE)
+    assert TIER_RETENTION_DAYS == {t.tier: t.retention_days for t in TIER_TABLE if t.tier}
 
 
 def test_committed_prefect_yaml_is_generated_from_the_table(tmp_path: Path) -> None:
@@ -306,8 +315,8 @@ def app_env(app: dict[str, Path], prefect_api: PrefectService, **extra: str) -> 
         BACKUP_DIR=str(app["backups"]),
         BACKUP_LOCK_TIMEOUT="30",
         PREFECT_HOME=str(app["home"]),
-        **extra,
     )
+    env.update(extra)
     return env
 
 
@@ -354,7 +363,7 @@ def test_serve_runs_the_daily_tier_and_catches_up_missed_runs_once(
     ]
 
     log = tmp_path / "serve.log"
-    env = app_env(app, prefect_api, BACKUP_TIMEZONE="America/New_York")
+    env = app_env(app, prefect_api, BACKUP_TIMEZONE="America/New_York", BACKUP_LOCK_TIMEOUT="120")
     env["PREFECT_RUNNER_POLL_FREQUENCY"] = "1"
     with log.open("w") as out:
         serve = subprocess.Popen(
@@ -389,9 +398,24 @@ def test_serve_runs_the_daily_tier_and_catches_up_missed_runs_once(
         for full_name in SPEC_TABLE:
             assert read_back(client, full_name) == expected(full_name, "America/New_York", None)
 
-        # Trigger the daily tier by hand, as `prefect deployment run backup-all/daily` does.
-        run = run_deployment("backup-all/daily", timeout=300)
-        assert run.state is not None and run.state.type == StateType.COMPLETED, run.state
+        # Trigger the daily tier by hand (as `prefect deployment run backup-all/daily` does)
+        # while another job, a CLI run say, holds BACKUP_DIR: the run waits for the lock...
+        def state_of(run_id: Any) -> Any:
+            return client.read_flow_run(run_id).state
+
+        with backup_dir_lock(app["backups"], "a CLI run", timeout=5):
+            run = run_deployment("backup-all/daily", timeout=0)
+            wait_for("the daily run", lambda: state_of(run.id).type == StateType.RUNNING, 90, log)
+            # ...and a second daily run meanwhile is cancelled by the deployment's limit.
+            second = run_deployment("backup-all/daily", timeout=0)
+            wait_for("the second daily run", lambda: state_of(second.id).is_final(), 90, log)
+            assert state_of(second.id).type == StateType.CANCELLED
+            assert "concurrency limit" in state_of(second.id).message
+            assert state_of(run.id).type == StateType.RUNNING
+            assert not list(app["backups"].glob("full_backup_*"))
+        wait_for("the daily run to finish", lambda: state_of(run.id).is_final(), 300, log)
+        run = client.read_flow_run(run.id)
+        assert run.state.type == StateType.COMPLETED, run.state
         assert run.parameters == SPEC_TABLE["backup-all/daily"][1]
         (archive,) = app["backups"].glob("full_backup_*.tar.gz")
         assert read_meta(archive)["tier"] == "daily"
