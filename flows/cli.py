@@ -40,6 +40,30 @@ def build_parser() -> argparse.ArgumentParser:
     db.add_argument("--tier", default="every-6h", help="retention tier (default: every-6h)")
     db.set_defaults(run=_run_db_backup)
 
+    full = commands.add_parser(
+        "backup-all", help="back up database, uploads, configuration and data in one archive"
+    )
+    full.add_argument("--retention-days", type=_retention, default=None, metavar="N")
+    full.add_argument(
+        "--offsite", action="store_true", help="copy the backup to OFFSITE_DESTINATION"
+    )
+    full.add_argument("--tier", default="daily", help="daily, weekly or monthly (default: daily)")
+    full.set_defaults(run=_run_backup_all)
+
+    test = commands.add_parser(
+        "test-restore", help="prove a backup restores; exit 0 only when every check passes"
+    )
+    test.add_argument(
+        "--backup-file", default=None, metavar="F", help="default: the newest full backup"
+    )
+    test.add_argument(
+        "--staging-server",
+        default=None,
+        metavar="USER@HOST",
+        help="also copy the backup there over SSH and run test-restore on it",
+    )
+    test.set_defaults(run=_run_test_restore)
+
     for job, what in (
         ("db-restore", "restore the admin database from a .db.gz/.sql.gz backup"),
         ("restore-all", "restore database, uploads, configuration and data from a full backup"),
@@ -74,6 +98,34 @@ def _run_db_backup(args: argparse.Namespace) -> int:
     result = db_backup(retention_days=args.retention_days, offsite=args.offsite, tier=args.tier)
     print("\n".join(result.summary_lines()))
     return 0
+
+
+def _run_backup_all(args: argparse.Namespace) -> int:
+    from flows import backup_all
+
+    result = backup_all(retention_days=args.retention_days, offsite=args.offsite, tier=args.tier)
+    print("\n".join(result.summary_lines()))
+    return 0
+
+
+def _run_test_restore(args: argparse.Namespace) -> int:
+    """Print every check; exit 0 only when all passed, else 1 with one line on stderr."""
+    from flows import test_restore
+
+    backup_file = (
+        os.path.abspath(os.path.expanduser(args.backup_file)) if args.backup_file else None
+    )
+    result = test_restore(backup_file=backup_file, staging_server=args.staging_server)
+    print("\n".join(result.summary_lines()))
+    if result.passed:
+        return 0
+    first = result.failed[0]
+    print(
+        f"{PROG}: test-restore failed: {len(result.failed)} of {len(result.checks)} checks "
+        f"failed; first: {first.name}: {first.reason}",
+        file=sys.stderr,
+    )
+    return 1
 
 
 def _run_restore(args: argparse.Namespace) -> int:

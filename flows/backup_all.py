@@ -1,0 +1,130 @@
+"""`backup-all`: the full system backup (the guide's `backup_all.sh`)."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+
+from prefect import flow
+
+from flows.db_backup import resolve_retention
+from flows.hooks import FAILURE_HOOKS
+from flows.reporting import human_size, publish_table, run_logger
+from tasks.errors import ConfigError
+from tasks.full_backup_tasks import verify_full_backup, write_full_backup_task
+from tasks.lock import backup_dir_lock
+from tasks.prefect_tasks import rotate_backups
+from tasks.retention import RetentionPolicy
+from tasks.settings import load_settings
+
+FULL_TIERS = ("daily", "weekly", "monthly")
+
+
+@dataclass(frozen=True)
+class BackupAllResult:
+    path: str
+    sidecar: str
+    size: int
+    sha256: str
+    db_type: str
+    tier: str
+    seconds: float
+    files: int
+    bytes: int
+    tables: dict[str, int] = field(default_factory=dict)
+    sections: dict[str, int] = field(default_factory=dict)  # files per folder
+    changed: list[str] = field(default_factory=list)  # files that changed while read
+    skipped: list[dict[str, str]] = field(default_factory=list)
+    kept: list[str] = field(default_factory=list)
+    removed: list[str] = field(default_factory=list)
+
+    def summary_lines(self) -> list[str]:
+        lines = [
+            "Full backup completed",
+            f"  file:     {self.path}",
+            f"  size:     {human_size(self.size)} ({self.size} bytes)",
+            f"  sha256:   {self.sha256}",
+            f"  database: {self.db_type} ({len(self.tables)} tables)",
+            f"  files:    {self.files} ({human_size(self.bytes)}): "
+            + ", ".join(f"{name} {count}" for name, count in self.sections.items()),
+            f"  duration: {self.seconds:.1f} s",
+            f"  tier:     {self.tier}",
+            f"  backups kept: {len(self.kept)}, removed: {len(self.removed)}",
+        ]
+        if self.changed:
+            lines.append(
+                f"  changed while read ({len(self.changed)}): {', '.join(self.changed[:5])}"
+            )
+        for item in self.skipped:
+            lines.append(f"  skipped: {item.get('path')}: {item.get('reason')}")
+        return lines
+
+
+def check_full_tier(tier: str) -> str:
+    if tier not in FULL_TIERS:
+        raise ConfigError(f"--tier: must be one of {', '.join(FULL_TIERS)}, got {tier!r}")
+    return tier
+
+
+@flow(name="backup-all", log_prints=False, **FAILURE_HOOKS)  # type: ignore[call-overload]
+def backup_all(
+    retention_days: int | None = None, offsite: bool = False, tier: str = "daily"
+) -> BackupAllResult:
+    """Back up the database, uploads, configuration and data folder into one archive."""
+    started = time.monotonic()
+    settings = load_settings()
+    retention = resolve_retention(retention_days, settings.retention_days)
+    check_full_tier(tier)
+    if offsite:
+        raise ConfigError("--offsite: off-site copies are not available in this version")
+    logger = run_logger()
+    with backup_dir_lock(settings.backups, "backup-all", settings.backup_lock_timeout):
+        artifact = write_full_backup_task(settings, tier)
+        verify_full_backup(artifact)
+        rotation = rotate_backups(
+            settings.backups, RetentionPolicy("full", tier, retention), datetime.now(UTC)
+        )
+    summary = artifact.detail
+    manifest = summary.manifest
+    result = BackupAllResult(
+        path=str(artifact.path),
+        sidecar=str(artifact.sidecar),
+        size=artifact.size,
+        sha256=artifact.sha256,
+        db_type=settings.db_type,
+        tier=tier,
+        seconds=time.monotonic() - started,
+        files=summary.files,
+        bytes=summary.bytes,
+        tables=dict(manifest.database.tables) if manifest.database else {},
+        sections={name: counts[0] for name, counts in summary.sections.items()},
+        changed=summary.changed,
+        skipped=list(manifest.skipped),
+        kept=rotation.kept,
+        removed=rotation.removed,
+    )
+    for line in result.summary_lines():
+        logger.info(line)
+    publish_table(
+        "backup-all-summary",
+        [
+            {"item": "file", "value": artifact.path.name},
+            {"item": "size_bytes", "value": artifact.size},
+            {"item": "sha256", "value": artifact.sha256},
+            {"item": "database", "value": settings.db_type},
+            {"item": "tables", "value": len(result.tables)},
+            *[
+                {"item": f"{name}_files", "value": f"{counts[0]} ({counts[1]} bytes)"}
+                for name, counts in summary.sections.items()
+            ],
+            {"item": "changed_while_read", "value": len(result.changed)},
+            {"item": "skipped", "value": len(result.skipped)},
+            {"item": "duration_s", "value": f"{result.seconds:.2f}"},
+            {"item": "tier", "value": tier},
+            {"item": "kept", "value": len(rotation.kept)},
+            {"item": "removed", "value": ", ".join(rotation.removed) or "none"},
+        ],
+        f"Full backup {artifact.path.name}",
+    )
+    return result

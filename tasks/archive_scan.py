@@ -1,0 +1,117 @@
+"""Archive integrity of a full backup, in one read: checksum, compressed stream, tar, manifest.
+
+The file is read once: its sha256 is computed while the gzip (or zstd) stream is
+decompressed and every tar header is walked, as `tar -tzf` does, and the small
+`MANIFEST.json` is kept on the way past. Used after every full backup, by
+test-restore, and by the monitor. Nothing here writes anything.
+"""
+
+from __future__ import annotations
+
+import gzip
+import io
+import tarfile
+import zlib
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import zstandard
+
+from tasks.checksum import read_sidecar
+from tasks.compress import BLOCK_SIZE, HashingReader, open_decompressed
+from tasks.errors import VerifyError
+from tasks.manifest import MANIFEST_JSON, MANIFEST_TXT
+from tasks.verify import sniff_compression
+
+# A manifest lists every file; 10,000 files take about 2 MB. Anything far beyond is not ours.
+MAX_MANIFEST_BYTES = 512 << 20
+
+
+@dataclass
+class ArchiveScan:
+    path: Path
+    size: int  # compressed, on disk
+    sha256: str
+    compression: str
+    sidecar_checked: bool
+    members: int = 0
+    content_bytes: int = 0  # sum of member sizes
+    top_folders: set[str] = field(default_factory=set)
+    manifest_json: bytes | None = None
+    last_members: list[str] = field(default_factory=list)  # the last two member names
+
+    @property
+    def top(self) -> str | None:
+        return next(iter(self.top_folders)) if len(self.top_folders) == 1 else None
+
+    @property
+    def manifest_is_last(self) -> bool:
+        names = {name.rsplit("/", 1)[-1] for name in self.last_members}
+        return len(self.last_members) == 2 and names == {MANIFEST_JSON, MANIFEST_TXT}
+
+
+def scan_archive(path: Path, expected_sha256: str | None = None) -> ArchiveScan:
+    """Read the whole archive once; VerifyError saying what is wrong, else what it holds."""
+    if not path.exists():
+        raise VerifyError(f"{path}: no such backup file")
+    compression = sniff_compression(path)
+    expected = expected_sha256 or read_sidecar(path)
+    scan = ArchiveScan(
+        path=path,
+        size=path.stat().st_size,
+        sha256="",
+        compression=compression,
+        sidecar_checked=expected is not None,
+    )
+    try:
+        with open(path, "rb") as raw:
+            hashed = HashingReader(raw)
+            stream = open_decompressed(io.BufferedReader(hashed, BLOCK_SIZE), compression)
+            with tarfile.open(fileobj=stream, mode="r|") as tar:
+                while (member := tar.next()) is not None:
+                    _note_member(scan, tar, member)
+                    tar.members.clear()  # type: ignore[attr-defined]  # tarfile keeps every header; we need none
+            # tar stops at its end marker; the rest of the stream must still decompress.
+            while stream.read(BLOCK_SIZE):
+                pass
+            hashed.drain()
+    except (EOFError, gzip.BadGzipFile, zlib.error, zstandard.ZstdError) as exc:
+        raise VerifyError(
+            f"{path.name}: damaged or truncated {compression} stream ({exc})"
+        ) from None
+    except tarfile.TarError as exc:
+        raise VerifyError(f"{path.name}: not a readable tar archive ({exc})") from None
+    except OSError as exc:
+        raise VerifyError(f"{path.name}: cannot read ({exc})") from None
+    scan.sha256 = hashed.sha256.hexdigest()
+    if expected is not None and scan.sha256 != expected:
+        raise VerifyError(
+            f"{path.name}: sha256 does not match its sidecar (expected {expected[:12]}…, "
+            f"found {scan.sha256[:12]}…) — the file is corrupt"
+        )
+    if scan.members == 0:
+        raise VerifyError(f"{path.name}: the archive is empty")
+    return scan
+
+
+def member_name(member: tarfile.TarInfo) -> str:
+    """The member's name without a leading "./" (some tar tools write one)."""
+    name = member.name
+    while name.startswith("./"):
+        name = name[2:]
+    return name.rstrip("/")
+
+
+def _note_member(scan: ArchiveScan, tar: tarfile.TarFile, member: tarfile.TarInfo) -> None:
+    scan.members += 1
+    scan.content_bytes += member.size if member.isfile() else 0
+    name = member_name(member)
+    scan.top_folders.add(name.split("/", 1)[0])
+    scan.last_members = [*scan.last_members[-1:], name]
+    parts = name.split("/")
+    if len(parts) == 2 and parts[1] == MANIFEST_JSON and member.isfile():
+        if member.size > MAX_MANIFEST_BYTES:
+            raise VerifyError(f"{scan.path.name}: MANIFEST.json is implausibly large")
+        handle = tar.extractfile(member)
+        if handle is not None:
+            scan.manifest_json = handle.read()

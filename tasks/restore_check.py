@@ -1,0 +1,377 @@
+"""The checks of an automated restore test, each a plain function returning an outcome.
+
+SPEC.md, Test restore: backup file exists and is readable; archive integrity;
+extraction; manifest verification (every file's size and sha256); database restorable
+into a scratch database with the manifest's row counts; configuration files present;
+uploaded files intact; application data intact. (The staging-server check lives in
+`tasks.staging`.) A check never raises for a problem with the backup: it returns a
+failed `CheckOutcome` whose reason says what is wrong, so every check gets reported.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import secrets
+import shutil
+import sqlite3
+import tempfile
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+from tasks.archive_scan import ArchiveScan, scan_archive
+from tasks.compress import copy_stream, open_decompressed
+from tasks.errors import BackupError
+from tasks.manifest import MANIFEST_JSON, MANIFEST_TXT, FileEntry, Manifest, parse_manifest
+from tasks.naming import parse_backup_name
+from tasks.psql import create_database, drop_database, load_sql_dump
+from tasks.redact import redact
+from tasks.safe_extract import Extraction, extract_archive
+from tasks.sources.postgres import connect, row_counts
+from tasks.sources.sqlite import integrity_problem, table_row_counts
+from tasks.verify import sniff_compression, verify_compressed_file
+
+# The checks, in the order they run and are reported.
+BACKUP_FILE = "backup-file"
+ARCHIVE_INTEGRITY = "archive-integrity"
+EXTRACTION = "extraction"
+MANIFEST = "manifest"
+DATABASE = "database"
+CONFIG_FILES = "config-files"
+UPLOADS = "uploads"
+APP_DATA = "app-data"
+STAGING = "staging-server"
+
+SECTION_CHECKS = {CONFIG_FILES: "config", UPLOADS: "uploads", APP_DATA: "data"}
+SCRATCH_DB_PREFIX = "chatbot_restore_test_"
+_SHOWN_PROBLEMS = 3
+
+
+@dataclass(frozen=True)
+class CheckOutcome:
+    name: str
+    passed: bool
+    reason: str
+
+    @classmethod
+    def ok(cls, name: str, reason: str) -> CheckOutcome:
+        return cls(name, True, reason)
+
+    @classmethod
+    def failed(cls, name: str, reason: str) -> CheckOutcome:
+        return cls(name, False, redact(reason))
+
+    @classmethod
+    def not_run(cls, name: str, because: str) -> CheckOutcome:
+        return cls(name, False, f"not run: {because}")
+
+
+def _listing(problems: list[str]) -> str:
+    shown = "; ".join(problems[:_SHOWN_PROBLEMS])
+    more = len(problems) - _SHOWN_PROBLEMS
+    return shown + (f"; and {more} more" if more > 0 else "")
+
+
+# -- 1. backup file ------------------------------------------------------------------
+
+
+def check_backup_file(path: Path) -> CheckOutcome:
+    try:
+        if not path.exists():
+            return CheckOutcome.failed(BACKUP_FILE, f"{path}: no such file")
+        if not path.is_file():
+            return CheckOutcome.failed(BACKUP_FILE, f"{path}: not a regular file")
+        size = path.stat().st_size
+        with open(path, "rb") as handle:
+            handle.read(1)
+    except OSError as exc:
+        return CheckOutcome.failed(BACKUP_FILE, f"{path}: cannot read ({exc.strerror})")
+    if size == 0:
+        return CheckOutcome.failed(BACKUP_FILE, f"{path.name}: empty file")
+    return CheckOutcome.ok(BACKUP_FILE, f"{path.name}, {size} bytes, readable")
+
+
+def is_full_archive(path: Path) -> bool:
+    """A full backup by name, or (for a renamed file) by not being a db-only name."""
+    parsed = parse_backup_name(path.name)
+    if parsed is not None:
+        return parsed.kind == "full"
+    return ".tar" in path.name
+
+
+# -- 2. archive integrity --------------------------------------------------------------
+
+
+def check_archive_integrity(path: Path) -> tuple[CheckOutcome, ArchiveScan | None]:
+    """Full archive: sha256 sidecar (if any), the whole compressed stream, every tar header."""
+    try:
+        scan = scan_archive(path)
+    except BackupError as exc:
+        return CheckOutcome.failed(ARCHIVE_INTEGRITY, str(exc)), None
+    checksum = "sha256 matches its sidecar" if scan.sidecar_checked else "no .sha256 sidecar"
+    return (
+        CheckOutcome.ok(
+            ARCHIVE_INTEGRITY,
+            f"{checksum}; {scan.compression} stream and {scan.members} tar members readable",
+        ),
+        scan,
+    )
+
+
+def check_db_artifact_integrity(path: Path) -> CheckOutcome:
+    """Database-only artifact: sha256 sidecar (if any), the whole stream, its format."""
+    try:
+        verified = verify_compressed_file(path)
+    except BackupError as exc:
+        return CheckOutcome.failed(ARCHIVE_INTEGRITY, str(exc))
+    checksum = "sha256 matches its sidecar" if verified.sidecar_checked else "no .sha256 sidecar"
+    return CheckOutcome.ok(
+        ARCHIVE_INTEGRITY,
+        f"{checksum}; {verified.compression} stream readable ({verified.content_size} bytes)",
+    )
+
+
+# -- 3. extraction ---------------------------------------------------------------------
+
+
+def check_extraction(
+    path: Path, scan: ArchiveScan, workdir: Path
+) -> tuple[CheckOutcome, Extraction | None]:
+    """Extract into `workdir`, refusing anything that would land outside it."""
+    try:
+        workdir.mkdir(mode=0o700, parents=True, exist_ok=True)
+        free = shutil.disk_usage(workdir).free
+    except OSError as exc:
+        return CheckOutcome.failed(EXTRACTION, f"cannot use {workdir}: {exc}"), None
+    if scan.content_bytes > free:
+        return (
+            CheckOutcome.failed(
+                EXTRACTION,
+                f"{workdir} has {free} bytes free, the archive needs {scan.content_bytes}; "
+                "set TMPDIR to a larger folder",
+            ),
+            None,
+        )
+    try:
+        # The scan counted the bytes; an archive that now holds more is not the one scanned.
+        extraction = extract_archive(
+            path, workdir, skip_external_links=True, max_bytes=scan.content_bytes
+        )
+    except BackupError as exc:
+        return CheckOutcome.failed(EXTRACTION, str(exc)), None
+    except OSError as exc:
+        return CheckOutcome.failed(EXTRACTION, f"extraction into {workdir} failed: {exc}"), None
+    reason = (
+        f"{len(extraction.files)} files ({extraction.bytes} bytes), {len(extraction.dirs)} "
+        f"folders, {len(extraction.symlinks) + len(extraction.external_links)} links extracted "
+        "safely into a temporary folder"
+    )
+    if extraction.external_links:
+        reason += f" ({len(extraction.external_links)} links pointing outside were not created)"
+    return CheckOutcome.ok(EXTRACTION, reason), extraction
+
+
+# -- 4. manifest -----------------------------------------------------------------------
+
+
+def entry_problem(entry: FileEntry, extraction: Extraction, top: str) -> str | None:
+    """What differs between a manifest entry and what was extracted, or None."""
+    name = f"{top}/{entry.path}"
+    if entry.type == "dir":
+        return None if name in extraction.dirs else f"{entry.path}: folder missing"
+    if entry.type == "symlink":
+        target = extraction.link_target(name)
+        if target is None:
+            return f"{entry.path}: link missing"
+        return (
+            None
+            if target == entry.target
+            else f"{entry.path}: link points to {target!r}, manifest says {entry.target!r}"
+        )
+    found = extraction.files.get(name)
+    if found is None:
+        return f"{entry.path}: file missing"
+    if found.size != entry.size:
+        return f"{entry.path}: {found.size} bytes, manifest says {entry.size}"
+    if found.sha256 != entry.sha256:
+        return f"{entry.path}: sha256 differs from the manifest"
+    return None
+
+
+def check_manifest(
+    scan: ArchiveScan, extraction: Extraction
+) -> tuple[CheckOutcome, Manifest | None]:
+    """Every entry's size and sha256 (and every link and folder) against what was extracted."""
+    if scan.manifest_json is None:
+        return CheckOutcome.failed(
+            MANIFEST, f"{MANIFEST_JSON} missing: the backup did not finish"
+        ), None
+    try:
+        manifest = parse_manifest(scan.manifest_json)
+    except BackupError as exc:
+        return CheckOutcome.failed(MANIFEST, str(exc)), None
+    top = scan.top
+    if top is None or top != manifest.name:
+        found = ", ".join(sorted(scan.top_folders)[:3])
+        return CheckOutcome.failed(
+            MANIFEST, f"the archive should hold one folder {manifest.name}/, it holds: {found}"
+        ), manifest
+    problems = [p for e in manifest.files if (p := entry_problem(e, extraction, top))]
+    listed = {f"{top}/{e.path}" for e in manifest.files}
+    listed |= {top, f"{top}/{MANIFEST_JSON}", f"{top}/{MANIFEST_TXT}", f"{top}/database"}
+    if manifest.database is not None:
+        artifact = f"{top}/{manifest.database.artifact}"
+        listed.add(artifact)
+        db_file = extraction.files.get(artifact)
+        if db_file is None:
+            problems.append(f"{manifest.database.artifact}: database artifact missing")
+        elif (db_file.size, db_file.sha256) != (manifest.database.size, manifest.database.sha256):
+            problems.append(f"{manifest.database.artifact}: differs from the manifest")
+    present = (
+        set(extraction.files)
+        | extraction.dirs
+        | set(extraction.symlinks)
+        | set(extraction.external_links)
+    )
+    problems += [
+        f"{n.removeprefix(top + '/')}: in the archive, not in the manifest"
+        for n in sorted(present - listed)
+    ]
+    if not scan.manifest_is_last:
+        problems.append("the manifest is not the last member: the backup did not finish")
+    if problems:
+        return CheckOutcome.failed(
+            MANIFEST, f"{len(problems)} problems: {_listing(problems)}"
+        ), manifest
+    files = sum(1 for e in manifest.files if e.type == "file")
+    return CheckOutcome.ok(
+        MANIFEST, f"{files} files, sizes and sha256 match; {len(manifest.files)} entries in all"
+    ), manifest
+
+
+# -- 5. database -----------------------------------------------------------------------
+
+
+def _compare_counts(expected: dict[str, int] | None, restored: dict[str, int]) -> str | None:
+    if expected is None:
+        return None
+    problems = []
+    for table in sorted(set(expected) | set(restored)):
+        want, got = expected.get(table), restored.get(table)
+        if want != got:
+            problems.append(
+                f"{table}: {'no table' if want is None else want} recorded, "
+                f"{'no table' if got is None else got} restored"
+            )
+    return f"row counts differ: {_listing(problems)}" if problems else None
+
+
+def restore_sqlite(artifact: Path, workdir: Path) -> dict[str, int]:
+    """Decompress into a temporary SQLite file; integrity_check; its row counts."""
+    target = workdir / f"restore-test-{secrets.token_hex(4)}.db"
+    try:
+        with open(artifact, "rb") as raw, open(target, "wb") as out:
+            copy_stream(open_decompressed(raw, sniff_compression(artifact)), out)
+        problem = integrity_problem(target)
+        if problem is not None:
+            raise BackupError(f"integrity_check failed on the restored copy: {problem}")
+        connection = sqlite3.connect(f"file:{target}?mode=ro", uri=True)
+        try:
+            return table_row_counts(connection)
+        finally:
+            connection.close()
+    finally:
+        target.unlink(missing_ok=True)
+
+
+def restore_postgres(artifact: Path, params: dict[str, str]) -> tuple[str, dict[str, int]]:
+    """Load the dump into a temporary database (created here, always dropped); its row counts."""
+    name = SCRATCH_DB_PREFIX + secrets.token_hex(6)
+    create_database(params, name)
+    try:
+        with open(artifact, "rb") as raw:
+            load_sql_dump(params, open_decompressed(raw, sniff_compression(artifact)), dbname=name)
+        with connect(params, dbname=name) as connection:
+            return name, row_counts(connection)
+    finally:
+        drop_database(params, name)
+
+
+def check_database(
+    artifact: Path | None,
+    expected_tables: dict[str, int] | None,
+    db_type: str | None,
+    pg_params: dict[str, str] | None,
+    workdir: Path,
+) -> CheckOutcome:
+    """Restore into a scratch database and compare every table's row count."""
+    if artifact is None or not artifact.is_file():
+        return CheckOutcome.failed(DATABASE, "the backup holds no database artifact")
+    parsed = parse_backup_name(artifact.name)
+    kind = parsed.db_type if parsed is not None and parsed.db_type else db_type
+    try:
+        if kind == "sqlite":
+            counts = restore_sqlite(artifact, workdir)
+            where = "a temporary SQLite file (integrity_check ok)"
+        elif kind == "postgres":
+            if pg_params is None:
+                return CheckOutcome.failed(
+                    DATABASE,
+                    "restoring a PostgreSQL dump needs a PostgreSQL server: set "
+                    "ADMIN_DATABASE_URL (a temporary database is created there and dropped)",
+                )
+            scratch, counts = restore_postgres(artifact, pg_params)
+            where = f"temporary PostgreSQL database {scratch} (dropped)"
+        else:
+            return CheckOutcome.failed(DATABASE, f"{artifact.name}: unknown database type")
+    except BackupError as exc:
+        return CheckOutcome.failed(DATABASE, f"{artifact.name} does not restore: {exc}")
+    except (OSError, EOFError, sqlite3.Error) as exc:
+        return CheckOutcome.failed(DATABASE, f"{artifact.name} does not restore: {exc}")
+    mismatch = _compare_counts(expected_tables, counts)
+    if mismatch:
+        return CheckOutcome.failed(
+            DATABASE, f"{artifact.name} restored into {where}, but {mismatch}"
+        )
+    compared = (
+        "row counts match" if expected_tables is not None else "no recorded row counts to compare"
+    )
+    return CheckOutcome.ok(
+        DATABASE,
+        f"{artifact.name} restored into {where}; {len(counts)} tables, "
+        f"{sum(counts.values())} rows; {compared}",
+    )
+
+
+# -- 6-8. configuration, uploads, application data ---------------------------------------
+
+
+def check_section(check: str, manifest: Manifest, extraction: Extraction, top: str) -> CheckOutcome:
+    """The manifest's entries under one folder (config/, uploads/, data/) are all intact."""
+    section = SECTION_CHECKS[check]
+    entries = [e for e in manifest.files if e.path == section or e.path.startswith(section + "/")]
+    if f"{top}/{section}" not in extraction.dirs:
+        return CheckOutcome.failed(check, f"{section}/ is missing from the archive")
+    problems = [p for e in entries if (p := entry_problem(e, extraction, top))]
+    skipped = [s for s in manifest.skipped if str(s.get("path", "")).startswith(section)]
+    if problems:
+        return CheckOutcome.failed(check, f"{len(problems)} problems: {_listing(problems)}")
+    files = [e for e in entries if e.type == "file"]
+    reason = f"{len(files)} files ({sum(e.size for e in files)} bytes) intact"
+    changed = [e.path for e in files if e.changed]
+    if changed:
+        reason += f"; {len(changed)} changed while the backup read them"
+    if skipped:
+        notes = ", ".join(f"{s.get('path')} ({s.get('reason')})" for s in skipped[:_SHOWN_PROBLEMS])
+        reason += f"; skipped at backup time: {notes}"
+    return CheckOutcome.ok(check, reason)
+
+
+@contextlib.contextmanager
+def scratch_folder(parent: Path | None = None) -> Iterator[Path]:
+    """A private temporary folder (TMPDIR unless `parent`), removed with all it holds."""
+    folder = Path(tempfile.mkdtemp(prefix="chatbot-test-restore-", dir=parent))
+    try:
+        yield folder
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)

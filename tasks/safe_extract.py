@@ -1,0 +1,296 @@
+"""Extracting a tar archive without letting any member land outside the target folder.
+
+Refused, with the member named: absolute paths, `..` anywhere in a path, devices,
+FIFOs and other special files, hard links to anything but a file already extracted,
+a member whose folder is not a real folder, and the same name twice. Symbolic links
+pointing out of the target are refused too, or, with `skip_external_links`, recorded and
+not created (a backup may hold such links legitimately; test-restore compares them with
+the manifest without creating them).
+
+Writes never go through a link: every link is created after all files and folders,
+files are opened with O_NOFOLLOW|O_EXCL, and a final pass resolves every created link
+and removes any that reaches out (a chain of inside-looking links can). Each file is
+hashed while it is written, so checking it against a manifest needs no second read.
+Folder modes are applied last, deepest first, so a read-only folder still gets its
+content; setuid, setgid and sticky bits are dropped.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import gzip
+import hashlib
+import io
+import os
+import stat
+import tarfile
+import zlib
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import BinaryIO
+
+import zstandard
+
+from tasks.compress import BLOCK_SIZE, open_decompressed
+from tasks.errors import VerifyError
+from tasks.verify import sniff_compression
+
+
+class UnsafeArchiveError(VerifyError):
+    """A member would land outside the target, or is something that is never extracted."""
+
+
+@dataclass(frozen=True)
+class ExtractedFile:
+    size: int
+    sha256: str
+
+
+@dataclass
+class Extraction:
+    dest: Path
+    files: dict[str, ExtractedFile] = field(default_factory=dict)  # name -> what was written
+    dirs: set[str] = field(default_factory=set)
+    symlinks: dict[str, str] = field(default_factory=dict)  # created: name -> target
+    external_links: dict[str, str] = field(default_factory=dict)  # not created
+    bytes: int = 0
+
+    def link_target(self, name: str) -> str | None:
+        return self.symlinks.get(name, self.external_links.get(name))
+
+
+def clean_name(raw: str) -> str:
+    """The member's relative name ("a/b"), or UnsafeArchiveError if it would climb out."""
+    if "\x00" in raw:
+        raise UnsafeArchiveError(f"{raw!r}: NUL in a member name refused")
+    if raw.startswith("/"):
+        raise UnsafeArchiveError(f"{raw}: absolute path refused")
+    parts = [p for p in raw.split("/") if p not in ("", ".")]
+    if ".." in parts:
+        raise UnsafeArchiveError(f"{raw}: '..' in a member name refused")
+    return "/".join(parts)
+
+
+def _inside(dest: str, path: str) -> bool:
+    return path == dest or path.startswith(dest + os.sep)
+
+
+class _Extractor:
+    def __init__(
+        self,
+        dest: Path,
+        skip_external_links: bool,
+        max_bytes: int | None,
+        preserve_owner: bool,
+    ) -> None:
+        dest.mkdir(mode=0o700, parents=True, exist_ok=True)
+        self.root = os.path.realpath(dest)
+        self.result = Extraction(dest=Path(self.root))
+        self.skip_external_links = skip_external_links
+        self.max_bytes = max_bytes
+        self.preserve_owner = preserve_owner
+        self.real_dirs: set[str] = {""}
+        self.dir_meta: list[tuple[str, tarfile.TarInfo]] = []
+        self.links: list[tuple[str, tarfile.TarInfo]] = []
+        self.seen: set[str] = set()
+
+    def path(self, name: str) -> str:
+        return os.path.join(self.root, name) if name else self.root
+
+    def ensure_dir(self, name: str, member: str) -> None:
+        """Make `name` (and its parents) a real folder; refuse anything else in the way."""
+        if name in self.real_dirs:
+            return
+        parts = name.split("/")
+        for depth in range(1, len(parts) + 1):
+            prefix = "/".join(parts[:depth])
+            if prefix in self.real_dirs:
+                continue
+            path = self.path(prefix)
+            try:
+                os.mkdir(path, 0o700)
+            except FileExistsError:
+                if not stat.S_ISDIR(os.lstat(path).st_mode):
+                    raise UnsafeArchiveError(
+                        f"{member}: {prefix} is in the way and is not a folder"
+                    ) from None
+            self.real_dirs.add(prefix)
+
+    def add(self, tar: tarfile.TarFile, member: tarfile.TarInfo) -> None:
+        name = clean_name(member.name)
+        if not name:
+            if member.isdir():
+                return  # "./": the target folder itself
+            raise UnsafeArchiveError(f"{member.name!r}: a member without a name refused")
+        if name in self.seen and not (member.isdir() and name in self.result.dirs):
+            raise UnsafeArchiveError(f"{name}: appears twice in the archive; refused")
+        self.seen.add(name)
+        parent = name.rsplit("/", 1)[0] if "/" in name else ""
+        if member.isdir():
+            self.ensure_dir(name, name)
+            self.result.dirs.add(name)
+            self.dir_meta.append((name, member))
+        elif member.isfile():
+            self.ensure_dir(parent, name)
+            self.write_file(tar, member, name)
+        elif member.issym():
+            self.links.append((name, member))
+        elif member.islnk():
+            self.ensure_dir(parent, name)
+            self.hard_link(member, name)
+        else:
+            raise UnsafeArchiveError(
+                f"{name}: {_kind(member)} refused (only files, folders and links are extracted)"
+            )
+
+    def write_file(self, tar: tarfile.TarFile, member: tarfile.TarInfo, name: str) -> None:
+        if self.max_bytes is not None and self.result.bytes + member.size > self.max_bytes:
+            raise UnsafeArchiveError(
+                f"{name}: the archive holds more than {self.max_bytes} bytes; extraction stopped"
+            )
+        source = tar.extractfile(member)
+        assert source is not None
+        digest = hashlib.sha256()
+        flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
+        try:
+            fd = os.open(self.path(name), flags, 0o600)
+        except (FileExistsError, IsADirectoryError):
+            raise UnsafeArchiveError(f"{name}: something is already there; refused") from None
+        try:
+            with os.fdopen(fd, "wb", closefd=False) as out:
+                while chunk := source.read(BLOCK_SIZE):
+                    digest.update(chunk)
+                    out.write(chunk)
+            self._apply_meta(fd, member, is_dir=False)
+        finally:
+            os.close(fd)
+        self.result.files[name] = ExtractedFile(member.size, digest.hexdigest())
+        self.result.bytes += member.size
+
+    def hard_link(self, member: tarfile.TarInfo, name: str) -> None:
+        target = clean_name(member.linkname)
+        if target not in self.result.files:
+            raise UnsafeArchiveError(
+                f"{name}: hard link to {member.linkname}, which is not a file extracted "
+                "before it; refused"
+            )
+        os.link(self.path(target), self.path(name), follow_symlinks=False)
+        self.result.files[name] = self.result.files[target]
+
+    def _external(self, name: str, target: str) -> None:
+        if not self.skip_external_links:
+            raise UnsafeArchiveError(f"{name}: link pointing outside the target ({target}) refused")
+        self.result.external_links[name] = target
+
+    def make_links(self) -> None:
+        for name, member in self.links:
+            target = member.linkname
+            joined = os.path.normpath(os.path.join(os.path.dirname(name), target))
+            if os.path.isabs(target) or joined == ".." or joined.startswith("../"):
+                self._external(name, target)
+                continue
+            parent = name.rsplit("/", 1)[0] if "/" in name else ""
+            self.ensure_dir(parent, name)
+            try:
+                os.symlink(target, self.path(name))
+            except FileExistsError:
+                raise UnsafeArchiveError(f"{name}: something is already there; refused") from None
+            if self.preserve_owner:
+                with contextlib.suppress(OSError):
+                    os.lchown(self.path(name), member.uid, member.gid)
+            self.result.symlinks[name] = target
+        # A chain of links that each look inside can still resolve outside: check them all.
+        for name, target in list(self.result.symlinks.items()):
+            if not _inside(self.root, os.path.realpath(self.path(name))):
+                os.unlink(self.path(name))
+                del self.result.symlinks[name]
+                self._external(name, target)
+
+    def finish_dirs(self) -> None:
+        for name, member in sorted(
+            self.dir_meta, key=lambda item: item[0].count("/"), reverse=True
+        ):
+            fd = os.open(self.path(name), os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW)
+            try:
+                self._apply_meta(fd, member, is_dir=True)
+            finally:
+                os.close(fd)
+
+    def _apply_meta(self, fd: int, member: tarfile.TarInfo, is_dir: bool) -> None:
+        if self.preserve_owner:
+            with contextlib.suppress(OSError):
+                os.fchown(fd, member.uid, member.gid)
+        os.fchmod(fd, member.mode & 0o777)
+        with contextlib.suppress(OSError, OverflowError, ValueError):
+            os.utime(fd, (member.mtime, member.mtime))
+
+
+def _kind(member: tarfile.TarInfo) -> str:
+    if member.ischr() or member.isblk():
+        return "device"
+    if member.isfifo():
+        return "FIFO"
+    return f"member type {member.type!r}"
+
+
+def extract_stream(
+    stream: BinaryIO,
+    dest: Path,
+    *,
+    skip_external_links: bool = False,
+    max_bytes: int | None = None,
+    preserve_owner: bool = False,
+) -> Extraction:
+    """Extract the uncompressed tar read from `stream` into `dest` (new or empty)."""
+    extractor = _Extractor(dest, skip_external_links, max_bytes, preserve_owner)
+    with tarfile.open(fileobj=stream, mode="r|") as tar:
+        while (member := tar.next()) is not None:
+            extractor.add(tar, member)
+            tar.members.clear()  # type: ignore[attr-defined]  # tarfile keeps every header; we need none
+    extractor.make_links()
+    extractor.finish_dirs()
+    return extractor.result
+
+
+@contextlib.contextmanager
+def open_archive(path: Path) -> Iterator[BinaryIO]:
+    """The uncompressed stream of a .tar.gz / .tar.zst file."""
+    compression = sniff_compression(path)
+    with open(path, "rb") as raw:
+        yield open_decompressed(io.BufferedReader(raw, BLOCK_SIZE), compression)
+
+
+def extract_archive(
+    path: Path,
+    dest: Path,
+    *,
+    skip_external_links: bool = False,
+    max_bytes: int | None = None,
+    preserve_owner: bool = False,
+) -> Extraction:
+    """Extract a compressed tar file; damage or an unsafe member is a VerifyError."""
+    try:
+        with open_archive(path) as stream:
+            return extract_stream(
+                stream,
+                dest,
+                skip_external_links=skip_external_links,
+                max_bytes=max_bytes,
+                preserve_owner=preserve_owner,
+            )
+    except (EOFError, gzip.BadGzipFile, zlib.error, zstandard.ZstdError) as exc:
+        raise VerifyError(f"{path.name}: damaged or truncated archive ({exc})") from None
+    except tarfile.TarError as exc:
+        raise VerifyError(f"{path.name}: not a readable tar archive ({exc})") from None
+
+
+def extract_safely(archive: Path, dest: Path, *, preserve_owner: bool = False) -> list[str]:
+    """Extract `archive` into `dest`, refusing every unsafe member; the names extracted.
+
+    Links pointing out of `dest` are refused here (SPEC.md, Restore); callers that
+    must keep such links of their own backups use `extract_archive(...,
+    skip_external_links=True)` and read `Extraction.external_links`.
+    """
+    extraction = extract_archive(archive, dest, preserve_owner=preserve_owner)
+    return sorted({*extraction.files, *extraction.dirs, *extraction.symlinks})
