@@ -42,8 +42,11 @@ SampleKey = tuple[str, Labels]
 
 PUSH_JOB = "chatbot_backup"
 PUSH_ATTEMPTS = 3
-METRICS_FILE_MODE = 0o644  # node_exporter runs as another user; no secret is in here
-METRICS_DIR_MODE = 0o755
+# Inside BACKUP_DIR the metrics are as private as the backups (SPEC: files 0600, folders
+# 0700). Elsewhere — node_exporter's textfile folder — node_exporter runs as another user
+# and must read them; they hold no secret.
+PRIVATE_MODES = (0o600, 0o700)  # file, folder
+SHARED_MODES = (0o644, 0o755)
 
 
 @dataclass(frozen=True)
@@ -203,7 +206,7 @@ def _file_lock(path: Path) -> Iterator[None]:
         os.close(fd)
 
 
-def _ensure_folder(path: Path) -> None:
+def _ensure_folder(path: Path, mode: int) -> None:
     """Create the metrics folder itself if needed, but never its parents.
 
     With the default METRICS_FILE under BACKUP_DIR, a monitor run must not create a
@@ -214,19 +217,23 @@ def _ensure_folder(path: Path) -> None:
         return
     if not folder.parent.is_dir():
         raise FileNotFoundError(f"{folder.parent} does not exist")
-    folder.mkdir(mode=METRICS_DIR_MODE, exist_ok=True)
+    folder.mkdir(mode=mode, exist_ok=True)
+    os.chmod(folder, mode)  # whatever the umask
 
 
 def update_metrics_file(
     path: Path,
     updates: Mapping[SampleKey, float | None],
     defaults: Mapping[SampleKey, float] | None = None,
+    private: bool = True,
 ) -> dict[SampleKey, float]:
     """Merge `updates` (None removes a series) into the file; returns the full set.
 
-    `defaults` are set only for series the file does not have yet.
+    `defaults` are set only for series the file does not have yet. `private` selects
+    0600/0700 modes, else 0644/0755 (see PRIVATE_MODES).
     """
-    _ensure_folder(path)
+    file_mode, dir_mode = PRIVATE_MODES if private else SHARED_MODES
+    _ensure_folder(path, dir_mode)
     with _file_lock(path):
         try:
             samples = parse_metrics(path.read_text(encoding="utf-8", errors="replace"))
@@ -240,7 +247,7 @@ def update_metrics_file(
         for sample, value in (defaults or {}).items():
             samples.setdefault(sample, float(value))
         with atomic_writer(path, overwrite=True) as out:
-            os.fchmod(out.fileno(), METRICS_FILE_MODE)
+            os.fchmod(out.fileno(), file_mode)
             out.write(render_metrics(samples).encode("utf-8"))
     return samples
 
@@ -300,7 +307,8 @@ def publish(
     ok = True
     path: Path = settings.metrics_path
     try:
-        samples = update_metrics_file(path, updates, defaults)
+        private = path.is_relative_to(settings.backups)
+        samples = update_metrics_file(path, updates, defaults, private)
     except OSError as exc:
         log.warning("metrics not written to %s: %s", path, redact(str(exc)))
         return False

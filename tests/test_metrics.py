@@ -83,8 +83,9 @@ def test_db_backup_writes_valid_metrics(sqlite_platform: Platform) -> None:
     assert samples[key("chatbot_backup_count", kind="db")] == 1
     assert samples[key("chatbot_backup_sum", kind="db")] == backup.stat().st_size
     assert samples[key("chatbot_last_backup_duration_seconds", kind="db")] > 0
-    # node_exporter runs as another user; nothing secret is in the file.
-    assert stat.S_IMODE(path.stat().st_mode) == 0o644
+    # Inside BACKUP_DIR, as private as the backups.
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    assert stat.S_IMODE(path.parent.stat().st_mode) == 0o700
     text = path.read_text()
     assert "# TYPE chatbot_backup summary" in text
     assert 'chatbot_backup_count{kind="db"} 1' in text
@@ -107,7 +108,10 @@ def test_metrics_file_setting_is_honoured(sqlite_platform: Platform) -> None:
     textfile_dir.mkdir()
     done = sqlite_platform.run("db-backup", extra_env={"METRICS_FILE": "textfile/backup.prom"})
     assert done.returncode == 0, done.stderr
-    assert key("chatbot_backup_status", kind="db") in samples_of(textfile_dir / "backup.prom")
+    written = textfile_dir / "backup.prom"
+    assert key("chatbot_backup_status", kind="db") in samples_of(written)
+    # node_exporter's textfile folder: readable by node_exporter's user, no secret inside.
+    assert stat.S_IMODE(written.stat().st_mode) == 0o644
     assert not metrics_file(sqlite_platform).exists()
 
 
