@@ -9,12 +9,12 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 
 from prefect import flow
 
 from flows.hooks import FAILURE_HOOKS
 from flows.reporting import publish_table, run_logger
+from tasks import clock
 from tasks.alerts import Alert, ChannelResult
 from tasks.monitor_checks import Finding, exit_code_for, worst
 from tasks.monitor_tasks import (
@@ -68,7 +68,7 @@ def monitor_backups() -> MonitorResult:
     started = time.monotonic()
     settings = load_settings()
     logger = run_logger()
-    inspection = inspect_backup_folder(settings, datetime.now(UTC))
+    inspection = inspect_backup_folder(settings, clock.utc_now())
     findings = [*inspection.findings, check_deployments(settings.monitor_check_deployments)]
     status = worst(findings)
     code = exit_code_for(status)
