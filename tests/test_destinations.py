@@ -207,9 +207,8 @@ def test_unreachable_server_is_a_transient_error(
     before it gives up, whatever the caller asks; tests/test_offsite_faults.py covers
     the outer retry on S3 and SSH.
     """
-    from tests.support.services import free_port
-
     from tasks.destination import parse_destination
+    from tests.support.services import free_port
 
     port = free_port()
     env = {**os.environ, **backends.env(backend_down)}
