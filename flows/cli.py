@@ -78,6 +78,21 @@ def build_parser() -> argparse.ArgumentParser:
     )
     monitor.set_defaults(run=_run_monitor)
 
+    sync = commands.add_parser(
+        "offsite-sync", help="copy every local backup missing off-site, then off-site retention"
+    )
+    sync.add_argument(
+        "--verify", action="store_true", help="also read every off-site copy back and check it"
+    )
+    sync.set_defaults(run=_run_offsite_sync)
+
+    setup = commands.add_parser(
+        "offsite-setup", help="apply the S3 lifecycle policy (Glacier, then expiry) to the bucket"
+    )
+    setup.add_argument("--glacier-days", type=int, default=None, metavar="N")
+    setup.add_argument("--expire-days", type=int, default=None, metavar="N")
+    setup.set_defaults(run=_run_offsite_setup)
+
     serve = commands.add_parser(
         "serve", help="run every scheduled tier (the retention tiers) from one long-running process"
     )
@@ -188,6 +203,22 @@ def _run_schedule(args: argparse.Namespace) -> int:
     from deployments.timetable import print_schedule
 
     print_schedule(args.count)
+    return 0
+
+
+def _run_offsite_sync(args: argparse.Namespace) -> int:
+    from flows.offsite import offsite_sync
+
+    result = offsite_sync(verify=args.verify)
+    print("\n".join(result.summary_lines()))
+    return 0
+
+
+def _run_offsite_setup(args: argparse.Namespace) -> int:
+    from flows.offsite import offsite_setup
+
+    result = offsite_setup(glacier_days=args.glacier_days, expire_days=args.expire_days)
+    print("\n".join(result.summary_lines()))
     return 0
 
 

@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 
 from prefect import flow
 
 from flows.hooks import FAILURE_HOOKS
+from flows.offsite import OffsiteResult, check_offsite, copy_offsite
 from flows.reporting import human_size, publish_table, run_logger
+from tasks import clock
 from tasks.errors import ConfigError
 from tasks.lock import backup_dir_lock
 from tasks.monitor_tasks import record_backup_metrics
@@ -31,8 +33,10 @@ class DbBackupResult:
     tables: dict[str, int] = field(default_factory=dict)
     kept: list[str] = field(default_factory=list)
     removed: list[str] = field(default_factory=list)
+    offsite: OffsiteResult | None = None
 
     def summary_lines(self) -> list[str]:
+        offsite = self.offsite.summary_lines() if self.offsite is not None else []
         return [
             "Backup completed",
             f"  file:     {self.path}",
@@ -42,6 +46,7 @@ class DbBackupResult:
             f"  duration: {self.seconds:.1f} s",
             f"  tier:     {self.tier}",
             f"  backups kept: {len(self.kept)}, removed: {len(self.removed)}",
+            *offsite,
         ]
 
 
@@ -70,13 +75,13 @@ def db_backup(
     retention = resolve_retention(retention_days, settings.retention_days)
     check_tier(tier)
     if offsite:
-        raise ConfigError("--offsite: off-site copies are not available in this version")
+        check_offsite(settings)  # a bad destination or key stops the run before any work
     logger = run_logger()
     with backup_dir_lock(settings.backups, "db-backup", settings.backup_lock_timeout):
         artifact = dump_database(settings, tier)
         verify_backup(artifact.path, artifact.sha256)
         rotation = rotate_backups(
-            settings.backups, RetentionPolicy("db", tier, retention), datetime.now(UTC)
+            settings.backups, RetentionPolicy("db", tier, retention), clock.utc_now()
         )
     result = DbBackupResult(
         path=str(artifact.path),
@@ -92,6 +97,11 @@ def db_backup(
     )
     # After the lock is released: metrics describe the run, they are not part of it.
     record_backup_metrics(settings, "db", artifact.path, artifact.size, result.seconds)
+    if offsite:  # outside the lock: a slow upload does not hold up the next backup job
+        shipped = copy_offsite(
+            settings, [artifact.path], "db", {artifact.path.name: artifact.sha256}
+        )
+        result = dataclasses.replace(result, offsite=shipped)
     for line in result.summary_lines():
         logger.info(line)
     publish_table(
