@@ -50,7 +50,7 @@ class MissedRuns:
             skipped = self.cancelled.get(name, 0)
             out.append(
                 f"{name}: {skipped + 1} run(s) missed while nothing served it; one catch-up "
-                f"run (due {due:%Y-%m-%d %H:%M} UTC) kept, {skipped} cancelled"
+                f"run (due {due.astimezone(UTC):%Y-%m-%d %H:%M} UTC) kept, {skipped} cancelled"
             )
         return out
 
