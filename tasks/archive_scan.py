@@ -17,7 +17,7 @@ from pathlib import Path
 
 import zstandard
 
-from tasks.checksum import read_sidecar
+from tasks.checksum import read_sidecar, sha256_file
 from tasks.compress import BLOCK_SIZE, HashingReader, open_decompressed
 from tasks.errors import VerifyError
 from tasks.manifest import MANIFEST_JSON, MANIFEST_TXT
@@ -76,22 +76,40 @@ def scan_archive(path: Path, expected_sha256: str | None = None) -> ArchiveScan:
                 pass
             hashed.drain()
     except (EOFError, gzip.BadGzipFile, zlib.error, zstandard.ZstdError) as exc:
+        _raise_sidecar_mismatch(path, expected)  # the plainer reason, when there is one
         raise VerifyError(
             f"{path.name}: damaged or truncated {compression} stream ({exc})"
         ) from None
     except tarfile.TarError as exc:
+        _raise_sidecar_mismatch(path, expected)
         raise VerifyError(f"{path.name}: not a readable tar archive ({exc})") from None
     except OSError as exc:
         raise VerifyError(f"{path.name}: cannot read ({exc})") from None
     scan.sha256 = hashed.sha256.hexdigest()
     if expected is not None and scan.sha256 != expected:
-        raise VerifyError(
-            f"{path.name}: sha256 does not match its sidecar (expected {expected[:12]}…, "
-            f"found {scan.sha256[:12]}…) — the file is corrupt"
-        )
+        raise VerifyError(_mismatch(path, expected, scan.sha256))
     if scan.members == 0:
         raise VerifyError(f"{path.name}: the archive is empty")
     return scan
+
+
+def _mismatch(path: Path, expected: str, actual: str) -> str:
+    return (
+        f"{path.name}: sha256 does not match its sidecar (expected {expected[:12]}…, "
+        f"found {actual[:12]}…) — the file is corrupt"
+    )
+
+
+def _raise_sidecar_mismatch(path: Path, expected: str | None) -> None:
+    """After a read error: if the sidecar disagrees too, say that (one more read)."""
+    if expected is None:
+        return
+    try:
+        actual = sha256_file(path)
+    except OSError:
+        return
+    if actual != expected:
+        raise VerifyError(_mismatch(path, expected, actual))
 
 
 def member_name(member: tarfile.TarInfo) -> str:

@@ -169,7 +169,10 @@ class _Extractor:
         self.result.bytes += member.size
 
     def hard_link(self, member: tarfile.TarInfo, name: str) -> None:
-        target = clean_name(member.linkname)
+        try:
+            target = clean_name(member.linkname)
+        except UnsafeArchiveError:
+            target = ""
         if target not in self.result.files:
             raise UnsafeArchiveError(
                 f"{name}: hard link to {member.linkname}, which is not a file extracted "

@@ -79,7 +79,7 @@ def _failed_checks(stdout: str) -> list[str]:
     rows = []
     for line in stdout.splitlines():
         parts = line.split(None, 2)
-        if len(parts) >= 2 and parts[0] == "FAIL":
+        if len(parts) == 3 and parts[0] == "FAIL" and not parts[2].startswith("not run:"):
             rows.append(" ".join(parts[1:]))
     return rows
 
