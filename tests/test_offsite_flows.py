@@ -353,10 +353,18 @@ def test_encryption_that_cannot_apply_fails_loudly(
 
 
 def make_local_backups(platform: Platform, count: int) -> list[Path]:
-    """`count` db-backups, one second apart (names carry the second)."""
+    """`count` real db-backup artifacts, made with the building blocks (no flow run: the
+    CLI path is covered above, and each run costs seconds)."""
+    from tasks.atomic import ensure_private_dir
+    from tasks.db_artifact import dump_database_artifact
+    from tasks.sources import database_source
+
+    ensure_private_dir(platform.backups)
+    source = database_source(
+        "sqlite", db_path=platform.db_path, database_url=None, scratch_dir=platform.backups
+    )
     for _ in range(count):
-        done = platform.run("db-backup", "--retention-days", "30")
-        assert done.returncode == 0, done.stderr
+        dump_database_artifact(source, platform.backups, "every-6h")
     return platform.backup_files("admin_sqlite_*.db.gz")
 
 
