@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import shutil
 import statistics
+from collections import Counter
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -131,7 +132,8 @@ def check_backup_dir(folder: Path, backups: list[BackupRecord]) -> Finding:
         return Finding("backup-dir", "critical", f"{folder} is not a directory")
     if not backups:
         return Finding("backup-dir", "critical", f"no backups in {folder}")
-    counts = ", ".join(f"{sum(1 for b in backups if b.kind == k)} {KIND_LABEL[k]}" for k in KINDS)
+    per_kind = Counter(b.kind for b in backups)
+    counts = ", ".join(f"{per_kind[k]} {KIND_LABEL[k]}" for k in KINDS)
     return Finding("backup-dir", "ok", f"{folder} holds {len(backups)} backups ({counts})")
 
 
@@ -165,15 +167,10 @@ def check_latest_size(backups: list[BackupRecord], now: datetime, drop_ratio: fl
     problems: list[str] = []
     notes: list[str] = []
     for kind, newest in newest_by_kind(backups, now).items():
-        same = [
-            b
-            for b in _trusted(backups, now)
-            if b.kind == kind and b.name.db_type == newest.name.db_type and b is not newest
-        ]
-        history = [b.size for b in same[-SIZE_HISTORY:]]
         if newest.size == 0:
             problems.append(f"newest {KIND_LABEL[kind]} backup {newest.path.name} is empty")
             continue
+        history = _sizes_before(backups, newest)
         if not history:
             notes.append(f"{KIND_LABEL[kind]}: {newest.size} bytes, no earlier backup to compare")
             continue
@@ -188,6 +185,24 @@ def check_latest_size(backups: list[BackupRecord], now: datetime, drop_ratio: fl
     if problems:
         return Finding("latest-size", "warning", "; ".join(problems))
     return Finding("latest-size", "ok", "; ".join(notes) or "no backups")
+
+
+def _sizes_before(backups: list[BackupRecord], newest: BackupRecord) -> list[int]:
+    """Sizes of up to SIZE_HISTORY backups of the same kind and database type before `newest`.
+
+    Walks back from the newest end and stops early: cheap however long the folder's history.
+    """
+    sizes: list[int] = []
+    started = False
+    for backup in reversed(backups):  # newest first
+        if backup is newest:
+            started = True
+            continue
+        if started and backup.kind == newest.kind and backup.name.db_type == newest.name.db_type:
+            sizes.append(backup.size)
+            if len(sizes) == SIZE_HISTORY:
+                break
+    return sizes
 
 
 def check_integrity(
@@ -217,11 +232,11 @@ def check_integrity(
 
 
 def check_count(backups: list[BackupRecord], min_count: int) -> Finding:
-    present = [k for k in KINDS if any(b.kind == k for b in backups)]
-    counts = {k: sum(1 for b in backups if b.kind == k) for k in present}
-    low = [f"{counts[k]} {KIND_LABEL[k]}" for k in present if counts[k] < min_count]
+    counts = Counter(b.kind for b in backups)
+    present = [k for k in KINDS if counts[k]]
     if not present:
         return Finding("backup-count", "warning", f"0 backups (minimum {min_count})")
+    low = [f"{counts[k]} {KIND_LABEL[k]}" for k in present if counts[k] < min_count]
     if low:
         return Finding(
             "backup-count", "warning", f"below the minimum of {min_count}: {', '.join(low)}"
@@ -365,11 +380,9 @@ def inspect_backups(
     result = Inspection()
     result.findings.append(check_backup_dir(folder, backups))
     result.latest = newest_by_kind(backups, now)
-    for kind in KINDS:
-        mine = [b for b in backups if b.kind == kind]
-        if mine:
-            result.counts[kind] = len(mine)
-            result.total_bytes[kind] = sum(b.size for b in mine)
+    for backup in backups:
+        result.counts[backup.kind] = result.counts.get(backup.kind, 0) + 1
+        result.total_bytes[backup.kind] = result.total_bytes.get(backup.kind, 0) + backup.size
     if not backups:
         # Nothing else can be judged; say so once instead of a column of non-findings.
         return result
