@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -10,6 +11,7 @@ from prefect import flow
 
 from flows.db_backup import resolve_retention
 from flows.hooks import FAILURE_HOOKS
+from flows.offsite import OffsiteResult, check_offsite, copy_offsite
 from flows.reporting import human_size, publish_table, run_logger
 from tasks.errors import ConfigError
 from tasks.full_backup_tasks import verify_full_backup, write_full_backup_task
@@ -38,6 +40,7 @@ class BackupAllResult:
     skipped: list[dict[str, str]] = field(default_factory=list)
     kept: list[str] = field(default_factory=list)
     removed: list[str] = field(default_factory=list)
+    offsite: OffsiteResult | None = None
 
     def summary_lines(self) -> list[str]:
         lines = [
@@ -58,6 +61,8 @@ class BackupAllResult:
             )
         for item in self.skipped:
             lines.append(f"  skipped: {item.get('path')}: {item.get('reason')}")
+        if self.offsite is not None:
+            lines += self.offsite.summary_lines()
         return lines
 
 
@@ -77,7 +82,7 @@ def backup_all(
     retention = resolve_retention(retention_days, settings.retention_days)
     check_full_tier(tier)
     if offsite:
-        raise ConfigError("--offsite: off-site copies are not available in this version")
+        check_offsite(settings)  # a bad destination or key stops the run before any work
     logger = run_logger()
     with backup_dir_lock(settings.backups, "backup-all", settings.backup_lock_timeout):
         artifact = write_full_backup_task(settings, tier)
@@ -104,6 +109,11 @@ def backup_all(
         kept=rotation.kept,
         removed=rotation.removed,
     )
+    if offsite:  # outside the lock: a slow upload does not hold up the next backup job
+        shipped = copy_offsite(
+            settings, [artifact.path], "full", {artifact.path.name: artifact.sha256}
+        )
+        result = dataclasses.replace(result, offsite=shipped)
     for line in result.summary_lines():
         logger.info(line)
     publish_table(

@@ -126,10 +126,11 @@ def _run_backup_all(args: argparse.Namespace) -> int:
 def _run_test_restore(args: argparse.Namespace) -> int:
     """Print every check; exit 0 only when all passed, else 1 with one line on stderr."""
     from flows import test_restore
+    from tasks.destination import is_remote_url
 
-    backup_file = (
-        os.path.abspath(os.path.expanduser(args.backup_file)) if args.backup_file else None
-    )
+    backup_file = args.backup_file
+    if backup_file and not is_remote_url(backup_file):  # s3://... goes to the flow as is
+        backup_file = os.path.abspath(os.path.expanduser(backup_file))
     result = test_restore(backup_file=backup_file, staging_server=args.staging_server)
     print("\n".join(result.summary_lines()))
     if result.passed:

@@ -15,8 +15,10 @@ from pathlib import Path
 from prefect import flow
 
 from flows.hooks import FAILURE_HOOKS
+from flows.offsite import fetch_for_restore, release_fetched
 from flows.reporting import publish_table, run_logger
 from flows.restore_confirm import require_confirmation
+from tasks.destination import is_remote_url
 from tasks.errors import RestoreError
 from tasks.lock import backup_dir_lock
 from tasks.prefect_tasks import verify_backup
@@ -151,7 +153,10 @@ def db_restore(backup_file: str, confirm: bool = False) -> RestoreResult:
     """Restore the admin database from a `.db.gz`/`.sql.gz` backup (ours or hand-made)."""
     started = time.monotonic()
     settings = load_settings()
-    path = resolve_backup_file(backup_file, settings.backups)
+    if is_remote_url(backup_file):  # s3://..., user@host:/...: fetched, verified, decrypted
+        path = fetch_for_restore(backup_file, settings)
+    else:
+        path = resolve_backup_file(backup_file, settings.backups)
     confirmed_by = require_confirmation(confirm, "db-restore", path.name, full=False)
     logger = run_logger()
     with backup_dir_lock(settings.backups, "db-restore", settings.backup_lock_timeout):
@@ -160,9 +165,10 @@ def db_restore(backup_file: str, confirm: bool = False) -> RestoreResult:
         check_kind_matches(kind, settings, path.name)
         recorded = recorded_counts(path, verified.sha256)
         done = restore_database(settings, verified, kind, recorded.tables, recorded.source)
+    release_fetched(path, settings)
     result = RestoreResult(
         job="db-restore",
-        backup_file=str(path),
+        backup_file=backup_file if is_remote_url(backup_file) else str(path),
         sha256=verified.sha256,
         checksum=checksum_label(verified, "sidecar"),
         db_type=settings.db_type,

@@ -9,6 +9,7 @@ retention runs. `offsite-setup` puts the guide's S3 lifecycle policy on the buck
 
 from __future__ import annotations
 
+import shutil
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -21,11 +22,11 @@ from prefect import flow
 from flows.hooks import FAILURE_HOOKS
 from flows.reporting import human_size, publish_table, run_logger
 from tasks.catalog import list_backups
-from tasks.destination import Destination, open_destination
+from tasks.destination import Destination, fetch_to_local, open_destination
 from tasks.encryption import encryption_from_settings
 from tasks.errors import BackupError, ConfigError, DestinationError, SourceError, VerifyError
 from tasks.metrics import record_offsite_status
-from tasks.offsite import OffsiteCopy, RemoteCheck, RemotePrune
+from tasks.offsite import STAGING_DIR, OffsiteCopy, RemoteCheck, RemotePrune
 from tasks.offsite_tasks import (
     apply_offsite_lifecycle,
     prune_offsite,
@@ -241,6 +242,26 @@ def _raise_for(
             f"off-site sync to {dest.display}: {len(failures)} backup(s) not copied — "
             f"{name}: {first_error}"
         )
+
+
+# --------------------------------------------------------------------------- restores
+
+
+def fetch_for_restore(url: str, settings: Settings) -> Path:
+    """A remote backup (`s3://...`, `user@host:/...`), downloaded, verified and decrypted
+    into `BACKUP_DIR/.offsite-staging`, for db-restore, restore-all and test-restore.
+
+    Hand the path to `release_fetched` when done; a run that dies leaves it to the next
+    run's sweep of that folder.
+    """
+    run_logger().info("fetching %s", redact(url))
+    return fetch_to_local(url, settings)
+
+
+def release_fetched(path: Path, settings: Settings) -> None:
+    """Remove a file `fetch_for_restore` made (and only such a file)."""
+    if path.parent.parent == settings.backups / STAGING_DIR:
+        shutil.rmtree(path.parent, ignore_errors=True)
 
 
 # --------------------------------------------------------------------------- offsite-setup

@@ -17,8 +17,10 @@ from pathlib import Path
 from prefect import flow
 
 from flows.hooks import FAILURE_HOOKS
+from flows.offsite import fetch_for_restore, release_fetched
 from flows.reporting import publish_table, run_logger
 from tasks.catalog import list_backups, read_meta
+from tasks.destination import is_remote_url
 from tasks.restore_check import (
     APP_DATA,
     ARCHIVE_INTEGRITY,
@@ -156,7 +158,9 @@ def test_restore(
     settings = load_settings()
     target = staging_target(staging_server) if staging_server else None
     logger = run_logger()
-    if backup_file:
+    if backup_file and is_remote_url(backup_file):  # the guide: test restores from off-site
+        path = fetch_for_restore(backup_file, settings)
+    elif backup_file:
         path = settings.resolve(Path(backup_file))
     else:
         path = newest_full_backup(settings) or settings.backups / "full_backup_*.tar.gz"
@@ -179,8 +183,11 @@ def test_restore(
             checks.append(staging_task(path, target))
         else:
             checks.append(CheckOutcome.not_run(STAGING, "the local checks failed"))
+    release_fetched(path, settings)
     result = TestRestoreResult(
-        backup_file=str(path), checks=checks, seconds=time.monotonic() - started
+        backup_file=backup_file if backup_file and is_remote_url(backup_file) else str(path),
+        checks=checks,
+        seconds=time.monotonic() - started,
     )
     for line in result.summary_lines():
         (logger.info if result.passed else logger.warning)(line)

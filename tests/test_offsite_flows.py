@@ -532,3 +532,70 @@ def test_offsite_setup_puts_the_lifecycle_policy(
 def test_offsite_setup_is_for_s3_only(sqlite_platform: Platform, backends: BackendSet) -> None:
     done = sqlite_platform.run("offsite-setup", extra_env=offsite_env(backends, "local", "x"))
     assert done.returncode == 3 and "not s3://" in done.stderr
+
+
+# --------------------------------------------------------------------------- restores
+
+
+def fill_platform(platform: Platform) -> None:
+    from tests.conftest import make_sqlite_db
+
+    make_sqlite_db(platform.db_path)
+    (platform.root / "config.php").write_text("<?php return ['name' => 'chatbot'];\n")
+    (platform.root / ".env").write_text("# chatbot settings\n")
+    (platform.root / "data" / "uploads" / "report.pdf").write_bytes(os.urandom(50_000))
+    (platform.root / "data" / "notes.txt").write_text("application data\n")
+
+
+def no_fetch_leftovers(platform: Platform) -> bool:
+    staging = platform.backups / ".offsite-staging"
+    return not staging.exists() or not any(staging.iterdir())
+
+
+def test_test_restore_from_an_encrypted_s3_copy(
+    platform: Platform, backends: BackendSet, tmp_path: Path
+) -> None:
+    """The guide's "Test restores from off-site location", without the manual download."""
+    fill_platform(platform)
+    public, identity = age_keypair(tmp_path)
+    prefix = new_prefix()
+    env = offsite_env(backends, "s3", prefix, BACKUP_ENCRYPTION_RECIPIENTS=public)
+    done = platform.run("backup-all", "--offsite", "--tier", "weekly", extra_env=env)
+    assert done.returncode == 0, done.stderr
+    [archive] = platform.backup_files("full_backup_*.tar.gz")
+    assert f"{archive.name}.age: uploaded and verified" in done.stdout
+    url = f"s3://{BUCKET}/{prefix}/{archive.name}.age"
+    checked = platform.run(
+        "test-restore",
+        "--backup-file",
+        url,
+        extra_env={**env, "BACKUP_ENCRYPTION_IDENTITY": str(identity)},
+    )
+    assert checked.returncode == 0, checked.stdout + checked.stderr
+    assert "All 8 checks passed" in checked.stdout
+    assert no_fetch_leftovers(platform)
+    # Without the identity the encrypted copy cannot be read: a clear failure.
+    refused = platform.run("test-restore", "--backup-file", url, extra_env=env)
+    assert refused.returncode != 0 and "BACKUP_ENCRYPTION_IDENTITY" in refused.stderr
+
+
+def test_db_restore_from_an_ssh_copy(sqlite_platform: Platform, backends: BackendSet) -> None:
+    from tests.conftest import sqlite_dump
+
+    before = sqlite_dump(sqlite_platform.db_path)
+    prefix = new_prefix()
+    env = offsite_env(backends, "ssh", prefix)
+    assert sqlite_platform.run("db-backup", "--offsite", extra_env=env).returncode == 0
+    local = only_backup(sqlite_platform)
+    db = sqlite3.connect(sqlite_platform.db_path)
+    db.execute("DELETE FROM messages")
+    db.commit()
+    db.close()
+    local.unlink()  # the local copy is lost too: only the off-site one is left
+    url = f"{backends.text('ssh', prefix)}/{local.name}"
+    done = sqlite_platform.run("db-restore", url, "--yes", extra_env=env)
+    assert done.returncode == 0, done.stdout + done.stderr
+    from tests.conftest import sqlite_dump as dump_again
+
+    assert dump_again(sqlite_platform.db_path) == before
+    assert no_fetch_leftovers(sqlite_platform)
