@@ -344,7 +344,7 @@ def assert_db_backup_round_trips(artifact: Path, live_db: Path, scratch: Path) -
     assert sqlite_dump(scratch) == sqlite_dump(live_db)
 
 
-def test_serve_runs_the_daily_tier_and_catches_up_missed_runs_once(
+def test_serve_catches_up_once_and_runs_the_daily_and_weekly_tiers(
     client: Any, app: dict[str, Path], prefect_api: PrefectService, tmp_path: Path
 ) -> None:
     from prefect.client.schemas.objects import StateType
@@ -363,7 +363,15 @@ def test_serve_runs_the_daily_tier_and_catches_up_missed_runs_once(
     ]
 
     log = tmp_path / "serve.log"
-    env = app_env(app, prefect_api, BACKUP_TIMEZONE="America/New_York", BACKUP_LOCK_TIMEOUT="120")
+    offsite = tmp_path / "offsite"  # a mounted path, the simplest OFFSITE_DESTINATION
+    offsite.mkdir()
+    env = app_env(
+        app,
+        prefect_api,
+        BACKUP_TIMEZONE="America/New_York",
+        BACKUP_LOCK_TIMEOUT="120",
+        OFFSITE_DESTINATION=str(offsite),
+    )
     env["PREFECT_RUNNER_POLL_FREQUENCY"] = "1"
     with log.open("w") as out:
         serve = subprocess.Popen(
@@ -436,6 +444,15 @@ def test_serve_runs_the_daily_tier_and_catches_up_missed_runs_once(
         assert check.returncode == 0
         artifacts = client.read_artifacts()
         assert any(a.flow_run_id == run.id and a.type == "table" for a in artifacts)
+
+        # The weekly tier is a full backup of its own tier, copied off-site.
+        weekly = run_deployment("backup-all/weekly-offsite", timeout=300)
+        assert weekly.state is not None and weekly.state.type == StateType.COMPLETED, weekly.state
+        (weekly_archive,) = set(app["backups"].glob("full_backup_*.tar.gz")) - {archive}
+        assert read_meta(weekly_archive)["tier"] == "weekly"
+        (remote,) = offsite.rglob(weekly_archive.name)
+        assert remote.read_bytes() == weekly_archive.read_bytes()
+        assert not list(offsite.rglob(archive.name))  # the daily tier stays local
 
         # A finished run's process needs a moment of teardown; stopping serve sooner would
         # cancel it (Prefect marks runs a stopping runner still tracks as Cancelled).
