@@ -55,7 +55,7 @@ from tasks.restore_tasks import (
 from tasks.settings import Settings, load_settings
 
 
-def protected_paths(settings: Settings, staging: Path) -> list[Path]:
+def protected_paths(settings: Settings, staging: Path, staged_db: Path | None) -> list[Path]:
     """What a data-folder swap must never move: restored on its own, or not ours to touch."""
     db = settings.db_path
     snapshots = (
@@ -71,10 +71,13 @@ def protected_paths(settings: Settings, staging: Path) -> list[Path]:
         settings.backups,
         *settings.config_paths,
         staging,
+        *([staged_db] if staged_db is not None else []),
     ]
 
 
-def plan_file_swaps(settings: Settings, staged: StagedArchive) -> tuple[SwapPlan, list[str]]:
+def plan_file_swaps(
+    settings: Settings, staged: StagedArchive, staged_db: Path | None
+) -> tuple[SwapPlan, list[str]]:
     """Uploads, configuration files and application data, each from its archive folder."""
     root = staged.root
     plan = SwapPlan()
@@ -99,7 +102,10 @@ def plan_file_swaps(settings: Settings, staged: StagedArchive) -> tuple[SwapPlan
         ]
     if (root / "data").is_dir() and not (root / "data").is_symlink():
         data = plan_tree(
-            settings.app_data, root / "data", protected_paths(settings, staged.staging), "data"
+            settings.app_data,
+            root / "data",
+            protected_paths(settings, staged.staging, staged_db),
+            "data",
         )
         plan.swaps += data.swaps
         notes += data.skipped
@@ -154,7 +160,7 @@ def restore_all(backup_file: str, confirm: bool = False) -> RestoreResult:
                     db_file.path, db_file.compression, settings.db_path, expected, recorded_in
                 )
                 staged_db = sqlite_copy.path
-            plan, notes = plan_file_swaps(settings, staged)
+            plan, notes = plan_file_swaps(settings, staged, staged_db)
             plan = stage_beside(plan, journal.token)
 
             if sqlite_copy is not None:

@@ -19,7 +19,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from tasks.atomic import fsync_dir
+from tasks.atomic import fsync_dir, is_partial
 from tasks.errors import RestoreError
 
 REPLACED_MARKER = ".replaced-"
@@ -81,9 +81,10 @@ def _plan_into(
         if staged is not None and not (staged.exists() or staged.is_symlink()):
             staged = None
         where = f"{label}/{name}"
-        if is_restore_leftover(name):
-            # A killed restore's staging or replaced copy: maybe the only copy of some
-            # data, so a restore never moves or deletes it; the operator decides.
+        if is_restore_leftover(name) or is_partial(name):
+            # A killed restore's staging or replaced copy may be the only copy of some
+            # data, so a restore never moves or deletes it; the operator decides. A
+            # partial file is a write in progress (this restore's staged database).
             continue
         if live in guarded:
             if staged is not None:

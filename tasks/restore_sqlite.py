@@ -199,7 +199,12 @@ def swap_in(staged: StagedSqlite, db_path: Path) -> None:
         os.chmod(staged.path, stat.S_IMODE(live.st_mode))
         if os.geteuid() == 0:
             os.chown(staged.path, live.st_uid, live.st_gid)
-    os.replace(staged.path, db_path)
+    try:
+        os.replace(staged.path, db_path)
+    except OSError as exc:
+        raise RestoreError(
+            f"could not move the restored database into place at {db_path}: {exc.strerror}"
+        ) from None
     fsync_dir(db_path.parent)
 
 

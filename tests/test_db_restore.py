@@ -46,6 +46,8 @@ def tree_state(*roots: Path) -> dict[str, str]:
         if not root.exists():
             continue
         for dirpath, dirnames, filenames in os.walk(root):
+            if Path(dirpath) == root and "metrics" in dirnames:
+                dirnames.remove("metrics")  # BACKUP_DIR/metrics: the monitor's output
             for name in sorted(filenames + dirnames):
                 path = Path(dirpath) / name
                 if name in NOT_DATA:
@@ -473,7 +475,9 @@ def test_postgres_round_trip_through_the_cli(pg_platform: Platform, scratch_data
         text=True,
     )
     assert load.returncode == 0, load.stderr
-    assert pg_dump_text(scratch_database) == changed
+    # A reload may place rows on other pages than a table with deleted rows had them,
+    # so COPY order can differ: compare the dumps' lines as multisets.
+    assert sorted(pg_dump_text(scratch_database).splitlines()) == sorted(changed.splitlines())
 
 
 def test_dump_failing_on_its_last_statement_changes_nothing(

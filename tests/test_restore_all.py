@@ -228,6 +228,7 @@ def test_hostile_archive_members_are_refused(
     full_sqlite: Platform, tmp_path: Path, case: str
 ) -> None:
     archive = evil_archive(tmp_path / "full_backup_20250101_000000.tar.gz", EVIL[case])
+    full_sqlite.backups.mkdir(mode=0o700)  # as a first run's lock would make it
     before = tree_state(full_sqlite.root, full_sqlite.backups)
     outside = {p.name for p in tmp_path.iterdir()}
     done = full_sqlite.run("restore-all", "--yes", str(archive))

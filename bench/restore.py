@@ -1,0 +1,308 @@
+"""db-restore against the guide's `gunzip -c F | psql`, on the same dump in the same run.
+
+    .venv/bin/python bench/restore.py --size-mb 1000 [--keep]
+
+Builds a PostgreSQL database of about `--size-mb` MB with `generate_series` (chatbot-like
+rows: agents, messages with prose-like text that compresses about like real messages),
+dumps it once with `pg_dump | gzip` (a hand-made file, as an operator would make one),
+then restores that file four ways, timing each (wall time, CPU, peak RSS of the
+biggest process of the command's tree; the PostgreSQL server's own work is in neither):
+
+- plain:       `gunzip -c F | psql` into a fresh database (the guide's way);
+- plain -1:    the same with `psql --single-transaction`;
+- ours fresh:  `chatbot-backup db-restore --yes F` into a fresh, empty database;
+- ours over:   the same over the database "plain" just filled — the real case: it
+               writes the pre-restore snapshot of the live data first (a full pg_dump
+               | gzip), then replaces everything in one transaction.
+
+`chatbot-backup` talks to a standing `prefect server start` of the bench's own, so the
+figures measure the restore, not Prefect's start-up. Every target is checked to hold
+the source's row counts. Ratios are ours / plain. Databases are dropped unless --keep.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import psycopg
+
+ROOT = Path(__file__).resolve().parent.parent
+VENV_BIN = Path(os.environ.get("BENCH_VENV_BIN", ROOT / ".venv" / "bin"))
+PG = {"host": "127.0.0.1", "port": 5432, "user": "postgres"}
+PSQL = "psql -h 127.0.0.1 -U postgres -q -v ON_ERROR_STOP=1 --no-psqlrc"
+SOURCE = "bench_restore_source"
+MB = 1024 * 1024
+
+
+def log(message: str) -> None:
+    print(f"[restore bench] {message}", file=sys.stderr, flush=True)
+
+
+def admin() -> psycopg.Connection:
+    return psycopg.connect(**PG, dbname="postgres", autocommit=True)  # type: ignore[arg-type]
+
+
+def recreate(name: str) -> None:
+    with admin() as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')  # type: ignore[arg-type]
+        conn.execute(f'CREATE DATABASE "{name}"')  # type: ignore[arg-type]
+
+
+def drop(name: str) -> None:
+    with admin() as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')  # type: ignore[arg-type]
+
+
+_SCHEMA = """
+CREATE TABLE agents (id serial PRIMARY KEY, name text NOT NULL, prompt text, settings jsonb);
+CREATE TABLE messages (
+    id bigserial PRIMARY KEY, agent_id int REFERENCES agents(id), role text NOT NULL,
+    body text NOT NULL, tokens int, created_at timestamptz NOT NULL);
+CREATE INDEX messages_agent ON messages(agent_id, created_at);
+INSERT INTO agents(name, prompt, settings)
+SELECT 'agent ' || g, repeat('You are a helpful assistant for team ' || g || '. ', 20),
+       jsonb_build_object('model', 'gpt-4o', 'temperature', (g % 10) / 10.0)
+FROM generate_series(1, 40) g;
+"""
+
+# Prose-like text: words drawn from a fixed vocabulary by position, so it compresses
+# like chat text (gzip about 3x), neither like random bytes nor like one repeated line.
+_CHUNK = """
+WITH words AS (SELECT string_to_array(
+  'the of and to a in is you that it for on with as this be are can your or not have '
+  'from by at we an if will do my what how please thanks use data file user api error '
+  'function value time model code question answer example help need want should would '
+  'could also more about which when there their one all but so just like into then', ' ') AS w)
+INSERT INTO messages(agent_id, role, body, tokens, created_at)
+SELECT (g %% 40) + 1, CASE WHEN g %% 2 = 0 THEN 'user' ELSE 'assistant' END,
+       (SELECT string_agg(w[1 + ((g * 7919 + k * 104729) %% 71)], ' ')
+          FROM generate_series(1, 20 + (g %% 60)) k) || ' ' || md5(g::text),
+       20 + (g %% 60), now() - make_interval(secs => g)
+FROM words, generate_series(%(start)s, %(stop)s) g
+"""
+
+
+def build_source(size_mb: int) -> None:
+    log(f"building {SOURCE} (~{size_mb} MB)")
+    started = time.monotonic()
+    recreate(SOURCE)
+    with psycopg.connect(**PG, dbname=SOURCE, autocommit=True) as conn:  # type: ignore[arg-type]
+        conn.execute(_SCHEMA)  # type: ignore[arg-type]
+        start, chunk = 1, 200_000
+        while True:
+            conn.execute(_CHUNK, {"start": start, "stop": start + chunk - 1})  # type: ignore[arg-type]
+            start += chunk
+            size = conn.execute("SELECT pg_database_size(current_database())").fetchone()[0]  # type: ignore[index]
+            if size >= size_mb * MB:
+                break
+            per_row = size / start
+            chunk = max(50_000, min(1_000_000, int((size_mb * MB - size) / per_row) + 1))
+        conn.execute("VACUUM ANALYZE")
+    log(f"built {size / MB:.0f} MB, {start - 1} messages in {time.monotonic() - started:.0f} s")
+
+
+def row_counts(dbname: str) -> tuple[int, int]:
+    with psycopg.connect(**PG, dbname=dbname) as conn:  # type: ignore[arg-type]
+        agents = conn.execute("SELECT count(*) FROM agents").fetchone()[0]  # type: ignore[index]
+        messages = conn.execute("SELECT count(*) FROM messages").fetchone()[0]  # type: ignore[index]
+    return int(agents), int(messages)
+
+
+@dataclass(frozen=True)
+class Timing:
+    label: str
+    seconds: float
+    cpu: float
+    peak_mb: float
+
+
+def timed(label: str, command: str, env: dict[str, str] | None = None) -> Timing:
+    """Run a bash command under GNU time: wall, CPU and the biggest process's peak RSS."""
+    with tempfile.NamedTemporaryFile(prefix="bench-time-") as report:
+        argv = [
+            "/usr/bin/time",
+            "-f",
+            "%M %U %S",
+            "-o",
+            report.name,
+            "bash",
+            "-o",
+            "pipefail",
+            "-c",
+            command,
+        ]
+        started = time.perf_counter()
+        done = subprocess.run(
+            argv, env=env, stdin=subprocess.DEVNULL, capture_output=True, text=True
+        )
+        seconds = time.perf_counter() - started
+        if done.returncode != 0:
+            raise RuntimeError(f"{label} failed ({done.returncode}): {done.stderr[-2000:]}")
+        peak_kb, user, system = Path(report.name).read_text().split()[-3:]
+    log(f"{label}: {seconds:.1f} s")
+    return Timing(label, seconds, float(user) + float(system), int(peak_kb) / 1024)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@contextlib.contextmanager
+def prefect_server(home: Path) -> Iterator[str]:
+    """A `prefect server start` of the bench's own; yields its API URL."""
+    port = free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PREFECT_")}
+    env.update(
+        PREFECT_HOME=str(home), PREFECT_SERVER_ANALYTICS_ENABLED="false", PREFECT_UI_ENABLED="false"
+    )
+    home.mkdir(parents=True, exist_ok=True)
+    with open(home / "server.log", "ab") as server_log:
+        process = subprocess.Popen(
+            [
+                str(VENV_BIN / "prefect"),
+                "server",
+                "start",
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(port),
+            ],
+            env=env,
+            stdin=subprocess.DEVNULL,
+            stdout=server_log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        api = f"http://127.0.0.1:{port}/api"
+        try:
+            deadline = time.monotonic() + 180
+            while True:
+                if process.poll() is not None:
+                    raise RuntimeError(f"prefect server exited; see {home}/server.log")
+                with contextlib.suppress(OSError):
+                    with urllib.request.urlopen(f"{api}/health", timeout=2) as answer:
+                        if answer.status == 200:
+                            break
+                if time.monotonic() > deadline:
+                    raise RuntimeError("prefect server did not come up in 180 s")
+                time.sleep(0.5)
+            yield api
+        finally:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(process.pid, signal.SIGTERM)
+            try:
+                process.wait(30)
+            except subprocess.TimeoutExpired:
+                os.killpg(process.pid, signal.SIGKILL)
+                process.wait()
+
+
+def ours_env(work: Path, dbname: str, api: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PREFECT_")}
+    env.update(
+        APP_ROOT=str(work / "app"),
+        BACKUP_DIR=str(work / "backups"),
+        ADMIN_DB_TYPE="postgres",
+        ADMIN_DATABASE_URL=f"postgresql://postgres@127.0.0.1:5432/{dbname}",
+        PREFECT_API_URL=api,
+        PREFECT_SERVER_ANALYTICS_ENABLED="false",
+    )
+    return env
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--size-mb", type=int, default=1000)
+    parser.add_argument("--keep", action="store_true", help="keep the databases and the dump")
+    args = parser.parse_args()
+    work = Path(tempfile.mkdtemp(prefix="bench-restore-"))
+    (work / "app").mkdir()
+    targets = {name: f"bench_restore_{name}" for name in ("plain", "plain1", "ours")}
+    try:
+        build_source(args.size_mb)
+        expected = row_counts(SOURCE)
+        dump = work / "handmade.sql.gz"
+        made = timed(
+            "pg_dump | gzip",
+            f"pg_dump -h 127.0.0.1 -U postgres --no-owner {SOURCE} | gzip > {dump}",
+        )
+        log(f"dump: {dump.stat().st_size / MB:.0f} MB compressed")
+        results: list[Timing] = []
+        recreate(targets["plain"])
+        results.append(
+            timed(
+                "plain: gunzip -c F | psql",
+                f"gunzip -c {dump} | {PSQL} -d {targets['plain']} >/dev/null",
+            )
+        )
+        recreate(targets["plain1"])
+        results.append(
+            timed(
+                "plain -1: gunzip -c F | psql --single-transaction",
+                f"gunzip -c {dump} | {PSQL} --single-transaction -d {targets['plain1']} >/dev/null",
+            )
+        )
+        chatbot = VENV_BIN / "chatbot-backup"
+        with prefect_server(work / "prefect-home") as api:
+            recreate(targets["ours"])
+            results.append(
+                timed(
+                    "ours fresh: chatbot-backup db-restore --yes F",
+                    f"{chatbot} db-restore --yes {dump} >/dev/null",
+                    ours_env(work, targets["ours"], api),
+                )
+            )
+            results.append(
+                timed(
+                    "ours over live: db-restore --yes F over 'plain' (snapshot + swap)",
+                    f"{chatbot} db-restore --yes {dump} >/dev/null",
+                    ours_env(work, targets["plain"], api),
+                )
+            )
+        for name in ("plain", "plain1", "ours"):
+            got = row_counts(targets[name])
+            if got != expected:
+                raise RuntimeError(f"{targets[name]} holds {got}, the source {expected}")
+        snapshots = list((work / "backups").glob("admin_postgres_before_restore_*.sql.gz"))
+        base = results[0].seconds
+        print(
+            f"\nRestore of a {args.size_mb} MB PostgreSQL database "
+            f"(dump {dump.stat().st_size / MB:.0f} MB gzip; pg_dump | gzip took {made.seconds:.1f} s)\n"
+        )
+        print("| job | wall s | ratio vs plain | CPU s (client side) | peak MB |")
+        print("|---|---:|---:|---:|---:|")
+        for t in results:
+            print(
+                f"| {t.label} | {t.seconds:.1f} | {t.seconds / base:.2f} | {t.cpu:.1f} | {t.peak_mb:.0f} |"
+            )
+        print(
+            f"\nrow counts match the source in every target ({expected[1]} messages); "
+            f"pre-restore snapshots written: {len(snapshots)}"
+        )
+        return 0
+    finally:
+        if not args.keep:
+            for name in [SOURCE, *targets.values()]:
+                drop(name)
+            shutil.rmtree(work, ignore_errors=True)
+        else:
+            log(f"kept {work} and databases {SOURCE}, {', '.join(targets.values())}")
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
