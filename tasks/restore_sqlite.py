@@ -21,7 +21,7 @@ import stat
 from dataclasses import dataclass
 from pathlib import Path
 
-from tasks.atomic import FILE_MODE, fsync_dir, partial_path
+from tasks.atomic import FILE_MODE, PARTIAL_MARKER, fsync_dir, partial_path
 from tasks.compress import BLOCK_SIZE, copy_stream, open_decompressed
 from tasks.db_artifact import unused_moment
 from tasks.errors import RestoreError, SourceError
@@ -49,9 +49,27 @@ def companions(db_path: Path) -> list[Path]:
     return [db_path.with_name(db_path.name + suffix) for suffix in COMPANION_SUFFIXES]
 
 
+def remove_stale_stages(db_path: Path) -> list[Path]:
+    """Delete staged copies and half-written snapshots a killed restore left beside the
+    database (call only under the backup lock, which every restore holds)."""
+    removed: list[Path] = []
+    if not db_path.parent.is_dir():
+        return removed
+    for pattern in (
+        f".{db_path.name}{PARTIAL_MARKER}*",
+        f".{db_path.name}{SNAPSHOT_MARKER}*{PARTIAL_MARKER}*",
+    ):
+        for stale in db_path.parent.glob(pattern):
+            if stale.is_file() and not stale.is_symlink():
+                discard_staged(stale)
+                removed.append(stale)
+    return removed
+
+
 def stage_sqlite(artifact: Path, compression: str, db_path: Path) -> StagedSqlite:
     """Decompress `artifact` into a hidden file beside `db_path`; integrity_check it."""
     db_path.parent.mkdir(parents=True, exist_ok=True)
+    remove_stale_stages(db_path)
     staged = partial_path(db_path)
     try:
         fd = os.open(staged, os.O_WRONLY | os.O_CREAT | os.O_EXCL, FILE_MODE)

@@ -326,6 +326,44 @@ def test_disaster_recovery_without_a_live_database(sqlite_platform: Platform) ->
     assert sqlite_dump(sqlite_platform.db_path) == backed_up
 
 
+def test_sqlite_restore_killed_while_staging_changes_nothing(sqlite_platform: Platform) -> None:
+    db_path = sqlite_platform.db_path
+    db = sqlite3.connect(db_path)
+    db.execute("CREATE TABLE blobs (b BLOB)")
+    db.execute(
+        "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 150000) "
+        "INSERT INTO blobs SELECT randomblob(1000) FROM n"
+    )
+    db.commit()
+    db.close()
+    artifact = make_backup(sqlite_platform)
+    change_sqlite(db_path)
+    content = sqlite_dump(db_path)
+    live = hashlib.sha256(db_path.read_bytes()).hexdigest()
+    restore = subprocess.Popen(
+        [str(Path(sys.executable).parent / "chatbot-backup"), "db-restore", "--yes", str(artifact)],
+        cwd=sqlite_platform.root,
+        env={**os.environ, **sqlite_platform.env},
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        deadline = time.monotonic() + 120
+        while not list(db_path.parent.glob(".admin.db.partial-*")):
+            assert restore.poll() is None, "the restore ended before it could be killed"
+            assert time.monotonic() < deadline
+            time.sleep(0.01)
+        restore.send_signal(signal.SIGKILL)
+    finally:
+        restore.wait(30)
+    assert hashlib.sha256(db_path.read_bytes()).hexdigest() == live
+    assert sqlite_dump(db_path) == content
+    # The next restore clears what the killed one left and completes.
+    done = sqlite_platform.run("db-restore", "--yes", str(artifact))
+    assert done.returncode == 0, done.stderr
+    assert not list(db_path.parent.glob(".admin.db.partial-*"))
+
+
 def test_hand_made_sqlite_backup_with_the_guides_tools(
     sqlite_platform: Platform, tmp_path: Path
 ) -> None:
