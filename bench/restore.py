@@ -88,7 +88,7 @@ WITH words AS (SELECT string_to_array(
   'could also more about which when there their one all but so just like into then', ' ') AS w)
 INSERT INTO messages(agent_id, role, body, tokens, created_at)
 SELECT (g %% 40) + 1, CASE WHEN g %% 2 = 0 THEN 'user' ELSE 'assistant' END,
-       (SELECT string_agg(w[1 + ((g * 7919 + k * 104729) %% 71)], ' ')
+       (SELECT string_agg(w[1 + ((g::bigint * 7919 + k * 104729) %% 71)], ' ')
           FROM generate_series(1, 20 + (g %% 60)) k) || ' ' || md5(g::text),
        20 + (g %% 60), now() - make_interval(secs => g)
 FROM words, generate_series(%(start)s, %(stop)s) g

@@ -35,6 +35,7 @@ from tasks.restore_files import (
     Swap,
     SwapJournal,
     SwapPlan,
+    discard_incoming,
     plan_tree,
     remove_stale_staging,
     stage_beside,
@@ -144,6 +145,7 @@ def restore_all(backup_file: str, confirm: bool = False) -> RestoreResult:
         staging = new_staging_dir(settings.app_data)
         journal = SwapJournal()
         staged_db: Path | None = None
+        plan = SwapPlan()
         try:
             staged = stage_full_backup(path, staging)
             manifest = staged.manifest
@@ -189,6 +191,7 @@ def restore_all(backup_file: str, confirm: bool = False) -> RestoreResult:
         finally:
             if staged_db is not None:
                 discard_staged(staged_db)
+            discard_incoming(plan)
             discard_staging(staging)
     result = RestoreResult(
         job="restore-all",

@@ -118,6 +118,15 @@ def stage_beside(plan: SwapPlan, token: str) -> SwapPlan:
     return ready
 
 
+def discard_incoming(plan: SwapPlan) -> None:
+    """Delete the copies `stage_beside` made that were not swapped in (after a failure)."""
+    for swap in plan.swaps:
+        incoming = swap.incoming
+        if incoming is not None and INCOMING_MARKER in incoming.name:
+            if incoming.exists() or incoming.is_symlink():
+                _remove(incoming)
+
+
 def _copy_entry(source: Path, target: Path) -> None:
     if source.is_symlink():
         os.symlink(os.readlink(source), target)

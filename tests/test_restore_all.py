@@ -13,7 +13,8 @@ import sqlite3
 import subprocess
 import sys
 import tarfile
-from collections.abc import Callable
+import tempfile
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -200,6 +201,37 @@ def test_backup_folder_and_snapshots_inside_the_data_folder_are_kept(
     assert old_snapshot.read_bytes() == b"an older snapshot"
     assert all(tree_state(inside).get(path) == value for path, value in backups_before.items())
     assert (platform.root / "data" / "uploads" / "2025" / "11" / "photo.png").is_file()
+
+
+@pytest.fixture
+def other_filesystem() -> Iterator[Path]:
+    """A folder on another filesystem than the test's (tmpfs), for cross-device swaps."""
+    shm = Path("/dev/shm")  # noqa: S108  (a private folder is made inside, removed after)
+    if not shm.is_dir() or os.stat(shm).st_dev == os.stat(Path.cwd()).st_dev:
+        pytest.skip("no second filesystem here")
+    folder = Path(tempfile.mkdtemp(prefix="chatbot-restore-test-", dir=shm))
+    try:
+        yield folder
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+def test_uploads_on_another_filesystem(
+    full_sqlite: Platform, other_filesystem: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Staging lies beside the data folder; uploads elsewhere are copied over, then renamed."""
+    platform = full_sqlite
+    uploads = other_filesystem / "uploads"
+    shutil.move(platform.root / "data" / "uploads", uploads)
+    platform.set(monkeypatch, UPLOADS_DIR=str(uploads))
+    archive = full_backup(platform)
+    backed_up = tree_state(uploads)
+    shutil.rmtree(uploads / "2025")
+    (uploads / "new.txt").write_text("after the backup\n")
+    done = platform.run("restore-all", "--yes", str(archive))
+    assert done.returncode == 0, done.stderr
+    assert tree_state(uploads) == backed_up
+    assert [p.name for p in other_filesystem.iterdir()] == ["uploads"]  # no copies left
 
 
 @pytest.mark.parametrize("answer", ["no\n", ""])
