@@ -379,6 +379,18 @@ def test_hand_made_sqlite_backup_with_the_guides_tools(
     assert sqlite_dump(db_path) == backed_up
 
 
+def test_zstd_backup_restores(sqlite_platform: Platform, monkeypatch: pytest.MonkeyPatch) -> None:
+    sqlite_platform.set(monkeypatch, BACKUP_COMPRESSION="zstd")
+    done = sqlite_platform.run("db-backup")
+    assert done.returncode == 0, done.stderr
+    [artifact] = sqlite_platform.backup_files("admin_sqlite_*.db.zst")
+    backed_up = sqlite_dump(sqlite_platform.db_path)
+    change_sqlite(sqlite_platform.db_path)
+    done = sqlite_platform.run("db-restore", "--yes", str(artifact))
+    assert done.returncode == 0, done.stderr
+    assert sqlite_dump(sqlite_platform.db_path) == backed_up
+
+
 def test_recorded_row_counts_that_differ_refuse(sqlite_platform: Platform) -> None:
     artifact = make_backup(sqlite_platform)
     meta_path = artifact.with_name(artifact.name + ".meta.json")
