@@ -24,8 +24,10 @@ from flows.db_restore import (
     describe_database,
 )
 from flows.hooks import FAILURE_HOOKS
+from flows.offsite import fetch_for_restore, release_fetched
 from flows.reporting import publish_table, run_logger
 from flows.restore_confirm import require_confirmation
+from tasks.destination import is_remote_url
 from tasks.errors import RestoreError, VerifyError
 from tasks.lock import backup_dir_lock
 from tasks.manifest import Manifest
@@ -132,7 +134,10 @@ def restore_all(backup_file: str, confirm: bool = False) -> RestoreResult:
     """Restore database, uploads, configuration and application data from a full backup."""
     started = time.monotonic()
     settings = load_settings()
-    path = resolve_backup_file(backup_file, settings.backups)
+    if is_remote_url(backup_file):  # s3://..., user@host:/...: fetched, verified, decrypted
+        path = fetch_for_restore(backup_file, settings)
+    else:
+        path = resolve_backup_file(backup_file, settings.backups)
     confirmed_by = require_confirmation(confirm, "restore-all", path.name, full=True)
     logger = run_logger()
     with backup_dir_lock(settings.backups, "restore-all", settings.backup_lock_timeout):
@@ -193,9 +198,10 @@ def restore_all(backup_file: str, confirm: bool = False) -> RestoreResult:
                 discard_staged(staged_db)
             discard_incoming(plan)
             discard_staging(staging)
+    release_fetched(path, settings)
     result = RestoreResult(
         job="restore-all",
-        backup_file=str(path),
+        backup_file=backup_file if is_remote_url(backup_file) else str(path),
         sha256=verified.sha256,
         checksum=checksum_label(verified, "sidecar") + "; every file against MANIFEST.json",
         db_type=settings.db_type,

@@ -599,3 +599,21 @@ def test_db_restore_from_an_ssh_copy(sqlite_platform: Platform, backends: Backen
 
     assert dump_again(sqlite_platform.db_path) == before
     assert no_fetch_leftovers(sqlite_platform)
+
+
+def test_restore_all_from_an_azure_copy(platform: Platform, backends: BackendSet) -> None:
+    fill_platform(platform)
+    report = platform.root / "data" / "uploads" / "report.pdf"
+    original = report.read_bytes()
+    prefix = new_prefix()
+    env = offsite_env(backends, "az", prefix)
+    done = platform.run("backup-all", "--offsite", extra_env=env)
+    assert done.returncode == 0, done.stderr
+    [archive] = platform.backup_files("full_backup_*.tar.gz")
+    report.unlink()
+    url = f"az://{BUCKET}/{prefix}/{archive.name}"
+    restored = platform.run("restore-all", url, "--yes", extra_env=env)
+    assert restored.returncode == 0, restored.stdout + restored.stderr
+    assert report.read_bytes() == original
+    assert url in restored.stdout
+    assert no_fetch_leftovers(platform)
