@@ -104,13 +104,15 @@ def copy_offsite(
         copies = [
             upload_offsite(settings, path, (known_sha256 or {}).get(path.name)) for path in paths
         ]
-    except BackupError as exc:
+    except Exception as exc:
         record_offsite_status(settings, kind, dest.scheme, False)
-        if isinstance(exc, VerifyError):
+        if isinstance(exc, VerifyError | ConfigError):
             raise
         names = ", ".join(p.name for p in paths)
+        detail = str(exc) if isinstance(exc, BackupError) else f"{type(exc).__name__}: {exc}"
         raise DestinationError(
-            f"{exc} (the local backup {names} is kept)", transient=exc.transient
+            f"{redact(detail)} (the local backup {names} is kept)",
+            transient=getattr(exc, "transient", False),
         ) from exc
     record_offsite_status(settings, kind, dest.scheme, True)
     pruned, prune_error = RemotePrune(), None

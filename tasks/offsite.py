@@ -263,26 +263,29 @@ def copy_backup(
     encrypted = encryption is not None
     remote_name = remote_name_for(local.name, encrypted)
     where = dest.url(remote_name)
+    # The sidecar's word is enough to find an identical copy (a sync then reads no
+    # backup); a backup without one (made by the guide's scripts) is hashed instead.
     claimed = known_sha256 or read_sidecar(local)
-    attempts = 0
-    if claimed is not None:
-        existing, attempts = remote_call(
-            dest,
-            f"off-site check of {where}",
-            lambda: _existing_copy(dest, local, remote_name, claimed, encrypted),
-            policy,
-            log,
-        )
-        if existing is not None:
-            return OffsiteCopy(
-                local.name, remote_name, where, existing[1], existing[0], claimed,
-                False, encrypted, attempts, time.monotonic() - started,
-            )  # fmt: skip
+    hashed = sha256_file(local) if claimed is None else None
+    claimed = claimed or hashed
+    assert claimed is not None
+    existing, attempts = remote_call(
+        dest,
+        f"off-site check of {where}",
+        lambda: _existing_copy(dest, local, remote_name, claimed, encrypted),
+        policy,
+        log,
+    )
+    if existing is not None:
+        return OffsiteCopy(
+            local.name, remote_name, where, existing[1], existing[0], claimed,
+            False, encrypted, attempts, time.monotonic() - started,
+        )  # fmt: skip
 
     # Hash what will really be sent: a backup that rotted on the local disk is not
     # shipped off-site as if it were good.
-    source_sha256 = sha256_file(local)
-    if claimed is not None and claimed != source_sha256:
+    source_sha256 = hashed or sha256_file(local)
+    if claimed != source_sha256:
         raise VerifyError(
             f"{local.name}: the local file does not match its sha256 sidecar — it is "
             "damaged; not copied off-site"

@@ -8,8 +8,10 @@ of pointless retrying.
 
 The SDKs wrap each other's errors (s3fs turns a botocore `ClientError` into an `OSError`
 whose `__cause__` is the original, sshfs turns asyncssh errors into `OSError`s, ...), so
-the chain of causes is walked from the outside in and the first link that says
-something decides. Classes are recognised by name, so no SDK is imported here.
+the whole chain of causes is read: an SDK's precise word (error class, code, HTTP status)
+wins over Python's generic types, and among equals the outermost link decides. An error
+raised while handling a transient one (a clean-up that failed too) is transient. Classes
+are recognised by name, so no SDK is imported here.
 """
 
 from __future__ import annotations
@@ -91,6 +93,8 @@ _TRANSIENT_CODES = frozenset(
         "ServiceUnavailable",
         "ServerBusy",
         "OperationTimedOut",
+        # The multipart upload's state is gone (a restarted server); a new upload helps.
+        "NoSuchUpload",
     }
 )
 _PERMANENT_CODES = frozenset(
@@ -151,8 +155,8 @@ def _http_facts(exc: BaseException) -> tuple[str | None, int | None]:
     return (str(code) if code is not None else None), status
 
 
-def _classify(exc: BaseException) -> bool | None:
-    """True transient, False permanent, None when this link says nothing."""
+def _specific(exc: BaseException) -> bool | None:
+    """What an SDK says precisely: its error class, error code or HTTP status."""
     names = _class_names(exc)
     if names & _PERMANENT_CLASSES:
         return False
@@ -168,6 +172,11 @@ def _classify(exc: BaseException) -> bool | None:
             return True
         if 400 <= status < 500:
             return False
+    return None
+
+
+def _generic(exc: BaseException) -> bool | None:
+    """What Python's own exception types say (often a translation of an SDK error)."""
     if isinstance(exc, (PermissionError, FileNotFoundError, FileExistsError)):
         return False
     if isinstance(exc, (IsADirectoryError, NotADirectoryError)):
@@ -182,10 +191,36 @@ def _classify(exc: BaseException) -> bool | None:
     return None
 
 
-def is_transient(exc: BaseException) -> bool:
-    """Whether retrying the operation that raised `exc` may succeed."""
+def _verdict(exc: BaseException) -> bool | None:
+    """An SDK's precise word anywhere in the chain first (s3fs turns both NoSuchBucket and
+    NoSuchUpload into FileNotFoundError), else the outermost generic type."""
+    links = list(causes(exc))
+    for classify in (_specific, _generic):
+        for link in links:
+            verdict = classify(link)
+            if verdict is not None:
+                return verdict
+    return None
+
+
+def _handled(exc: BaseException) -> BaseException | None:
+    """The error `exc` was raised while handling (as opposed to translating), if any."""
     for link in causes(exc):
-        verdict = _classify(link)
-        if verdict is not None:
-            return verdict
-    return False
+        context = link.__context__
+        if context is not None and context is not link.__cause__:
+            return context
+    return None
+
+
+def is_transient(exc: BaseException) -> bool:
+    """Whether retrying the operation that raised `exc` may succeed.
+
+    An error raised while cleaning up after a transient one counts as transient: when
+    an S3 part upload loses its connection, s3fs aborts the multipart upload, and that
+    abort can fail with `NoSuchUpload` (the server lost its state); the operation as a
+    whole still failed for a network reason and is worth another try.
+    """
+    if _verdict(exc):
+        return True
+    original = _handled(exc)
+    return original is not None and _verdict(original) is True

@@ -160,14 +160,17 @@ def stop_then_restart(
     return hook, fired
 
 
+@pytest.mark.parametrize("down_for", [0.2, 2.0])
 def test_s3_stopped_mid_upload_and_restarted_completes(
-    moto: tuple[Restartable, str], tmp_path: Path
+    moto: tuple[Restartable, str], tmp_path: Path, down_for: float
 ) -> None:
+    """Back within 0.2 s, the server is up again before s3fs aborts the multipart upload
+    (which then fails with NoSuchUpload: moto lost it); back within 2 s, it is not."""
     server, endpoint = moto
     local = backup_file(tmp_path / "backups", 40)
     dest = parse_destination(f"s3://{BUCKET}/{new_prefix()}")
     # moto forgets its buckets when it restarts: recreate it, as a real S3 keeps it.
-    hook, fired = stop_then_restart(server, lambda: make_bucket(endpoint))
+    hook, fired = stop_then_restart(server, lambda: make_bucket(endpoint), down_for)
     notes: list[str] = []
     copy = copy_backup(
         dest,
@@ -351,3 +354,37 @@ def test_destination_is_the_one_interface(tmp_path: Path) -> None:
     assert isinstance(here, Destination) and here.scheme == "file"
     assert here.sha256(local.name) == (sha256_file(local), local.stat().st_size)
     assert {e.name for e in here.list()} >= {local.name, f"{local.name}.sha256"}
+
+
+def test_backup_without_sidecar_is_not_uploaded_twice(tmp_path: Path) -> None:
+    """A backup copied in by hand (no sidecar, no meta): hashed, uploaded once, then found."""
+    local = backup_file(tmp_path / "backups", 1)
+    (local.parent / f"{local.name}.sha256").unlink()
+    (tmp_path / "nas").mkdir()
+    dest = parse_destination(str(tmp_path / "nas" / "chatbot"))
+    policy = RetryPolicy(window_seconds=5, first_delay=0.5)
+    staging = staging_dir(tmp_path / "backups")
+    first = copy_backup(dest, local, policy=policy, staging=staging)
+    second = copy_backup(dest, local, policy=policy, staging=staging)
+    assert first.uploaded and not second.uploaded
+    assert second.sha256 == first.sha256 == sha256_file(local)
+    # The remote sidecar is there even though the local one never was.
+    sidecar = (tmp_path / "nas" / "chatbot" / f"{local.name}.sha256").read_text()
+    assert sidecar == f"{sha256_file(local)}  {local.name}\n"
+
+
+def test_locally_damaged_backup_is_not_shipped(tmp_path: Path) -> None:
+    local = backup_file(tmp_path / "backups", 1)
+    data = bytearray(local.read_bytes())
+    data[1000] ^= 0xFF
+    local.write_bytes(bytes(data))  # the sidecar still has the old sha256
+    (tmp_path / "nas").mkdir()
+    dest = parse_destination(str(tmp_path / "nas" / "chatbot"))
+    with pytest.raises(VerifyError, match="does not match its sha256 sidecar"):
+        copy_backup(
+            dest,
+            local,
+            policy=RetryPolicy(window_seconds=5),
+            staging=staging_dir(tmp_path / "backups"),
+        )
+    assert dest.list() == []

@@ -155,6 +155,16 @@ def wrapped(outer: BaseException, cause: BaseException) -> BaseException:
     return outer
 
 
+def raised_while_handling(outer: BaseException, original: BaseException) -> BaseException:
+    try:
+        try:
+            raise original
+        except BaseException:
+            raise outer  # noqa: B904  (an implicit __context__ is the point)
+    except BaseException as exc:
+        return exc
+
+
 @pytest.mark.parametrize(
     ("exc", "transient"),
     [
@@ -186,6 +196,17 @@ def wrapped(outer: BaseException, cause: BaseException) -> BaseException:
         (wrapped(OSError(errno.EIO, "x"), ClientError("AccessDenied", 403)), False),
         # the outermost link that says something decides
         (wrapped(PermissionError("denied"), ConnectionResetError()), False),
+        # a clean-up error after a dropped connection (s3fs aborting a multipart upload)
+        (
+            raised_while_handling(
+                wrapped(FileNotFoundError("abort"), ClientError("NoSuchUpload", 404)),
+                ConnectionResetError(),
+            ),
+            True,
+        ),
+        (raised_while_handling(PermissionError("denied"), ConnectionResetError()), True),
+        (raised_while_handling(ConnectionResetError(), PermissionError("denied")), True),
+        (raised_while_handling(PermissionError("denied"), ValueError("bug")), False),
     ],
 )
 def test_is_transient(exc: BaseException, transient: bool) -> None:
