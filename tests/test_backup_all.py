@@ -500,7 +500,7 @@ def test_rotation_is_per_tier_and_keeps_three(sqlite_platform: Platform) -> None
     [
         (["--tier", "hourly"], 3, "--tier: must be one of daily, weekly, monthly"),
         (["--retention-days", "0"], 2, "retention"),
-        (["--offsite"], 3, "off-site"),
+        (["--offsite"], 3, "OFFSITE_DESTINATION is not set"),  # checked before any work
     ],
 )
 def test_bad_flags_are_clear(
@@ -544,3 +544,20 @@ def test_python_m_flows_backup_all(sqlite_platform: Platform) -> None:
     )
     assert done.returncode == 0, done.stderr
     assert len(sqlite_platform.backup_files("full_backup_*.tar.gz")) == 1
+
+
+def test_zstd_archive_round_trips(
+    full_platform: Platform, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    full_platform.set(monkeypatch, BACKUP_COMPRESSION="zstd")
+    done = full_platform.run("backup-all")
+    assert done.returncode == 0, done.stderr
+    [archive] = full_platform.backup_files("full_backup_*.tar.zst")
+    target = tmp_path / "x"
+    target.mkdir()
+    subprocess.run(["tar", "--zstd", "-xf", str(archive), "-C", str(target)], check=True)
+    [top] = list(target.iterdir())
+    assert tree(top / "uploads") == tree(full_platform.root / "data" / "uploads")
+    assert list((top / "database").glob("admin_sqlite_*.db.zst"))
+    test = full_platform.run("test-restore", "--backup-file", str(archive))
+    assert test.returncode == 0, test.stdout + test.stderr
