@@ -617,3 +617,38 @@ def test_restore_all_from_an_azure_copy(platform: Platform, backends: BackendSet
     assert report.read_bytes() == original
     assert url in restored.stdout
     assert no_fetch_leftovers(platform)
+
+
+def test_python_api_result_artifact_and_no_secret_anywhere(
+    sqlite_platform: Platform,
+    backends: BackendSet,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from prefect.artifacts import Artifact
+    from prefect.client.orchestration import get_client
+
+    from flows import DbBackupResult, OffsiteSyncResult, db_backup, offsite_sync
+
+    prefix = new_prefix()
+    for key, value in offsite_env(backends, "s3", prefix).items():
+        monkeypatch.setenv(key, value)
+    result = db_backup(offsite=True)
+    assert isinstance(result, DbBackupResult) and result.offsite is not None
+    [copy] = result.offsite.copies
+    assert copy.uploaded and copy.sha256 == result.sha256 and copy.size == result.size
+    assert copy.url == f"s3://{BUCKET}/{prefix}/{Path(result.path).name}"
+    synced = offsite_sync(verify=True)
+    assert isinstance(synced, OffsiteSyncResult)
+    assert (synced.uploaded, synced.already_there) == (0, 1)
+    assert [c.status for c in synced.checks] == ["ok"]
+    artifact = Artifact.get("offsite-sync")
+    assert artifact is not None
+    data = artifact.data if isinstance(artifact.data, str) else json.dumps(artifact.data)
+    assert "verify: ok" in data
+    with get_client(sync_client=True) as client:
+        runs = client.read_flow_runs(limit=20)
+        seen = json.dumps([r.parameters for r in runs], default=str)
+        for key in ("offsite-copy", "offsite-sync"):
+            art = Artifact.get(key)
+            seen += str(art.data if art is not None else "")
+    assert S3_SECRET not in seen
