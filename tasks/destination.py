@@ -25,6 +25,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import os
+import posixpath
 import re
 import secrets
 from collections.abc import Callable, Iterator, Mapping
@@ -186,8 +187,9 @@ class Destination:
             return
         fs = self.fs
         if not fs.isdir(self.root):
-            parent = self.root.rstrip("/").rsplit("/", 1)[0] or "/"
-            if parent and not fs.isdir(parent):
+            # A relative SSH path (user@host:backups) lives in the login's home folder.
+            parent = posixpath.dirname(self.root.rstrip("/")) or "."
+            if not fs.isdir(parent):
                 raise FileNotFoundError(
                     f"{parent} does not exist (is the share mounted? create it first)"
                 )
