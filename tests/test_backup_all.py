@@ -561,3 +561,37 @@ def test_zstd_archive_round_trips(
     assert list((top / "database").glob("admin_sqlite_*.db.zst"))
     test = full_platform.run("test-restore", "--backup-file", str(archive))
     assert test.returncode == 0, test.stdout + test.stderr
+
+
+@pytest.mark.slow
+def test_killed_backup_leaves_no_partial_archive(sqlite_platform: Platform) -> None:
+    import signal
+
+    (sqlite_platform.root / "data" / "uploads" / "large.bin").write_bytes(
+        os.urandom(200 * 1024 * 1024)
+    )
+    process = subprocess.Popen(
+        [str(BIN / "chatbot-backup"), "backup-all"],
+        cwd=sqlite_platform.root,
+        env={**os.environ, **sqlite_platform.env},
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    try:
+        deadline = time.time() + 120
+        while time.time() < deadline and not list(
+            sqlite_platform.backups.glob(".full_backup_*.partial-*")
+        ):
+            time.sleep(0.05)
+        time.sleep(0.3)  # well into the archive
+        assert process.poll() is None, "the backup finished before it could be killed"
+        os.killpg(process.pid, signal.SIGKILL)
+    finally:
+        process.wait()
+    assert sqlite_platform.backup_files("full_backup_*") == []  # nothing under a final name
+    assert list(sqlite_platform.backups.glob(".*.partial-*"))  # the killed run's leftovers
+    done = sqlite_platform.run("backup-all")
+    assert done.returncode == 0, done.stderr
+    assert not list(sqlite_platform.backups.glob(".*.partial-*"))  # swept under the lock
+    assert len(sqlite_platform.backup_files("full_backup_*.tar.gz")) == 1
