@@ -2,8 +2,9 @@
 
     .venv/bin/python bench/restore.py --size-mb 1000 [--keep]
 
-Builds a PostgreSQL database of about `--size-mb` MB with `generate_series` (chatbot-like
-rows: agents, messages with prose-like text that compresses about like real messages),
+Builds (or, kept from an earlier bench run, reuses) a PostgreSQL database of about
+`--size-mb` MB with bench/datasets.py (generate_series in the server; chatbot rows whose
+text compresses about like real messages),
 dumps it once with `pg_dump | gzip` (a hand-made file, as an operator would make one),
 then restores that file four ways, timing each (wall time, CPU, peak RSS of the
 biggest process of the command's tree; the PostgreSQL server's own work is in neither):
@@ -39,11 +40,14 @@ from pathlib import Path
 
 import psycopg
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import datasets  # noqa: E402
+
 ROOT = Path(__file__).resolve().parent.parent
 VENV_BIN = Path(os.environ.get("BENCH_VENV_BIN", ROOT / ".venv" / "bin"))
 PG = {"host": "127.0.0.1", "port": 5432, "user": "postgres"}
 PSQL = "psql -h 127.0.0.1 -U postgres -q -v ON_ERROR_STOP=1 --no-psqlrc"
-SOURCE = "bench_restore_source"
 MB = 1024 * 1024
 
 
@@ -66,59 +70,30 @@ def drop(name: str) -> None:
         conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')  # type: ignore[arg-type]
 
 
-_SCHEMA = """
-CREATE TABLE agents (id serial PRIMARY KEY, name text NOT NULL, prompt text, settings jsonb);
-CREATE TABLE messages (
-    id bigserial PRIMARY KEY, agent_id int REFERENCES agents(id), role text NOT NULL,
-    body text NOT NULL, tokens int, created_at timestamptz NOT NULL);
-CREATE INDEX messages_agent ON messages(agent_id, created_at);
-INSERT INTO agents(name, prompt, settings)
-SELECT 'agent ' || g, repeat('You are a helpful assistant for team ' || g || '. ', 20),
-       jsonb_build_object('model', 'gpt-4o', 'temperature', (g % 10) / 10.0)
-FROM generate_series(1, 40) g;
-"""
-
-# Prose-like text: words drawn from a fixed vocabulary by position, so it compresses
-# like chat text (gzip about 3x), neither like random bytes nor like one repeated line.
-_CHUNK = """
-WITH words AS (SELECT string_to_array(
-  'the of and to a in is you that it for on with as this be are can your or not have '
-  'from by at we an if will do my what how please thanks use data file user api error '
-  'function value time model code question answer example help need want should would '
-  'could also more about which when there their one all but so just like into then', ' ') AS w)
-INSERT INTO messages(agent_id, role, body, tokens, created_at)
-SELECT (g %% 40) + 1, CASE WHEN g %% 2 = 0 THEN 'user' ELSE 'assistant' END,
-       (SELECT string_agg(w[1 + ((g::bigint * 7919 + k * 104729) %% 71)], ' ')
-          FROM generate_series(1, 20 + (g %% 60)) k) || ' ' || md5(g::text),
-       20 + (g %% 60), now() - make_interval(secs => g)
-FROM words, generate_series(%(start)s, %(stop)s) g
-"""
+def build_source(size_mb: int) -> tuple[str, bool]:
+    """The source database (bench/datasets.py's chatbot data); (name, built by this run)."""
+    name = f"chatbot_bench_{size_mb}mb"
+    if datasets.postgres_is_built(name, size_mb):
+        log(f"reusing {name}")
+        return name, False
+    log(f"building {name} (~{size_mb} MB)")
+    generated = datasets.make_postgres(name, size_mb)
+    log(generated.describe())
+    return name, True
 
 
-def build_source(size_mb: int) -> None:
-    log(f"building {SOURCE} (~{size_mb} MB)")
-    started = time.monotonic()
-    recreate(SOURCE)
-    with psycopg.connect(**PG, dbname=SOURCE, autocommit=True) as conn:  # type: ignore[arg-type]
-        conn.execute(_SCHEMA)  # type: ignore[arg-type]
-        start, chunk = 1, 200_000
-        while True:
-            conn.execute(_CHUNK, {"start": start, "stop": start + chunk - 1})  # type: ignore[arg-type]
-            start += chunk
-            size = conn.execute("SELECT pg_database_size(current_database())").fetchone()[0]  # type: ignore[index]
-            if size >= size_mb * MB:
-                break
-            per_row = size / start
-            chunk = max(50_000, min(1_000_000, int((size_mb * MB - size) / per_row) + 1))
-        conn.execute("VACUUM ANALYZE")
-    log(f"built {size / MB:.0f} MB, {start - 1} messages in {time.monotonic() - started:.0f} s")
-
-
-def row_counts(dbname: str) -> tuple[int, int]:
+def row_counts(dbname: str) -> dict[str, int]:
     with psycopg.connect(**PG, dbname=dbname) as conn:  # type: ignore[arg-type]
-        agents = conn.execute("SELECT count(*) FROM agents").fetchone()[0]  # type: ignore[index]
-        messages = conn.execute("SELECT count(*) FROM messages").fetchone()[0]  # type: ignore[index]
-    return int(agents), int(messages)
+        tables = conn.execute(
+            "SELECT schemaname, tablename FROM pg_tables "
+            "WHERE schemaname NOT IN ('pg_catalog', 'information_schema') ORDER BY 1, 2"
+        ).fetchall()
+        return {
+            f"{schema}.{table}": int(
+                conn.execute(f'SELECT count(*) FROM "{schema}"."{table}"').fetchone()[0]  # type: ignore[index, arg-type]
+            )
+            for schema, table in tables
+        }
 
 
 @dataclass(frozen=True)
@@ -233,15 +208,18 @@ def main() -> int:
     work = Path(tempfile.mkdtemp(prefix="bench-restore-"))
     (work / "app").mkdir()
     targets = {name: f"bench_restore_{name}" for name in ("plain", "plain1", "ours")}
+    source, built = "", False
     try:
-        build_source(args.size_mb)
-        expected = row_counts(SOURCE)
+        source, built = build_source(args.size_mb)
+        expected = row_counts(source)
         dump = work / "handmade.sql.gz"
         made = timed(
             "pg_dump | gzip",
-            f"pg_dump -h 127.0.0.1 -U postgres --no-owner {SOURCE} | gzip > {dump}",
+            f"pg_dump -h 127.0.0.1 -U postgres --no-owner {source} | gzip > {dump}",
         )
-        log(f"dump: {dump.stat().st_size / MB:.0f} MB compressed")
+        floor = timed("floor: gunzip -c F | wc -c", f"gunzip -c {dump} | wc -c > {work}/size")
+        plain_mb = int((work / "size").read_text()) / MB
+        log(f"dump: {dump.stat().st_size / MB:.0f} MB compressed, {plain_mb:.0f} MB of SQL")
         results: list[Timing] = []
         recreate(targets["plain"])
         results.append(
@@ -277,31 +255,33 @@ def main() -> int:
         for name in ("plain", "plain1", "ours"):
             got = row_counts(targets[name])
             if got != expected:
-                raise RuntimeError(f"{targets[name]} holds {got}, the source {expected}")
+                raise RuntimeError(f"{targets[name]} differs from the source in its row counts")
         snapshots = list((work / "backups").glob("admin_postgres_before_restore_*.sql.gz"))
         base = results[0].seconds
         print(
-            f"\nRestore of a {args.size_mb} MB PostgreSQL database "
-            f"(dump {dump.stat().st_size / MB:.0f} MB gzip; pg_dump | gzip took {made.seconds:.1f} s)\n"
+            f"\nRestore of a {args.size_mb} MB PostgreSQL database: dump {plain_mb:.0f} MB of SQL, "
+            f"{dump.stat().st_size / MB:.0f} MB gzip (pg_dump | gzip took {made.seconds:.1f} s; "
+            f"gunzip -c alone {floor.seconds:.1f} s)\n"
         )
         print("| job | wall s | ratio vs plain | CPU s (client side) | peak MB |")
         print("|---|---:|---:|---:|---:|")
         for t in results:
+            label = t.label.replace("|", "\\|")
             print(
-                f"| {t.label} | {t.seconds:.1f} | {t.seconds / base:.2f} | {t.cpu:.1f} | {t.peak_mb:.0f} |"
+                f"| {label} | {t.seconds:.1f} | {t.seconds / base:.2f} | {t.cpu:.1f} | {t.peak_mb:.0f} |"
             )
         print(
-            f"\nrow counts match the source in every target ({expected[1]} messages); "
+            f"\nrow counts match the source in every target ({sum(expected.values())} rows); "
             f"pre-restore snapshots written: {len(snapshots)}"
         )
         return 0
     finally:
         if not args.keep:
-            for name in [SOURCE, *targets.values()]:
+            for name in [*targets.values(), *([source] if built and source else [])]:
                 drop(name)
             shutil.rmtree(work, ignore_errors=True)
         else:
-            log(f"kept {work} and databases {SOURCE}, {', '.join(targets.values())}")
+            log(f"kept {work} and databases {source}, {', '.join(targets.values())}")
 
 
 if __name__ == "__main__":
