@@ -14,6 +14,7 @@ from __future__ import annotations
 import getpass
 import os
 import subprocess
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -28,7 +29,7 @@ from tasks.errors import DestinationError, VerifyError
 from tasks.offsite import copy_backup, remote_catalog, staging_dir
 from tests.conftest import Platform
 from tests.support.destinations import new_prefix
-from tests.support.services import HOST, SSHD_BIN, VENV_BIN, free_port
+from tests.support.services import HOST, SSHD_BIN, free_port
 
 pytestmark = pytest.mark.timeout(300)
 
@@ -107,13 +108,27 @@ def _http_ok(url: str) -> bool:
         return False
 
 
+# moto forgets everything when it stops; a real S3 keeps its buckets. So the bucket is
+# made inside the server process before it starts listening: no client ever sees the
+# restarted server without it.
+_MOTO_WITH_BUCKET = """
+import sys, time
+from moto.core import DEFAULT_ACCOUNT_ID
+from moto.s3.models import s3_backends
+from moto.server import ThreadedMotoServer
+s3_backends[DEFAULT_ACCOUNT_ID]["aws"].create_bucket(sys.argv[3], "eu-west-1")
+ThreadedMotoServer(ip_address=sys.argv[1], port=int(sys.argv[2]), verbose=False).start()
+while True:
+    time.sleep(3600)
+"""
+
+
 @pytest.fixture
 def moto(monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[Restartable, str]]:
     port = free_port()
     endpoint = f"http://{HOST}:{port}"
-    server = Restartable(
-        [str(VENV_BIN / "moto_server"), "-H", HOST, "-p", str(port)], lambda: _http_ok(endpoint)
-    )
+    argv = [sys.executable, "-c", _MOTO_WITH_BUCKET, HOST, str(port), BUCKET]
+    server = Restartable(argv, lambda: _http_ok(endpoint))
     server.start()
     for key, value in {
         "AWS_ACCESS_KEY_ID": "testing",
@@ -122,24 +137,13 @@ def moto(monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[Restartable, str]]:
         "AWS_DEFAULT_REGION": "eu-west-1",
     }.items():
         monkeypatch.setenv(key, value)
-    make_bucket(endpoint)
     try:
         yield server, endpoint
     finally:
         server.stop()
 
 
-def make_bucket(endpoint: str) -> None:
-    import boto3
-
-    boto3.client("s3", endpoint_url=endpoint, region_name="eu-west-1").create_bucket(
-        Bucket=BUCKET, CreateBucketConfiguration={"LocationConstraint": "eu-west-1"}
-    )
-
-
-def stop_then_restart(
-    server: Restartable, after_restart: object = None, down_for: float = 2.0
-) -> tuple[object, list[float]]:
+def stop_then_restart(server: Restartable, down_for: float = 2.0) -> tuple[object, list[float]]:
     """A progress hook that stops the server at the first progress report (in the middle
     of the upload) and starts it again `down_for` seconds later, from another thread."""
     fired: list[float] = []
@@ -147,14 +151,12 @@ def stop_then_restart(
     def restart() -> None:
         time.sleep(down_for)
         server.start()
-        if after_restart is not None:
-            after_restart()  # type: ignore[operator]
 
     def hook(done: int) -> None:
         if fired or done == 0:
             return
         fired.append(done)
-        server.stop()
+        server.stop()  # blocks the upload's event loop meanwhile: nothing more goes out
         threading.Thread(target=restart, daemon=True).start()
 
     return hook, fired
@@ -166,11 +168,10 @@ def test_s3_stopped_mid_upload_and_restarted_completes(
 ) -> None:
     """Back within 0.2 s, the server is up again before s3fs aborts the multipart upload
     (which then fails with NoSuchUpload: moto lost it); back within 2 s, it is not."""
-    server, endpoint = moto
+    server, _ = moto
     local = backup_file(tmp_path / "backups", 40)
     dest = parse_destination(f"s3://{BUCKET}/{new_prefix()}")
-    # moto forgets its buckets when it restarts: recreate it, as a real S3 keeps it.
-    hook, fired = stop_then_restart(server, lambda: make_bucket(endpoint), down_for)
+    hook, fired = stop_then_restart(server, down_for=down_for)
     notes: list[str] = []
     copy = copy_backup(
         dest,
