@@ -5,7 +5,6 @@ from __future__ import annotations
 import dataclasses
 import time
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 
 from prefect import flow
 
@@ -13,9 +12,11 @@ from flows.db_backup import resolve_retention
 from flows.hooks import FAILURE_HOOKS
 from flows.offsite import OffsiteResult, check_offsite, copy_offsite
 from flows.reporting import human_size, publish_table, run_logger
+from tasks import clock
 from tasks.errors import ConfigError
 from tasks.full_backup_tasks import verify_full_backup, write_full_backup_task
 from tasks.lock import backup_dir_lock
+from tasks.monitor_tasks import record_backup_metrics
 from tasks.prefect_tasks import rotate_backups
 from tasks.retention import RetentionPolicy
 from tasks.settings import load_settings
@@ -79,7 +80,7 @@ def backup_all(
     """Back up the database, uploads, configuration and data folder into one archive."""
     started = time.monotonic()
     settings = load_settings()
-    retention = resolve_retention(retention_days, settings.retention_days)
+    retention = resolve_retention(retention_days, settings.retention_days, tier)
     check_full_tier(tier)
     if offsite:
         check_offsite(settings)  # a bad destination or key stops the run before any work
@@ -88,7 +89,7 @@ def backup_all(
         artifact = write_full_backup_task(settings, tier)
         verify_full_backup(artifact)
         rotation = rotate_backups(
-            settings.backups, RetentionPolicy("full", tier, retention), datetime.now(UTC)
+            settings.backups, RetentionPolicy("full", tier, retention), clock.utc_now()
         )
     summary = artifact.detail
     manifest = summary.manifest
@@ -109,6 +110,8 @@ def backup_all(
         kept=rotation.kept,
         removed=rotation.removed,
     )
+    # After the lock is released: metrics describe the run, they are not part of it.
+    record_backup_metrics(settings, "full", artifact.path, artifact.size, result.seconds)
     if offsite:  # outside the lock: a slow upload does not hold up the next backup job
         shipped = copy_offsite(
             settings, [artifact.path], "full", {artifact.path.name: artifact.sha256}

@@ -15,7 +15,7 @@ from tasks import clock
 from tasks.errors import ConfigError
 from tasks.lock import backup_dir_lock
 from tasks.monitor_tasks import record_backup_metrics
-from tasks.naming import TIERS
+from tasks.naming import LONG_TIER_RETENTION_DAYS, TIERS
 from tasks.prefect_tasks import dump_database, rotate_backups, verify_backup
 from tasks.retention import RetentionPolicy
 from tasks.settings import check_retention_days, load_settings
@@ -50,9 +50,10 @@ class DbBackupResult:
         ]
 
 
-def resolve_retention(retention_days: int | None, default: int) -> int:
+def resolve_retention(retention_days: int | None, default: int, tier: str | None = None) -> int:
+    """The flag, else the tier's own retention for weekly/monthly, else RETENTION_DAYS."""
     if retention_days is None:
-        return default
+        return max(default, LONG_TIER_RETENTION_DAYS.get(tier or "", 0))
     try:
         return check_retention_days(retention_days)
     except ValueError as exc:
@@ -72,7 +73,7 @@ def db_backup(
     """Back up the admin database (SQLite or PostgreSQL) to a gzip file with a sha256 sidecar."""
     started = time.monotonic()
     settings = load_settings()
-    retention = resolve_retention(retention_days, settings.retention_days)
+    retention = resolve_retention(retention_days, settings.retention_days, tier)
     check_tier(tier)
     if offsite:
         check_offsite(settings)  # a bad destination or key stops the run before any work
