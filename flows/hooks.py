@@ -20,7 +20,7 @@ def failure_message(state: Any) -> str:
 
 
 def on_flow_failure(flow: Any, flow_run: Any, state: Any) -> None:
-    """Record a failed or crashed run (alerts and metrics are added by `tasks.alerts`)."""
+    """Record a failed or crashed run (alerts and metrics: `flows.notify`)."""
     message = failure_message(state)
     log.error("%s failed: %s", getattr(flow, "name", "flow"), message)
     try:

@@ -2,8 +2,11 @@
 
 pg_dump 15.14+ writes psql meta-commands (`\\restrict KEY`) into plain dumps, so a dump is
 replayed by `psql`, never executed as text by a driver. `ON_ERROR_STOP` plus
-`--single-transaction` make the load all-or-nothing: the first failing statement rolls
-everything back. The password travels in `PGPASSWORD`, never in the arguments.
+`--single-transaction` make the load all-or-nothing against SQL errors: the first
+failing statement rolls everything back. It does NOT protect against a feeder killed
+mid-stream (psql commits what it read), so this loader serves scratch databases only;
+live restores use `tasks.restore_postgres`, which sends COMMIT itself once the whole,
+verified dump has been read. The password travels in `PGPASSWORD`, never in the arguments.
 """
 
 from __future__ import annotations
