@@ -52,11 +52,12 @@ def discard_staging(staging: Path) -> None:
 def stage_archive(archive: Path, staging: Path) -> StagedArchive:
     """Extract `archive` into `staging` and verify it against its manifest.
 
-    Unsafe members (absolute paths, `..`, links pointing out, devices) are refused by
-    the extraction; what it wrote so far lies in staging only, which the caller deletes.
+    Unsafe members (absolute paths, `..`, links pointing out, devices) are refused by a
+    header pass before anything is written; the extraction checks them all again.
     """
-    from tasks.safe_extract import extract_archive
+    from tasks.safe_extract import extract_archive, refuse_unsafe_members
 
+    refuse_unsafe_members(archive)  # refuse before a single byte is written, even in staging
     extraction = extract_archive(archive, staging, preserve_owner=os.geteuid() == 0)
     names = {*extraction.files, *extraction.dirs, *extraction.symlinks}
     tops = {name.split("/", 1)[0] for name in names if name}

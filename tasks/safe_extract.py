@@ -22,6 +22,7 @@ import gzip
 import hashlib
 import io
 import os
+import posixpath
 import stat
 import tarfile
 import zlib
@@ -286,6 +287,41 @@ def extract_archive(
         raise VerifyError(f"{path.name}: damaged or truncated archive ({exc})") from None
     except tarfile.TarError as exc:
         raise VerifyError(f"{path.name}: not a readable tar archive ({exc})") from None
+
+
+def refuse_unsafe_members(path: Path) -> int:
+    """Read every header of a compressed tar and refuse it if any member is unsafe.
+
+    A pass that writes nothing, for callers that must refuse "before anything is
+    written" (restore-all): absolute names, `..`, devices and other special files, hard
+    links to outside names, and symbolic links whose target leaves the archive's tree.
+    The extraction still applies every check again. Returns the number of members.
+    """
+    count = 0
+    try:
+        with open_archive(path) as stream, tarfile.open(fileobj=stream, mode="r|") as tar:
+            while (member := tar.next()) is not None:
+                count += 1
+                name = clean_name(member.name)
+                if member.issym():
+                    target = member.linkname
+                    joined = posixpath.normpath(posixpath.join(posixpath.dirname(name), target))
+                    if target.startswith("/") or joined == ".." or joined.startswith("../"):
+                        raise UnsafeArchiveError(
+                            f"{name}: link pointing out of the archive ({target}) refused"
+                        )
+                elif member.islnk():
+                    clean_name(member.linkname)
+                elif not (member.isfile() or member.isdir()):
+                    raise UnsafeArchiveError(
+                        f"{name}: {_kind(member)} refused (only files, folders and links are extracted)"
+                    )
+                tar.members.clear()  # type: ignore[attr-defined]
+    except (EOFError, gzip.BadGzipFile, zlib.error, zstandard.ZstdError) as exc:
+        raise VerifyError(f"{path.name}: damaged or truncated archive ({exc})") from None
+    except tarfile.TarError as exc:
+        raise VerifyError(f"{path.name}: not a readable tar archive ({exc})") from None
+    return count
 
 
 def extract_safely(archive: Path, dest: Path, *, preserve_owner: bool = False) -> list[str]:
