@@ -417,10 +417,14 @@ class SqliteResult:
         return lines
 
 
+def sqlite_file(data_dir: Path, size_mb: int) -> Path:
+    return data_dir / f"chatbot_bench_{size_mb}mb.sqlite"
+
+
 def sqlite_bench(
     ws: Workspace, size_mb: int, args: argparse.Namespace, api_url: str, data_dir: Path
 ) -> SqliteResult:
-    path = data_dir / f"chatbot_bench_{size_mb}mb.sqlite"
+    path = sqlite_file(data_dir, size_mb)
     if not args.rebuild and datasets.sqlite_is_built(path, size_mb):
         generation = "reused from an earlier run (--rebuild to regenerate)"
     else:
@@ -583,7 +587,7 @@ def main(argv: list[str] | None = None) -> int:
         "--workdir",
         type=Path,
         default=Path(tempfile.gettempdir()) / "chatbot-bench",
-        help="scratch folder (kept with --keep, for the SQLite file and Prefect homes)",
+        help="where the SQLite file lives (kept with --keep) and each run's scratch folder",
     )
     args = parser.parse_args(argv)
     sizes = [s for s in (args.size_mb or [100]) if s > 0]
@@ -600,7 +604,8 @@ def main(argv: list[str] | None = None) -> int:
     if not os.access(CHATBOT, os.X_OK):
         parser.error(f"{CHATBOT} not found: install the package into .venv first")
 
-    ws = Workspace(args.workdir / "run")
+    # Scratch of this run only (another bench may be using the same --workdir).
+    ws = Workspace(args.workdir / f"run-{os.getpid()}")
     shutil.rmtree(ws.root, ignore_errors=True)
     ws.prepare()
     code = code_under_test(ws, args.snapshot)
@@ -634,13 +639,14 @@ def main(argv: list[str] | None = None) -> int:
                 print("\n".join(sqlite_result.notes()), flush=True)
     finally:
         datasets.drop_postgres(EMPTY_DB)
+        shutil.rmtree(ws.root, ignore_errors=True)
         if not args.keep:
             for size in sizes:
                 datasets.drop_postgres(f"chatbot_bench_{size}mb")
-            shutil.rmtree(args.workdir, ignore_errors=True)
-        else:
-            shutil.rmtree(ws.backups, ignore_errors=True)
-            shutil.rmtree(ws.theirs, ignore_errors=True)
+            if args.sqlite_size_mb > 0:
+                sqlite_file(data_dir, args.sqlite_size_mb).unlink(missing_ok=True)
+            with contextlib.suppress(OSError):
+                args.workdir.rmdir()  # only when nothing else is left in it
 
     rows = [row for r in pg_results for row in r.rows()]
     if sqlite_result is not None:
