@@ -246,6 +246,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     run: Callable[[argparse.Namespace], int] = args.run
     # A local run must not try to phone home from a machine that may have no network.
     os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+    # Prefect gives its local (ephemeral) server 20 s to start; a busy host at 2 a.m. can
+    # need more, and a backup must not fail for that.
+    os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "120")
     try:
         import prefect  # noqa: F401  (sets up Prefect's logging before we quiet it)
 
