@@ -48,7 +48,8 @@ def make_backup(
     import gzip
 
     folder.mkdir(parents=True, exist_ok=True)
-    moment = (now or NOW) - timedelta(hours=age_hours)
+    # The real clock, not NOW: a long suite reaches these tests minutes after import.
+    moment = (now or datetime.now(UTC).replace(microsecond=0)) - timedelta(hours=age_hours)
     payload = os.urandom(size)  # incompressible, so the file is about `size` bytes
     if kind == "db":
         path = folder / db_backup_name("sqlite", moment)
