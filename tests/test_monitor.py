@@ -362,16 +362,16 @@ def test_rotation_respects_tiers_and_the_kept_minimum(tmp_path: Path) -> None:
     from tasks.catalog import list_backups
 
     for days in (0, 20, 40, 60):  # monthly tier: all within 365 days
-        make_backup(tmp_path, "full", 24 * days + 1, size=100, tier="monthly")
+        make_backup(tmp_path, "full", 24 * days + 1, size=100, now=NOW, tier="monthly")
     for days in (30, 31, 32):  # daily tier: old, but they are the newest 3 of their tier
-        make_backup(tmp_path, "full", 24 * days + 1, size=100)
+        make_backup(tmp_path, "full", 24 * days + 1, size=100, now=NOW)
     assert check_rotation(list_backups(tmp_path), NOW, 7).severity == "ok"
 
 
 def test_future_dated_backup_does_not_count_as_fresh(tmp_path: Path) -> None:
     for age in (40, 64, 88):
-        make_backup(tmp_path, "db", age, size=100)
-    make_backup(tmp_path, "db", -24 * 365, size=100)  # a year ahead: wrong clock
+        make_backup(tmp_path, "db", age, size=100, now=NOW)
+    make_backup(tmp_path, "db", -24 * 365, size=100, now=NOW)  # a year ahead: wrong clock
     inspection = inspect_backups(tmp_path, Thresholds(), NOW)
     age = next(f for f in inspection.findings if f.name == "latest-age")
     assert age.severity == "critical" and "40.0 h" in age.reason
@@ -390,8 +390,8 @@ def test_deployments_finding_and_rollup() -> None:
 
 def test_integrity_reads_only_the_newest_of_each_kind(tmp_path: Path) -> None:
     for age in range(1, 30):
-        make_backup(tmp_path, "db", age, size=100)
-    make_backup(tmp_path, "full", 2, size=100)
+        make_backup(tmp_path, "db", age, size=100, now=NOW)
+    make_backup(tmp_path, "full", 2, size=100, now=NOW)
     read: list[str] = []
     inspect_backups(tmp_path, Thresholds(), NOW, verify=lambda p: read.append(p.name))
     assert len(read) == 2 and any(n.startswith("full_backup_") for n in read)
