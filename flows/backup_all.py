@@ -85,7 +85,9 @@ def backup_all(
     if offsite:
         check_offsite(settings)  # a bad destination or key stops the run before any work
     logger = run_logger()
-    with backup_dir_lock(settings.backups, "backup-all", settings.backup_lock_timeout):
+    with backup_dir_lock(
+        settings.backups, "backup-all", settings.backup_lock_timeout, must_write=True
+    ):
         artifact = write_full_backup_task(settings, tier)
         verify_full_backup(artifact)
         rotation = rotate_backups(

@@ -12,9 +12,16 @@ import os
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 PROG = "chatbot-backup"
+
+
+class OneLineParser(argparse.ArgumentParser):
+    """A usage error is one line on stderr like every other failure (argparse's exit 2)."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: error: {' '.join(message.split())} (see --help)\n")
 
 
 def _retention(value: str) -> int:
@@ -28,7 +35,7 @@ def _retention(value: str) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = OneLineParser(
         prog=PROG, description="Backup and restore for the GPT Chatbot platform."
     )
     parser.add_argument("--debug", action="store_true", help="show tracebacks and Prefect's logs")
@@ -129,6 +136,8 @@ def _run_test_restore(args: argparse.Namespace) -> int:
     from tasks.destination import is_remote_url
 
     backup_file = args.backup_file
+    if backup_file:
+        refuse_impossible_date(backup_file)
     if backup_file and not is_remote_url(backup_file):  # s3://... goes to the flow as is
         backup_file = os.path.abspath(os.path.expanduser(backup_file))
     result = test_restore(backup_file=backup_file, staging_server=args.staging_server)
@@ -152,6 +161,7 @@ def _run_restore(args: argparse.Namespace) -> int:
     from tasks.verify import sniff_compression
 
     full = args.job == "restore-all"
+    refuse_impossible_date(args.file)
     given = os.path.expanduser(args.file)
     path = os.path.abspath(given)
     if os.path.exists(path):
@@ -174,7 +184,32 @@ def _run_monitor(args: argparse.Namespace) -> int:
 
     result = monitor_backups()
     print("\n".join(result.summary_lines()))
+    if result.exit_code != 0:
+        rank = {"critical": 0, "warning": 1}
+        problems = sorted(
+            (f for f in result.findings if f.severity in rank), key=lambda f: rank[f.severity]
+        )
+        first = f"; first: {problems[0].name}: {problems[0].reason}" if problems else ""
+        print(
+            f"{PROG}: monitor: {result.status.upper()}: {len(problems)} check(s) "
+            f"found problems{first}",
+            file=sys.stderr,
+        )
     return result.exit_code
+
+
+def refuse_impossible_date(given: str) -> None:
+    """A backup named with a date that never existed was not made by us: say so first."""
+    from tasks.errors import VerifyError
+    from tasks.naming import impossible_timestamp
+
+    name = given.rstrip("/").rsplit("/", 1)[-1]
+    stamp = impossible_timestamp(name)
+    if stamp is not None:
+        raise VerifyError(
+            f"{name}: {stamp} is not a real date and time, so no backup run made this file; "
+            "if it really is a backup, rename it with its true UTC time"
+        )
 
 
 def _count_arg(value: str) -> int:

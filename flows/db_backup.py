@@ -78,7 +78,9 @@ def db_backup(
     if offsite:
         check_offsite(settings)  # a bad destination or key stops the run before any work
     logger = run_logger()
-    with backup_dir_lock(settings.backups, "db-backup", settings.backup_lock_timeout):
+    with backup_dir_lock(
+        settings.backups, "db-backup", settings.backup_lock_timeout, must_write=True
+    ):
         artifact = dump_database(settings, tier)
         verify_backup(artifact.path, artifact.sha256)
         rotation = rotate_backups(

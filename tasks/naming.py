@@ -33,6 +33,10 @@ _PATTERN = re.compile(
 )
 _EXPECTED_EXT = {"sqlite": ".db", "postgres": ".sql", None: ".tar"}
 
+# The shape of a backup name, whatever its date says: to tell a forged or mistyped date
+# (admin_sqlite_20250230_...) from a name that is simply not ours.
+_SHAPE = re.compile(r"^(?:admin_(?:sqlite|postgres)|full_backup)_(?P<stamp>\d{8}_\d{6})\.")
+
 SIDECAR_SUFFIX = ".sha256"
 META_SUFFIX = ".meta.json"
 
@@ -88,6 +92,22 @@ def parse_backup_name(name: str) -> BackupName | None:
         created_at=created,
         compression="zstd" if match.group("comp") == ".zst" else "gzip",
     )
+
+
+def impossible_timestamp(name: str) -> str | None:
+    """The timestamp of a name shaped like a backup name whose date or time does not exist.
+
+    No run of ours ever made such a name, so a file carrying it was named by hand or
+    damaged; None for every other name (ours, or one that does not look like ours).
+    """
+    match = _SHAPE.match(name)
+    if match is None:
+        return None
+    try:
+        datetime.strptime(match.group("stamp"), TIMESTAMP_FORMAT)
+    except ValueError:
+        return match.group("stamp")
+    return None
 
 
 def sidecar_name(name: str) -> str:

@@ -95,9 +95,9 @@ class Settings(BaseSettings):
             raise ValueError(f"must be 'sqlite' or 'postgres', got {value!r}")
         return value
 
-    @field_validator("retention_days")
+    @field_validator("retention_days", mode="before")  # "abc" gets our message, not pydantic's
     @classmethod
-    def _positive_retention(cls, value: int) -> int:
+    def _positive_retention(cls, value: object) -> int:
         return check_retention_days(value)
 
     @field_validator("backup_compression")

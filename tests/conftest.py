@@ -20,6 +20,8 @@ from pathlib import Path
 import psycopg
 import pytest
 
+from tests.support.services import PasswordPostgres, password_postgres
+
 os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
 os.environ.setdefault("PREFECT_LOGGING_LEVEL", "INFO")
 
@@ -238,3 +240,10 @@ def scratch_database() -> Iterator[str]:
 
 def have(tool: str) -> bool:
     return shutil.which(tool) is not None
+
+
+@pytest.fixture(scope="session")
+def password_pg() -> Iterator[PasswordPostgres]:
+    """A second PostgreSQL that demands a password (the machine's cluster trusts all)."""
+    with password_postgres() as service:
+        yield service

@@ -577,3 +577,86 @@ def prefect_server(timeout: float = 90.0, ui: bool = False) -> Iterator[PrefectS
         ready = lambda: _http_answers(api_url + "/health", 200)  # noqa: E731
         with _process("prefect-server", argv, ready, timeout=timeout, env=env, cwd=Path(home)):
             yield PrefectService(api_url=api_url, home=Path(home))
+
+
+# --------------------------------------------------------------------------- PostgreSQL (password)
+
+PG_BIN = Path("/usr/lib/postgresql/15/bin")
+# Every character that breaks naive URL building or shell quoting.
+PG_PASSWORD = "p@ss:w/rd%&'\""
+
+
+@dataclass(frozen=True)
+class PasswordPostgres:
+    """A throwaway cluster that only lets `postgres` in over TCP with a password."""
+
+    host: str
+    port: int
+    user: str
+    password: str
+    socket_dir: Path  # trust login for the test's own set-up, as the `postgres` OS user
+
+    def url(self, dbname: str, password: str | None = None) -> str:
+        from urllib.parse import quote
+
+        secret = self.password if password is None else password
+        return f"postgresql://{self.user}:{quote(secret, safe='')}@{self.host}:{self.port}/{dbname}"
+
+    def admin_params(self, dbname: str = "postgres") -> dict[str, Any]:
+        """psycopg.connect() keyword arguments (TCP, with the password)."""
+        return {
+            "host": self.host,
+            "port": self.port,
+            "user": self.user,
+            "password": self.password,
+            "dbname": dbname,
+        }
+
+
+def _as_postgres(argv: list[str], **kwargs: Any) -> subprocess.CompletedProcess[str]:
+    runner = [] if getpass.getuser() == "postgres" else ["runuser", "-u", "postgres", "--"]
+    return subprocess.run([*runner, *argv], capture_output=True, text=True, **kwargs)
+
+
+@contextmanager
+def password_postgres(password: str = PG_PASSWORD, timeout: float = 60.0) -> Iterator[PasswordPostgres]:
+    """initdb a cluster as OS user `postgres`, scram-sha-256 on 127.0.0.1, a free port.
+
+    The machine's own cluster trusts every local login, so a wrong password could never
+    fail there. This one is stopped (by its data folder) and deleted on exit.
+    """
+    initdb = _require(PG_BIN / "initdb", "initdb (Debian postgresql-15)")
+    pg_ctl = _require(PG_BIN / "pg_ctl", "pg_ctl (Debian postgresql-15)")
+    base = Path(tempfile.mkdtemp(prefix="pg-password-"))
+    try:
+        shutil.chown(base, "postgres", "postgres")
+        data, pwfile = base / "data", base / "pwfile"
+        pwfile.write_text(password + "\n")
+        shutil.chown(pwfile, "postgres", "postgres")
+        pwfile.chmod(0o600)
+        done = _as_postgres(
+            [str(initdb), "-D", str(data), "-U", "postgres", f"--pwfile={pwfile}",
+             "--auth-host=scram-sha-256", "--auth-local=trust", "--no-sync", "-E", "UTF8"],
+            timeout=timeout,
+        )
+        if done.returncode != 0:
+            raise ServiceError(f"initdb failed: {done.stderr[-2000:]}")
+        port = free_port()
+        options = (
+            f"-p {port} -k {base} -c listen_addresses={HOST} -c fsync=off "
+            "-c password_encryption=scram-sha-256"
+        )
+        log = base / "server.log"
+        started = _as_postgres(
+            [str(pg_ctl), "-D", str(data), "-l", str(log), "-o", options, "-w",
+             "-t", str(int(timeout)), "start"],
+            timeout=timeout + 10,
+        )
+        if started.returncode != 0:
+            raise ServiceError(f"pg_ctl start failed: {started.stderr}\n{_log_tail(log)}")
+        try:
+            yield PasswordPostgres(HOST, port, "postgres", password, base)
+        finally:
+            _as_postgres([str(pg_ctl), "-D", str(data), "-m", "fast", "-w", "stop"], timeout=60)
+    finally:
+        shutil.rmtree(base, ignore_errors=True)
