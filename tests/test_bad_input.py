@@ -38,6 +38,9 @@ from tests.test_restore_all import (
 )
 
 ABSOLUTE_MEMBER = "/tmp/chatbot-bad-input-absolute.txt"  # noqa: S108 (must not appear)
+# Many real CLI runs: long on a loaded host, so a wider timeout than the default.
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(900)]
+
 WRONG_PASSWORD = "Wr0ng:p@ss/w%rd'\"Z"
 
 

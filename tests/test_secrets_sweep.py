@@ -40,6 +40,9 @@ from tests.support.services import (
 )
 from tests.test_restore_all import populate
 
+# Many real CLI runs: long on a loaded host, so a wider timeout than the default.
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(900)]
+
 AWS_KEY_ID = "AKIASWEEPKEYID7Q2W"
 AWS_SECRET = "aws/Secret+Key=sweep/9x8y7z"
 SMTP_PASSWORD = "smtp:P@ss/w%rd'\"K4"
