@@ -18,6 +18,7 @@ content; setuid, setgid and sticky bits are dropped.
 from __future__ import annotations
 
 import contextlib
+import errno
 import gzip
 import hashlib
 import io
@@ -40,6 +41,22 @@ from tasks.verify import sniff_compression
 
 class UnsafeArchiveError(VerifyError):
     """A member would land outside the target, or is something that is never extracted."""
+
+
+# Linux limits, in bytes: a longer name can never be created, so it is refused up front
+# (in the header pass too) rather than failing half-way through the extraction.
+NAME_MAX = 255
+PATH_MAX = 4096
+# What the filesystem says of a name it cannot hold (a backstop for the checks above).
+_UNUSABLE_NAME = (errno.ENAMETOOLONG, errno.EILSEQ, errno.EINVAL)
+
+
+def _length(text: str) -> int:
+    return len(text.encode("utf-8", "surrogateescape"))
+
+
+def _shorten(text: str) -> str:
+    return repr(text) if len(text) <= 80 else repr(text[:60]) + f"… ({len(text)} characters)"
 
 
 @dataclass(frozen=True)
@@ -70,7 +87,17 @@ def clean_name(raw: str) -> str:
     parts = [p for p in raw.split("/") if p not in ("", ".")]
     if ".." in parts:
         raise UnsafeArchiveError(f"{raw}: '..' in a member name refused")
+    if _length(raw) >= PATH_MAX or any(_length(p) > NAME_MAX for p in parts):
+        raise UnsafeArchiveError(f"{_shorten(raw)}: name too long to extract; refused")
     return "/".join(parts)
+
+
+def check_link_target(name: str, target: str) -> None:
+    """A link target the filesystem can hold (where it points is checked separately)."""
+    if "\x00" in target or _length(target) >= PATH_MAX:
+        raise UnsafeArchiveError(
+            f"{name}: link target {_shorten(target)} cannot be created; refused"
+        )
 
 
 def _inside(dest: str, path: str) -> bool:
@@ -136,6 +163,7 @@ class _Extractor:
             self.ensure_dir(parent, name)
             self.write_file(tar, member, name)
         elif member.issym():
+            check_link_target(name, member.linkname)
             self.links.append((name, member))
         elif member.islnk():
             self.ensure_dir(parent, name)
@@ -188,6 +216,15 @@ class _Extractor:
         self.result.external_links[name] = target
 
     def make_links(self) -> None:
+        try:
+            self._create_links()
+        finally:
+            # Even when a link is refused half-way, none already made may stay leading out.
+            escaped = self._remove_links_leading_out()
+        for name, target in escaped:
+            self._external(name, target)
+
+    def _create_links(self) -> None:
         for name, member in self.links:
             target = member.linkname
             joined = os.path.normpath(os.path.join(os.path.dirname(name), target))
@@ -204,12 +241,16 @@ class _Extractor:
                 with contextlib.suppress(OSError):
                     os.lchown(self.path(name), member.uid, member.gid)
             self.result.symlinks[name] = target
-        # A chain of links that each look inside can still resolve outside: check them all.
+
+    def _remove_links_leading_out(self) -> list[tuple[str, str]]:
+        """A chain of links that each look inside can still resolve outside: check them all."""
+        escaped = []
         for name, target in list(self.result.symlinks.items()):
             if not _inside(self.root, os.path.realpath(self.path(name))):
                 os.unlink(self.path(name))
                 del self.result.symlinks[name]
-                self._external(name, target)
+                escaped.append((name, target))
+        return escaped
 
     def finish_dirs(self) -> None:
         for name, member in sorted(
@@ -248,12 +289,19 @@ def extract_stream(
 ) -> Extraction:
     """Extract the uncompressed tar read from `stream` into `dest` (new or empty)."""
     extractor = _Extractor(dest, skip_external_links, max_bytes, preserve_owner)
-    with tarfile.open(fileobj=stream, mode="r|") as tar:
-        while (member := tar.next()) is not None:
-            extractor.add(tar, member)
-            tar.members.clear()  # type: ignore[attr-defined]  # tarfile keeps every header; we need none
-    extractor.make_links()
-    extractor.finish_dirs()
+    try:
+        with tarfile.open(fileobj=stream, mode="r|") as tar:
+            while (member := tar.next()) is not None:
+                extractor.add(tar, member)
+                tar.members.clear()  # type: ignore[attr-defined]  # tarfile keeps every header; we need none
+        extractor.make_links()
+        extractor.finish_dirs()
+    except OSError as exc:
+        if exc.errno not in _UNUSABLE_NAME:
+            raise  # disk full, permissions: the caller's to report
+        raise UnsafeArchiveError(
+            f"a member cannot be created here ({exc.strerror}): {_shorten(str(exc.filename))}"
+        ) from None
     return extractor.result
 
 
@@ -305,6 +353,7 @@ def refuse_unsafe_members(path: Path) -> int:
                 name = clean_name(member.name)
                 if member.issym():
                     target = member.linkname
+                    check_link_target(name, target)
                     joined = posixpath.normpath(posixpath.join(posixpath.dirname(name), target))
                     if target.startswith("/") or joined == ".." or joined.startswith("../"):
                         raise UnsafeArchiveError(
