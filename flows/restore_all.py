@@ -4,10 +4,12 @@ Order: confirm; then, holding the backup folder's lock: verify the archive (chec
 stream); extract it safely into a staging folder beside the live data and check every
 file against MANIFEST.json; verify and stage the database artifact it holds; plan the
 swaps (uploads, configuration files, application data — never the live database file,
-its snapshots or the backup folder); write the pre-restore snapshot; swap the files in
-by renames, keeping the replaced copies; restore the database (SQLite: rename;
-PostgreSQL: one checked transaction). If the database step fails, the files are put
-back. Only when everything is in place are the replaced copies deleted.
+its snapshots or the backup folder); write the pre-restore snapshot. Only then the swap
+phase (tasks/restore_all_swap.py): a durable journal in BACKUP_DIR, the renames in quick
+succession (SQLite: the database file is one of them; PostgreSQL: they run just before
+the checked transaction's COMMIT), the commit point, then the replaced copies deleted.
+A failure before the commit point puts everything back; a kill -9 is rolled back or
+finished by the next command that takes the backup lock (tasks/restore_journal.py).
 """
 
 from __future__ import annotations
@@ -28,10 +30,11 @@ from flows.offsite import fetch_for_restore, release_fetched
 from flows.reporting import publish_table, run_logger
 from flows.restore_confirm import require_confirmation
 from tasks.destination import is_remote_url
-from tasks.errors import RestoreError, VerifyError
+from tasks.errors import VerifyError
 from tasks.lock import backup_dir_lock
 from tasks.manifest import Manifest
 from tasks.prefect_tasks import verify_backup
+from tasks.restore_all_tasks import swap_all_postgres, swap_all_sqlite
 from tasks.restore_archive import StagedArchive, discard_staging, new_staging_dir
 from tasks.restore_files import (
     Swap,
@@ -47,13 +50,10 @@ from tasks.restore_sqlite import SNAPSHOT_MARKER, companions, discard_staged
 from tasks.restore_tasks import (
     check_sqlite,
     identify_backup,
-    load_postgres,
     snapshot_postgres,
     snapshot_sqlite,
     stage_full_backup,
     stage_sqlite_copy,
-    swap_files,
-    swap_sqlite,
 )
 from tasks.settings import Settings, load_settings
 
@@ -148,7 +148,7 @@ def restore_all(backup_file: str, confirm: bool = False) -> RestoreResult:
             )
         remove_stale_staging(settings.app_data.parent)
         staging = new_staging_dir(settings.app_data)
-        journal = SwapJournal()
+        swapper = SwapJournal()
         staged_db: Path | None = None
         plan = SwapPlan()
         try:
@@ -168,29 +168,31 @@ def restore_all(backup_file: str, confirm: bool = False) -> RestoreResult:
                 )
                 staged_db = sqlite_copy.path
             plan, notes = plan_file_swaps(settings, staged, staged_db)
-            plan = stage_beside(plan, journal.token)
+            plan = stage_beside(plan, swapper.token)
 
+            discard = [staging, *([staged_db] if staged_db is not None else [])]
             if sqlite_copy is not None:
                 snapshot, readable = snapshot_sqlite(settings.db_path)
             else:
                 snapshot = snapshot_postgres(settings)
-            swapped = swap_files(plan, journal)
-            try:
-                if sqlite_copy is not None:
-                    swap_sqlite(sqlite_copy, settings.db_path, readable, snapshot)
-                    tables = {}
-                else:
-                    tables = load_postgres(
-                        settings, db_file.path, db_file.compression, db_file.sha256, expected
-                    )
-            except BaseException as exc:
-                journal.rollback()
-                if isinstance(exc, RestoreError | VerifyError):
-                    raise type(exc)(
-                        f"{exc} — uploads, configuration and data were put back"
-                    ) from None
-                raise
-            journal.commit()
+            # From here on every live change is journalled in BACKUP_DIR; a kill is
+            # undone or finished by the next command that takes the lock.
+            if sqlite_copy is not None:
+                swapped = swap_all_sqlite(
+                    settings, plan, swapper, sqlite_copy, readable, snapshot, discard
+                )
+                tables: dict[str, int] = {}
+            else:
+                swapped, tables = swap_all_postgres(
+                    settings,
+                    plan,
+                    swapper,
+                    db_file.path,
+                    db_file.compression,
+                    db_file.sha256,
+                    expected,
+                    discard,
+                )
             if sqlite_copy is not None:
                 tables = check_sqlite(settings.db_path)
         finally:

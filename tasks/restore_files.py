@@ -21,6 +21,7 @@ from pathlib import Path
 
 from tasks.atomic import fsync_dir, is_partial
 from tasks.errors import RestoreError
+from tasks.restore_journal import fault_point
 
 REPLACED_MARKER = ".replaced-"
 INCOMING_MARKER = ".incoming-"
@@ -144,6 +145,14 @@ def _remove(path: Path) -> None:
             path.unlink()
 
 
+remove_entry = _remove
+
+
+def stash_path(target: Path, token: str) -> Path:
+    """Where the live entry waits, hidden, until the restore has passed its commit point."""
+    return target.with_name(f".{target.name}{REPLACED_MARKER}{token}")
+
+
 @dataclass
 class _Done:
     swap: Swap
@@ -175,13 +184,15 @@ class SwapJournal:
         target = swap.target
         stash = None
         if target.exists() or target.is_symlink():
-            stash = target.with_name(f".{target.name}{REPLACED_MARKER}{self.token}")
+            stash = stash_path(target, self.token)
             os.rename(target, stash)
+            fault_point("live entry moved aside")
         done = _Done(swap, stash)
         self._done.append(done)
         if swap.incoming is not None:
             os.rename(swap.incoming, target)
             done.moved_in = True
+            fault_point("restored entry moved in")
         fsync_dir(target.parent)
 
     def rollback(self) -> None:

@@ -333,7 +333,7 @@ def test_damaged_archive_is_refused(full_sqlite: Platform, fault: str) -> None:
 
 
 def test_database_in_use_puts_the_files_back(full_sqlite: Platform) -> None:
-    """The files are swapped in before the database; a refused database swap undoes them."""
+    """A database in use is refused before any file is swapped in: nothing changes."""
     platform = full_sqlite
     archive = full_backup(platform)
     damage(platform.root)
@@ -355,7 +355,8 @@ def test_database_in_use_puts_the_files_back(full_sqlite: Platform) -> None:
         assert app.stdout is not None and app.stdout.readline().strip() == "ready"
         content = sqlite_dump(platform.db_path)
         line = one_error_line(platform.run("restore-all", "--yes", str(archive)))
-        assert "in use by another process" in line and "were put back" in line
+        # Refused before the first live change (the swap phase starts only after it).
+        assert "in use by another process" in line and "nothing was changed" in line
         assert sqlite_dump(platform.db_path) == content
         assert live_files(platform) == files_before
     finally:
