@@ -1,9 +1,11 @@
 """`db-restore`: the database-only restore (the guide's `db_restore.sh`), safe by construction.
 
-Order: confirm; then, holding the backup folder's lock, verify the whole backup
-(checksum and stream), stage and check the restored copy (SQLite), write the
-pre-restore snapshot, swap in (SQLite: one rename; PostgreSQL: one transaction that
-checks the recorded row counts before it commits), and verify the live result.
+Order: confirm; then, holding the backup folder's lock, verify the backup, stage and
+check the restored copy (SQLite), write the pre-restore snapshot, swap in (SQLite: one
+rename; PostgreSQL: one transaction that checks the recorded row counts before it
+commits), and verify the live result. SQLite verifies the whole file first; PostgreSQL
+checks its format and sidecar sha256 first and its stream while it loads (one read of
+the file instead of two), withholding COMMIT until the whole file was read and matched.
 """
 
 from __future__ import annotations
@@ -19,12 +21,19 @@ from flows.offsite import fetch_for_restore, release_fetched
 from flows.reporting import publish_table, run_logger
 from flows.restore_confirm import require_confirmation
 from tasks.destination import is_remote_url
-from tasks.errors import RestoreError
+from tasks.errors import RestoreError, VerifyError
 from tasks.lock import backup_dir_lock
 from tasks.prefect_tasks import verify_backup
-from tasks.restore_source import ContentKind, recorded_counts, resolve_backup_file
+from tasks.restore_postgres import discard_snapshot
+from tasks.restore_source import (
+    ContentKind,
+    RecordedCounts,
+    recorded_counts,
+    resolve_backup_file,
+)
 from tasks.restore_sqlite import discard_staged
 from tasks.restore_tasks import (
+    check_backup_checksum,
     check_sqlite,
     identify_backup,
     load_postgres,
@@ -144,8 +153,53 @@ def restore_database(
             discard_staged(staged.path)  # gone already when the swap succeeded
         return DatabaseRestore(snapshot, check_sqlite(db_path))
     pg_snapshot = snapshot_postgres(settings)
-    tables = load_postgres(settings, verified.path, verified.compression, verified.sha256, expected)
-    return DatabaseRestore(pg_snapshot, tables)
+    loaded = load_postgres(
+        settings, verified.path, verified.compression, verified.sha256, expected
+    )
+    return DatabaseRestore(pg_snapshot, loaded.tables)
+
+
+@dataclass(frozen=True)
+class VerifiedRestore:
+    verified: VerifiedFile
+    recorded: RecordedCounts
+    done: DatabaseRestore
+
+
+def restore_postgres_in_one_pass(settings: Settings, path: Path) -> VerifiedRestore:
+    """PostgreSQL: the file is read once, its stream checked and hashed while it loads.
+
+    Before anything is touched only what needs no inflating is checked (format, sidecar
+    sha256); damage found during the load rolls the transaction back, and the snapshot
+    this run just wrote — of a database that did not change — is removed again, so that a
+    bad file leaves everything as it was.
+    """
+    checked = check_backup_checksum(path)
+    kind = identify_backup(path, checked.compression)
+    check_kind_matches(kind, settings, path.name)
+    recorded = (
+        recorded_counts(path, checked.sha256)
+        if checked.sha256 is not None
+        else RecordedCounts(None, "none recorded")
+    )
+    snapshot = snapshot_postgres(settings)
+    try:
+        loaded = load_postgres(
+            settings, path, checked.compression, checked.sha256, recorded.tables
+        )
+    except VerifyError:
+        if snapshot is not None:
+            discard_snapshot(snapshot)
+        raise
+    verified = VerifiedFile(
+        path,
+        path.stat().st_size,
+        loaded.sha256,
+        loaded.content_size,
+        checked.compression,
+        checked.sha256 is not None,
+    )
+    return VerifiedRestore(verified, recorded, DatabaseRestore(snapshot, loaded.tables))
 
 
 @flow(name="db-restore", log_prints=False, **FAILURE_HOOKS)  # type: ignore[call-overload]
@@ -160,11 +214,15 @@ def db_restore(backup_file: str, confirm: bool = False) -> RestoreResult:
     confirmed_by = require_confirmation(confirm, "db-restore", path.name, full=False)
     logger = run_logger()
     with backup_dir_lock(settings.backups, "db-restore", settings.backup_lock_timeout):
-        verified = verify_backup(path)
-        kind = identify_backup(path, verified.compression)
-        check_kind_matches(kind, settings, path.name)
-        recorded = recorded_counts(path, verified.sha256)
-        done = restore_database(settings, verified, kind, recorded.tables, recorded.source)
+        if settings.db_type == "postgres":
+            one_pass = restore_postgres_in_one_pass(settings, path)
+            verified, recorded, done = one_pass.verified, one_pass.recorded, one_pass.done
+        else:
+            verified = verify_backup(path)
+            kind = identify_backup(path, verified.compression)
+            check_kind_matches(kind, settings, path.name)
+            recorded = recorded_counts(path, verified.sha256)
+            done = restore_database(settings, verified, kind, recorded.tables, recorded.source)
     release_fetched(path, settings)
     result = RestoreResult(
         job="db-restore",

@@ -15,6 +15,7 @@ PostgreSQL rolls everything back: the live database stays exactly as it was.
 from __future__ import annotations
 
 import io
+from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import BinaryIO, cast
@@ -22,12 +23,13 @@ from typing import BinaryIO, cast
 import psycopg
 from psycopg import sql
 
-from tasks.compress import BLOCK_SIZE, HashingReader, open_decompressed
+from tasks.compress import BLOCK_SIZE
 from tasks.db_artifact import unused_moment
 from tasks.errors import RestoreError, VerifyError
-from tasks.naming import timestamp
+from tasks.naming import sidecar_name, timestamp
 from tasks.pipeline import Artifact, write_artifact
 from tasks.psql import create_database, load_sql_dump
+from tasks.restore_stream import InflatingReader
 from tasks.sources.postgres import connect, first_line, row_counts, run_pg_dump
 
 # How long the prologue waits for the application's locks before giving up cleanly.
@@ -70,6 +72,13 @@ def snapshot_before_restore(params: dict[str, str], backup_dir: Path) -> Artifac
     return write_artifact(
         backup_dir / name_for(moment), lambda out: run_pg_dump(params, out), "gzip"
     )
+
+
+def discard_snapshot(snapshot: Path) -> None:
+    """Remove a pre-restore snapshot this run wrote, with its sidecar — only when the restore
+    it preceded changed nothing (it failed before COMMIT on a damaged file)."""
+    for path in (snapshot, snapshot.with_name(sidecar_name(snapshot.name))):
+        path.unlink(missing_ok=True)
 
 
 def reset_prologue(connection: psycopg.Connection) -> bytes:
@@ -166,21 +175,23 @@ def check_epilogue(connection: psycopg.Connection, expected: dict[str, int] | No
 class GatedDump(io.RawIOBase):
     """The decompressed dump, then `epilogue` — only once the whole file matched its sha256.
 
-    Reading the file here again (it was verified before) guards against it changing in
-    between; a mismatch raises instead of releasing the COMMIT.
+    The file is read once (tasks.restore_stream: hashed and inflated in a background
+    thread while psql is fed), so damage or a sha256 mismatch shows only as the stream
+    ends; it raises there, before a byte of the epilogue — and so the COMMIT — is
+    released. `expected_sha256` None (a hand-made file without a sidecar): only the
+    stream's own integrity is checked; `sha256` is the digest found, once read.
     """
 
     def __init__(
-        self, artifact: Path, compression: str, expected_sha256: str, epilogue: bytes
+        self, artifact: Path, compression: str, expected_sha256: str | None, epilogue: bytes
     ) -> None:
-        self._raw = open(artifact, "rb")
-        self._hashed = HashingReader(self._raw)
-        self._reader = open_decompressed(io.BufferedReader(self._hashed, BLOCK_SIZE), compression)
-        self._name = artifact.name
+        self._inflater = InflatingReader(artifact, compression)
         self._expected = expected_sha256
         self._epilogue = epilogue
         self._dump_done = False
+        self._left = b""
         self.dump_bytes = 0
+        self.sha256: str | None = None
 
     def readable(self) -> bool:
         return True
@@ -188,35 +199,42 @@ class GatedDump(io.RawIOBase):
     def read(self, size: int | None = -1) -> bytes:
         size = BLOCK_SIZE if size is None or size < 0 else size
         if not self._dump_done:
-            chunk = self._reader.read(size)
+            chunk = self._left or self._inflater.next_block()
             if chunk:
+                chunk, self._left = chunk[:size], chunk[size:]
                 self.dump_bytes += len(chunk)
                 return chunk
-            self._hashed.drain()
-            actual = self._hashed.sha256.hexdigest()
-            if actual != self._expected:
-                raise VerifyError(
-                    f"{self._name} changed while it was being restored (sha256 {actual[:12]}…, "
-                    f"verified {self._expected[:12]}…); nothing was applied"
-                )
+            self.sha256 = self._inflater.finish(self._expected)
+            if self.dump_bytes == 0:
+                raise VerifyError("the SQL dump is empty; nothing was applied")
             self._dump_done = True
         chunk, self._epilogue = self._epilogue[:size], self._epilogue[size:]
         return chunk
 
     def close(self) -> None:
         if not self.closed:
-            self._raw.close()
+            self._inflater.close()
             super().close()
+
+
+@dataclass(frozen=True)
+class LoadedDump:
+    """What a committed restore read and left: the file's sha256, the SQL size, the tables."""
+
+    sha256: str
+    content_size: int
+    tables: dict[str, int]
 
 
 def restore_postgres(
     params: dict[str, str],
     artifact: Path,
     compression: str,
-    sha256: str,
+    sha256: str | None,
     expected_tables: dict[str, int] | None,
-) -> dict[str, int]:
-    """Replace the database's content with the dump in `artifact`; its row counts after."""
+) -> LoadedDump:
+    """Replace the database's content with the dump in `artifact` (read once: its stream
+    and sha256 are checked while it loads, before COMMIT); its row counts after."""
     with connect(params) as connection:
         try:
             prologue = reset_prologue(connection)
@@ -230,5 +248,11 @@ def restore_postgres(
         load_sql_dump(params, cast(BinaryIO, dump), prologue=[prologue], single_transaction=False)
     finally:
         dump.close()
+    assert dump.sha256 is not None  # set once the whole dump was read, before COMMIT
+    if expected_tables is not None:
+        # The epilogue proved, inside the committed transaction, that every table holds
+        # exactly these rows and that there are no others: counting again would scan the
+        # whole database once more (and write every page back to set its hint bits).
+        return LoadedDump(dump.sha256, dump.dump_bytes, dict(expected_tables))
     with connect(params) as connection:
-        return row_counts(connection)
+        return LoadedDump(dump.sha256, dump.dump_bytes, row_counts(connection))

@@ -15,8 +15,13 @@ from prefect.cache_policies import NO_CACHE
 
 from tasks.restore_archive import StagedArchive, stage_archive
 from tasks.restore_files import SwapJournal, SwapPlan
-from tasks.restore_postgres import ensure_database, restore_postgres, snapshot_before_restore
-from tasks.restore_source import ContentKind, sniff_content
+from tasks.restore_postgres import (
+    LoadedDump,
+    ensure_database,
+    restore_postgres,
+    snapshot_before_restore,
+)
+from tasks.restore_source import CheckedFile, ContentKind, check_before_load, sniff_content
 from tasks.restore_sqlite import (
     StagedSqlite,
     check_counts,
@@ -33,6 +38,12 @@ from tasks.sources.postgres import parse_database_url
 
 def postgres_params(settings: Settings) -> dict[str, str]:
     return parse_database_url(settings.database_url())
+
+
+@task(name="check-backup-checksum", cache_policy=NO_CACHE)
+def check_backup_checksum(path: Path) -> CheckedFile:
+    """Format and sidecar sha256 before anything is touched; the stream is checked as it loads."""
+    return check_before_load(path)
 
 
 @task(name="identify-backup", cache_policy=NO_CACHE)
@@ -89,10 +100,11 @@ def load_postgres(
     settings: Settings,
     artifact: Path,
     compression: str,
-    sha256: str,
+    sha256: str | None,
     expected: dict[str, int] | None,
-) -> dict[str, int]:
-    """One transaction: empty, reload, check row counts, commit — or change nothing."""
+) -> LoadedDump:
+    """One transaction: empty, reload (reading, checking and hashing the file in the same
+    pass), check row counts, commit — or change nothing."""
     return restore_postgres(postgres_params(settings), artifact, compression, sha256, expected)
 
 
