@@ -102,6 +102,7 @@ class Timing:
     seconds: float
     cpu: float
     peak_mb: float
+    load: float  # 1-minute load average when the run started
 
 
 def timed(label: str, command: str, env: dict[str, str] | None = None) -> Timing:
@@ -119,6 +120,7 @@ def timed(label: str, command: str, env: dict[str, str] | None = None) -> Timing
             "-c",
             command,
         ]
+        load = os.getloadavg()[0]
         started = time.perf_counter()
         done = subprocess.run(
             argv, env=env, stdin=subprocess.DEVNULL, capture_output=True, text=True
@@ -127,8 +129,8 @@ def timed(label: str, command: str, env: dict[str, str] | None = None) -> Timing
         if done.returncode != 0:
             raise RuntimeError(f"{label} failed ({done.returncode}): {done.stderr[-2000:]}")
         peak_kb, user, system = Path(report.name).read_text().split()[-3:]
-    log(f"{label}: {seconds:.1f} s")
-    return Timing(label, seconds, float(user) + float(system), int(peak_kb) / 1024)
+    log(f"{label}: {seconds:.1f} s (load {load:.1f})")
+    return Timing(label, seconds, float(user) + float(system), int(peak_kb) / 1024, load)
 
 
 def free_port() -> int:
@@ -204,6 +206,11 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--size-mb", type=int, default=1000)
     parser.add_argument("--keep", action="store_true", help="keep the databases and the dump")
+    parser.add_argument(
+        "--dump",
+        type=Path,
+        help="restore this `pg_dump | gzip` file (made from the source) instead of dumping again",
+    )
     args = parser.parse_args()
     work = Path(tempfile.mkdtemp(prefix="bench-restore-"))
     (work / "app").mkdir()
@@ -212,11 +219,15 @@ def main() -> int:
     try:
         source, built = build_source(args.size_mb)
         expected = row_counts(source)
-        dump = work / "handmade.sql.gz"
-        made = timed(
-            "pg_dump | gzip",
-            f"pg_dump -h 127.0.0.1 -U postgres --no-owner {source} | gzip > {dump}",
-        )
+        if args.dump is not None:
+            dump = args.dump.resolve()
+            made = None
+        else:
+            dump = work / "handmade.sql.gz"
+            made = timed(
+                "pg_dump | gzip",
+                f"pg_dump -h 127.0.0.1 -U postgres --no-owner {source} | gzip > {dump}",
+            )
         floor = timed("floor: gunzip -c F | wc -c", f"gunzip -c {dump} | wc -c > {work}/size")
         plain_mb = int((work / "size").read_text()) / MB
         log(f"dump: {dump.stat().st_size / MB:.0f} MB compressed, {plain_mb:.0f} MB of SQL")
@@ -224,14 +235,14 @@ def main() -> int:
         recreate(targets["plain"])
         results.append(
             timed(
-                "plain: gunzip -c F | psql",
+                "plain, fresh db: gunzip -c F | psql",
                 f"gunzip -c {dump} | {PSQL} -d {targets['plain']} >/dev/null",
             )
         )
         recreate(targets["plain1"])
         results.append(
             timed(
-                "plain -1: gunzip -c F | psql --single-transaction",
+                "plain -1, fresh db: gunzip -c F | psql --single-transaction",
                 f"gunzip -c {dump} | {PSQL} --single-transaction -d {targets['plain1']} >/dev/null",
             )
         )
@@ -240,14 +251,14 @@ def main() -> int:
             recreate(targets["ours"])
             results.append(
                 timed(
-                    "ours fresh: chatbot-backup db-restore --yes F",
+                    "ours, fresh db: chatbot-backup db-restore --yes F",
                     f"{chatbot} db-restore --yes {dump} >/dev/null",
                     ours_env(work, targets["ours"], api),
                 )
             )
             results.append(
                 timed(
-                    "ours over live: db-restore --yes F over 'plain' (snapshot + swap)",
+                    "ours, over a live db (information): db-restore --yes F over 'plain' (snapshot + swap)",
                     f"{chatbot} db-restore --yes {dump} >/dev/null",
                     ours_env(work, targets["plain"], api),
                 )
@@ -260,15 +271,17 @@ def main() -> int:
         base = results[0].seconds
         print(
             f"\nRestore of a {args.size_mb} MB PostgreSQL database: dump {plain_mb:.0f} MB of SQL, "
-            f"{dump.stat().st_size / MB:.0f} MB gzip (pg_dump | gzip took {made.seconds:.1f} s; "
-            f"gunzip -c alone {floor.seconds:.1f} s)\n"
+            f"{dump.stat().st_size / MB:.0f} MB gzip ("
+            + (f"pg_dump | gzip took {made.seconds:.1f} s; " if made else "")
+            + f"gunzip -c alone {floor.seconds:.1f} s)\n"
         )
-        print("| job | wall s | ratio vs plain | CPU s (client side) | peak MB |")
-        print("|---|---:|---:|---:|---:|")
+        print("| job | wall s | ratio vs plain | CPU s (client side) | peak MB | load |")
+        print("|---|---:|---:|---:|---:|---:|")
         for t in results:
             label = t.label.replace("|", "\\|")
             print(
-                f"| {label} | {t.seconds:.1f} | {t.seconds / base:.2f} | {t.cpu:.1f} | {t.peak_mb:.0f} |"
+                f"| {label} | {t.seconds:.1f} | {t.seconds / base:.2f} | {t.cpu:.1f} "
+                f"| {t.peak_mb:.0f} | {t.load:.1f} |"
             )
         print(
             f"\nrow counts match the source in every target ({sum(expected.values())} rows); "
@@ -279,7 +292,7 @@ def main() -> int:
         if not args.keep:
             for name in [*targets.values(), *([source] if built and source else [])]:
                 drop(name)
-            shutil.rmtree(work, ignore_errors=True)
+            shutil.rmtree(work, ignore_errors=True)  # a --dump file lies elsewhere: kept
         else:
             log(f"kept {work} and databases {source}, {', '.join(targets.values())}")
 
