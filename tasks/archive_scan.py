@@ -25,6 +25,10 @@ from tasks.verify import sniff_compression
 
 # A manifest lists every file; 10,000 files take about 2 MB. Anything far beyond is not ours.
 MAX_MANIFEST_BYTES = 512 << 20
+# It is read into memory, so a gzip bomb could pose as one: past this size, it must be
+# backed by members (one entry each, at most two PATH_MAX names and ~200 bytes of fields).
+PLAIN_MANIFEST_BYTES = 64 << 20
+MANIFEST_BYTES_PER_MEMBER = 9 << 10
 
 
 @dataclass
@@ -128,8 +132,12 @@ def _note_member(scan: ArchiveScan, tar: tarfile.TarFile, member: tarfile.TarInf
     scan.last_members = [*scan.last_members[-1:], name]
     parts = name.split("/")
     if len(parts) == 2 and parts[1] == MANIFEST_JSON and member.isfile():
-        if member.size > MAX_MANIFEST_BYTES:
-            raise VerifyError(f"{scan.path.name}: MANIFEST.json is implausibly large")
+        cap = max(PLAIN_MANIFEST_BYTES, scan.members * MANIFEST_BYTES_PER_MEMBER)
+        if member.size > min(cap, MAX_MANIFEST_BYTES):
+            raise VerifyError(
+                f"{scan.path.name}: MANIFEST.json is implausibly large ({member.size} bytes "
+                f"for {scan.members} archive members)"
+            )
         handle = tar.extractfile(member)
         if handle is not None:
             scan.manifest_json = handle.read()

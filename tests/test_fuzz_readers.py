@@ -643,3 +643,25 @@ def test_a_refused_link_leaves_no_earlier_link_leading_out(sandbox: Path) -> Non
         with pytest.raises(VerifyError, match="w: link pointing outside"):
             extract_archive(archive, box.target / "t")
         assert not os.path.lexists(box.target / "t" / "y")
+
+
+def test_a_manifest_bomb_is_refused_before_it_is_read(sandbox: Path) -> None:
+    """Found by the bomb test: 100 MiB of spaces as MANIFEST.json (a 0.5 MB file) was read
+    into memory whole by the scan (test-restore, monitor), then decoded again by the JSON
+    parser: 660 MB peak RSS for 200 MiB. A manifest that large must be backed by members."""
+    with boxed(sandbox) as box:
+        path = box.deep / "full_backup_20260101_000000.tar.gz"
+        size = 100 << 20
+        with gzip.open(path, "wb", compresslevel=1) as out:
+            info = tarfile.TarInfo("full_backup_20260101_000000/MANIFEST.json")
+            info.size = size
+            out.write(info.tobuf(tarfile.PAX_FORMAT))
+            block = b" " * (1 << 20)
+            for _ in range(size >> 20):
+                out.write(block)
+            out.write(bytes(1024))
+        box.before = snapshot(box.root, box.target)
+        with pytest.raises(VerifyError, match="MANIFEST.json is implausibly large"):
+            scan_archive(path)
+        integrity, scan = check_archive_integrity(path)
+        assert not integrity.passed and scan is None
