@@ -18,6 +18,11 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
+from tasks.archive_scan import (
+    MANIFEST_BYTES_PER_MEMBER,
+    MAX_MANIFEST_BYTES,
+    PLAIN_MANIFEST_BYTES,
+)
 from tasks.atomic import DIR_MODE
 from tasks.compress import BLOCK_SIZE
 from tasks.errors import VerifyError
@@ -70,6 +75,10 @@ def stage_archive(archive: Path, staging: Path) -> StagedArchive:
     manifest_path = root / MANIFEST_JSON
     if manifest_path.is_symlink() or not manifest_path.is_file():
         raise VerifyError(f"{archive.name}: no MANIFEST.json — not a full backup of chatbot-backup")
+    limit = max(PLAIN_MANIFEST_BYTES, len(names) * MANIFEST_BYTES_PER_MEMBER)
+    if manifest_path.stat().st_size > min(limit, MAX_MANIFEST_BYTES):
+        # Read into memory whole: a bomb posing as the manifest is refused first.
+        raise VerifyError(f"{archive.name}: MANIFEST.json is implausibly large")
     manifest = parse_manifest(manifest_path.read_bytes())
     written = {
         name[len(top) + 1 :]: done.sha256

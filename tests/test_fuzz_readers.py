@@ -665,3 +665,5 @@ def test_a_manifest_bomb_is_refused_before_it_is_read(sandbox: Path) -> None:
             scan_archive(path)
         integrity, scan = check_archive_integrity(path)
         assert not integrity.passed and scan is None
+        with pytest.raises(VerifyError, match="MANIFEST.json is implausibly large"):
+            stage_archive(path, box.target / "staging")  # restore-all's reader
