@@ -2,7 +2,8 @@
 
 Refused, with the member named: absolute paths, `..` anywhere in a path, devices,
 FIFOs and other special files, hard links to anything but a file already extracted,
-a member whose folder is not a real folder, and the same name twice. Symbolic links
+a member whose folder is not a real folder, names too long to create, and the
+same name twice. Symbolic links
 pointing out of the target are refused too, or, with `skip_external_links`, recorded and
 not created (a backup may hold such links legitimately; test-restore compares them with
 the manifest without creating them).
