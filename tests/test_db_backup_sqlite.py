@@ -104,16 +104,29 @@ def _steady_writer(path: str, stop_at: float) -> None:
     db.close()
 
 
+def _wait_for_first_commit(path: Path, timeout: float = 60.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        db = sqlite3.connect(path, timeout=30)
+        try:
+            if db.execute("SELECT count(*) FROM messages").fetchone()[0] > 0:
+                return
+        finally:
+            db.close()
+        time.sleep(0.1)
+    raise AssertionError(f"the writer made no commit within {timeout:.0f} s")
+
+
 def test_backup_under_a_steady_writer_is_consistent(platform: Platform, tmp_path: Path) -> None:
     make_sqlite_db(platform.db_path, agents=0, messages=0)
     writer = multiprocessing.get_context("spawn").Process(
-        target=_steady_writer, args=(str(platform.db_path), time.time() + 20)
+        target=_steady_writer, args=(str(platform.db_path), time.time() + 300)
     )
     writer.start()
     try:
         from flows import db_backup
 
-        time.sleep(0.5)
+        _wait_for_first_commit(platform.db_path)  # a spawned writer starts slowly under load
         for n in range(5):
             result = db_backup()
             restored = gunzip_to(Path(result.path), tmp_path / f"r{n}.db")
