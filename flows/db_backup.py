@@ -82,7 +82,7 @@ def db_backup(
         settings.backups, "db-backup", settings.backup_lock_timeout, must_write=True
     ):
         artifact = dump_database(settings, tier)
-        verify_backup(artifact.path, artifact.sha256)
+        verify_backup(artifact.path, artifact.sha256, just_written=True)
         rotation = rotate_backups(
             settings.backups, RetentionPolicy("db", tier, retention), clock.utc_now()
         )

@@ -23,7 +23,7 @@ from tasks.retention import RetentionPolicy
 from tasks.rotate import RotationResult, rotate
 from tasks.settings import Settings
 from tasks.sources import DumpResult, database_source
-from tasks.verify import VerifiedFile, verify_compressed_file
+from tasks.verify import VerifiedFile, verify_compressed_file, verify_fresh_backup
 
 
 def retry_transient_only(task: Any, task_run: Any, state: Any) -> bool:
@@ -65,7 +65,13 @@ def dump_database(settings: Settings, tier: str) -> Artifact[DumpResult]:
 
 
 @task(name="verify-backup", cache_policy=NO_CACHE)
-def verify_backup(path: Path, expected_sha256: str | None = None) -> VerifiedFile:
+def verify_backup(
+    path: Path, expected_sha256: str | None = None, just_written: bool = False
+) -> VerifiedFile:
+    """Full check (sha256 + whole stream); `just_written` with the writer's sha256 takes
+    the cheap path for a file this run produced and self-checked (verify_fresh_backup)."""
+    if just_written and expected_sha256 is not None:
+        return verify_fresh_backup(path, expected_sha256)
     return verify_compressed_file(path, expected_sha256)
 
 

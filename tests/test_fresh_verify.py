@@ -1,0 +1,81 @@
+"""The cheap post-backup check: gzip members self-check, the file is re-hashed on disk."""
+
+from __future__ import annotations
+
+import gzip
+import io
+import os
+from pathlib import Path
+
+import pytest
+
+import tasks.compress as compress
+from tasks.checksum import write_sidecar
+from tasks.compress import ParallelGzipWriter
+from tasks.errors import VerifyError
+from tasks.pipeline import write_artifact
+from tasks.verify import verify_fresh_backup
+
+NAME = "admin_postgres_20261126_120000.sql.gz"
+
+
+def _backup(folder: Path, payload: bytes) -> tuple[Path, str]:
+    artifact = write_artifact(folder / NAME, lambda out: out.write(payload))
+    return artifact.path, artifact.sha256
+
+
+def test_fresh_backup_passes_and_gunzips_to_its_input(tmp_path: Path) -> None:
+    payload = b"INSERT INTO t VALUES (1);\n" * 200_000 + os.urandom(3 << 20)
+    path, sha = _backup(tmp_path, payload)
+    checked = verify_fresh_backup(path, sha)
+    assert checked.sha256 == sha and checked.sidecar_checked
+    assert gzip.decompress(path.read_bytes()) == payload
+
+
+@pytest.mark.parametrize("offset", [10, -100, "middle"])
+def test_a_byte_changed_on_disk_after_writing_is_caught(tmp_path: Path, offset: object) -> None:
+    path, sha = _backup(tmp_path, b"SELECT 1;\n" * 300_000)
+    data = bytearray(path.read_bytes())
+    at = len(data) // 2 if offset == "middle" else int(offset)  # type: ignore[call-overload]
+    data[at] ^= 0x01
+    path.write_bytes(bytes(data))
+    with pytest.raises(VerifyError, match="sha256 does not match"):
+        verify_fresh_backup(path, sha)
+
+
+def test_a_sidecar_that_disagrees_is_caught(tmp_path: Path) -> None:
+    path, sha = _backup(tmp_path, b"SELECT 1;\n" * 1000)
+    write_sidecar(path, "0" * 64)
+    with pytest.raises(VerifyError, match="sidecar"):
+        verify_fresh_backup(path, sha)
+
+
+def test_an_empty_dump_is_refused(tmp_path: Path) -> None:
+    path, sha = _backup(tmp_path, b"")
+    with pytest.raises(VerifyError, match="empty"):
+        verify_fresh_backup(path, sha)
+
+
+def test_a_member_that_does_not_inflate_to_its_input_stops_the_write(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Simulates a deflate fault: the member handed to the self-check is damaged."""
+    real = compress.zlib.compressobj
+
+    class Faulty:
+        def __init__(self, *args: int) -> None:
+            self._inner = real(*args)
+
+        def compress(self, data: bytes) -> bytes:
+            return self._inner.compress(data)
+
+        def flush(self) -> bytes:
+            tail = bytearray(self._inner.flush())
+            tail[-5] ^= 0xFF  # inside the stored length/crc trailer
+            return bytes(tail)
+
+    monkeypatch.setattr(compress.zlib, "compressobj", Faulty)
+    writer = ParallelGzipWriter(io.BytesIO(), level=2, threads=2)
+    writer.write(b"x" * (3 << 20))
+    with pytest.raises(VerifyError, match="self-check"):
+        writer.close()
