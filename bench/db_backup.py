@@ -49,7 +49,7 @@ import psycopg
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import datasets  # noqa: E402
-from measure import Measurement, Row, measure, median_of, print_rows  # noqa: E402
+from measure import Measurement, Row, measure, median_of, print_rows, record_row  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 VENV_BIN = Path(os.environ.get("BENCH_VENV_BIN", ROOT / ".venv" / "bin"))
@@ -226,7 +226,7 @@ _DURATION = re.compile(r"duration:\s+([0-9.]+) s")
 def run_ours(ws: Workspace, env: dict[str, str], label: str) -> Outcome:
     ws.clear_outputs()
     m = measure([CHATBOT, "db-backup"], label=label, env=env, cwd=str(ws.app))
-    made = sorted(p for p in ws.backups.iterdir() if p.name.endswith(".gz"))
+    made = sorted(p for p in ws.backups.iterdir() if p.name.endswith((".gz", ".zst")))
     if len(made) != 1:
         raise RuntimeError(f"{label}: expected one backup file, found {[p.name for p in made]}")
     match = _DURATION.search(m.stdout_tail)
@@ -261,10 +261,29 @@ class PgResult:
     ours_e2e: Series
     ours_srv: Series
     dump_mb: float = 0.0
+    ours_zstd: Series = field(default_factory=Series)
+    one_task: Series = field(default_factory=Series)  # tiny database only
 
     def rows(self) -> list[Row]:
         theirs = self.theirs.median()
-        return [
+        extra = []
+        if self.ours_zstd.runs:
+            extra.append(
+                Row(
+                    f"{self.label}: db-backup BACKUP_COMPRESSION=zstd, standing server vs pg_dump > /dev/null",
+                    self.ours_zstd.median(),
+                    self.floor.median(),
+                )
+            )
+        if self.one_task.runs:
+            extra.append(
+                Row(
+                    f"{self.label}: db-backup, standing server vs a one-task Prefect flow",
+                    self.ours_srv.median(),
+                    self.one_task.median(),
+                )
+            )
+        return extra + [
             Row(
                 f"{self.label}: db-backup, ephemeral Prefect vs pg_dump | gzip -6",
                 self.ours_e2e.median(),
@@ -324,6 +343,17 @@ def pg_measure(
         )
         e2e = run_ours(ws, ours_env(ws, None, pg_db_env(url)), "db-backup (ephemeral)")
         srv = run_ours(ws, ours_env(ws, api_url, pg_db_env(url)), "db-backup (standing server)")
+        zstd_env = {**pg_db_env(url), "BACKUP_COMPRESSION": "zstd"}
+        zst = run_ours(ws, ours_env(ws, api_url, zstd_env), "db-backup zstd (standing server)")
+        result.ours_zstd.runs.append(zst)
+        if size_mb == 0:
+            one = measure(
+                [str(VENV_BIN / "python"), str(ROOT / "bench" / "one_task_flow.py")],
+                label="one-task flow (standing server)",
+                env=ours_env(ws, api_url, {}),
+                cwd=str(ws.app),
+            )
+            result.one_task.runs.append(Outcome(one))
         for series, outcome in (
             (result.floor, floor),
             (result.theirs, theirs),
@@ -543,6 +573,21 @@ def memory_verdict(results: list[PgResult]) -> tuple[bool, list[str]]:
     return ok, lines
 
 
+def record_issue_rows(pg_results: list[PgResult], sqlite_result: SqliteResult | None) -> None:
+    """Issue 8's rows for bench/run's summary: standing server, as a deployment runs."""
+    for result in pg_results:
+        if result.size_mb == 0 and result.one_task.runs:
+            record_row("tiny", Row("tiny", result.ours_srv.median(), result.one_task.median()))
+        elif result.size_mb > 0:  # several sizes: the largest, measured last, wins
+            record_row("pg", Row("pg", result.ours_srv.median(), result.theirs.median()))
+            if result.ours_zstd.runs:
+                record_row("zstd", Row("zstd", result.ours_zstd.median(), result.floor.median()))
+    if sqlite_result is not None:
+        record_row(
+            "sqlite", Row("sqlite", sqlite_result.ours_srv.median(), sqlite_result.theirs.median())
+        )
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -651,6 +696,7 @@ def main(argv: list[str] | None = None) -> int:
     rows = [row for r in pg_results for row in r.rows()]
     if sqlite_result is not None:
         rows += sqlite_result.rows()
+    record_issue_rows(pg_results, sqlite_result)
     print_rows(rows, "## All rows (ratio = ours / theirs wall time)")
     ok, lines = memory_verdict(pg_results)
     print("\n".join(lines))

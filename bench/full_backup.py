@@ -42,7 +42,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import datasets  # noqa: E402
 from db_backup import PREFECT, log, standing_server  # noqa: E402
-from measure import Measurement, Row, measure, median_of, print_rows  # noqa: E402
+from measure import Measurement, Row, measure, median_of, print_rows, record_row  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 VENV_BIN = Path(os.environ.get("BENCH_VENV_BIN", ROOT / ".venv" / "bin"))
@@ -225,6 +225,7 @@ def main(argv: list[str] | None = None) -> int:
                 )
             )
         rows.append(Row(f"{label}: test-restore vs tar xzf", pick["tr_ours"], pick["tr_theirs"]))
+        record_row("full", rows[0])
         print_rows(
             rows,
             f"Full backup, {os.cpu_count()} CPUs, warm page cache, {args.stat} of {args.repeat}",

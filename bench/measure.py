@@ -288,10 +288,96 @@ def print_rows(rows: Sequence[Row], title: str = "", file=None) -> None:  # noqa
     print(format_rows(rows), file=out, flush=True)
 
 
+# -- issue 8's table: one line per row, collected across the bench scripts -----------------
+# bench/run points BENCH_SUMMARY at a file; each script appends the rows it measured
+# (record_issue_row) and bench/run prints them at the end (print_issue_table).
+
+ISSUE_ROWS = (  # (key, the issue's row, target ratio)
+    ("pg", "db-backup PostgreSQL, default gzip vs pg_dump | gzip -6", 0.6),
+    ("zstd", "db-backup PostgreSQL, zstd vs pg_dump > /dev/null", 1.15),
+    ("sqlite", "db-backup SQLite vs sqlite3 .backup + gzip -6", 0.6),
+    ("full", "backup-all vs tar czf of the same tree (SQLite file inside)", 0.6),
+    ("restore", "db-restore --yes vs gunzip -c | psql", 0.8),
+    ("tiny", "db-backup of a tiny database vs a one-task Prefect flow", 1.2),
+)
+MEMORY_TARGET_MB = 150.0
+
+
+def record_issue_row(key: str, ours_s: float, theirs_s: float, peak_mb: float) -> None:
+    """Append one measured row of issue 8's table to $BENCH_SUMMARY (if bench/run set it)."""
+    target = os.environ.get("BENCH_SUMMARY")
+    if target:
+        with open(target, "a") as out:
+            out.write(f"{key}\t{ours_s:.3f}\t{theirs_s:.3f}\t{peak_mb:.1f}\n")
+
+
+def record_row(key: str, row: Row) -> None:
+    record_issue_row(key, row.ours.seconds, row.theirs.seconds, row.ours.peak_mb)
+
+
+def _restore_rows_from_table(path: str) -> list[tuple[str, float, float, float]]:
+    """bench/restore.py prints its own table (plain pipeline first, ratio vs it)."""
+    found = []
+    with open(path) as handle:
+        for line in handle:
+            cells = [c.strip() for c in line.strip().strip("|").split("|")]
+            if len(cells) >= 5 and "db-restore" in cells[0] and "--yes" in cells[0]:
+                with contextlib.suppress(ValueError, ZeroDivisionError):
+                    ours, ratio, peak = float(cells[1]), float(cells[2]), float(cells[4])
+                    found.append(("restore", ours, ours / ratio, peak))
+    return found
+
+
+def print_issue_table(summary: str, restore_table: str | None = None, file=None) -> int:  # noqa: ANN001
+    """Print one line per row of issue 8's table; 1 if any measured row misses its target."""
+    got: dict[str, tuple[float, float, float]] = {}
+    entries: list[tuple[str, float, float, float]] = []
+    if os.path.exists(summary):
+        with open(summary) as handle:
+            for line in handle:
+                key, ours, theirs, peak = line.split("\t")
+                entries.append((key, float(ours), float(theirs), float(peak)))
+    if restore_table and os.path.exists(restore_table):
+        entries += _restore_rows_from_table(restore_table)
+    for key, ours, theirs, peak in entries:
+        got[key] = (ours, theirs, peak)  # the last measurement of a key wins (largest size)
+    out = file or sys.stdout
+    print("\n## Issue 8 targets (ratio = ours / theirs wall time)\n", file=out)
+    print("| row | ours s | theirs s | ratio | target | our peak MB | verdict |", file=out)
+    print("|---|---:|---:|---:|---:|---:|---|", file=out)
+    failed = 0
+    for key, name, target in ISSUE_ROWS:
+        if key not in got:
+            print(f"| {name} | - | - | - | ≤ {target} | - | not measured |", file=out)
+            continue
+        ours, theirs, peak = got[key]
+        ratio = ours / theirs if theirs else float("inf")
+        ok = ratio <= target
+        failed |= not ok
+        print(
+            f"| {name.replace('|', chr(92) + '|')} | {ours:.2f} | {theirs:.2f} | {ratio:.2f} "
+            f"| ≤ {target} | {peak:.0f} | {'ok' if ok else 'MISSED'} |",
+            file=out,
+        )
+    peak = max((e[3] for e in entries), default=0.0)
+    ok = bool(entries) and peak <= MEMORY_TARGET_MB
+    failed |= not ok
+    print(
+        f"| any job, peak memory (max of the rows above) | - | - | - | ≤ {MEMORY_TARGET_MB:.0f} MB "
+        f"| {peak:.0f} | {'ok' if ok else 'MISSED'} |",
+        file=out,
+        flush=True,
+    )
+    return failed
+
+
 def which(name: str) -> str | None:
     return shutil.which(name)
 
 
+if __name__ == "__main__" and sys.argv[1:2] == ["--issue-table"]:
+    # python bench/measure.py --issue-table SUMMARY [RESTORE_TABLE.md]
+    raise SystemExit(print_issue_table(sys.argv[2], sys.argv[3] if len(sys.argv) > 3 else None))
 if __name__ == "__main__":
     # python bench/measure.py 'shell command' : one measurement, printed
     m = measure(" ".join(sys.argv[1:]) if len(sys.argv) > 2 else sys.argv[1], check=False)
