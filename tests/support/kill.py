@@ -82,12 +82,12 @@ class ForkingCli:
         self._worker.stdin.flush()
         answer = self._worker.stdout.readline()
         assert answer, "the forking worker died"
-        return json.loads(answer)  # type: ignore[no-any-return]
+        return json.loads(answer)
 
     def start(self, *argv: str, extra_env: dict[str, str] | None = None) -> tuple[int, Path]:
         self._runs += 1
         log = self.logs / f"run-{self._runs}.log"
-        request = {
+        request: dict[str, object] = {
             "op": "run",
             "argv": list(argv),
             "cwd": str(self.cwd),
