@@ -154,7 +154,8 @@ class ParallelGzipWriter(io.RawIOBase):
 
 class _ZstdWriter(io.RawIOBase):
     def __init__(self, target: BinaryIO, level: int, threads: int) -> None:
-        compressor = zstandard.ZstdCompressor(level=level, threads=threads)
+        # The frame checksum lets every full verify and restore detect a damaged frame.
+        compressor = zstandard.ZstdCompressor(level=level, threads=threads, write_checksum=True)
         self._writer = compressor.stream_writer(target, closefd=False)
 
     def writable(self) -> bool:

@@ -106,11 +106,11 @@ def verify_fresh_backup(path: Path, expected_sha256: str) -> VerifiedFile:
     written (tasks.compress), and `expected_sha256` was computed over exactly those bytes.
     So re-hashing the file on disk against it — and against its sidecar — proves the file
     holds that checked stream; only the first block is decompressed, to check the content
-    kind. zstd frames are not self-checked by the writer and keep the full pass.
+    kind. zstd is not inflated back by our writer: there the re-hash proves the file is
+    what zstandard produced, and the frames carry their own content checksum (see
+    tasks.compress), which every later full verify and restore checks.
     """
     compression = sniff_compression(path)
-    if compression != "gzip":
-        return verify_compressed_file(path, expected_sha256)
     sidecar = read_sidecar(path)
     if sidecar is not None and sidecar != expected_sha256:
         raise VerifyError(f"{path.name}: the sha256 sidecar does not match the backup just written")
@@ -122,8 +122,10 @@ def verify_fresh_backup(path: Path, expected_sha256: str) -> VerifiedFile:
             raw.seek(0)
             reader = open_decompressed(raw, compression)
             first = reader.read(64)
-    except (EOFError, gzip.BadGzipFile, zlib.error, OSError) as exc:
-        raise VerifyError(f"{path.name}: damaged or truncated gzip stream ({exc})") from None
+    except (EOFError, gzip.BadGzipFile, zlib.error, zstandard.ZstdError, OSError) as exc:
+        raise VerifyError(
+            f"{path.name}: damaged or truncated {compression} stream ({exc})"
+        ) from None
     actual = digest.hexdigest()
     if actual != expected_sha256:
         raise VerifyError(

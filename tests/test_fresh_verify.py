@@ -43,6 +43,22 @@ def test_a_byte_changed_on_disk_after_writing_is_caught(tmp_path: Path, offset: 
         verify_fresh_backup(path, sha)
 
 
+def test_zstd_fresh_backup_passes_and_a_changed_byte_is_caught(tmp_path: Path) -> None:
+    import zstandard
+
+    payload = b"INSERT INTO t VALUES (2);\n" * 100_000
+    final = tmp_path / "admin_postgres_20261126_120000.sql.zst"
+    artifact = write_artifact(final, lambda out: out.write(payload), "zstd")
+    assert verify_fresh_backup(artifact.path, artifact.sha256).compression == "zstd"
+    reader = zstandard.ZstdDecompressor().stream_reader(io.BytesIO(final.read_bytes()))
+    assert reader.read() == payload
+    data = bytearray(final.read_bytes())
+    data[len(data) // 2] ^= 0x01
+    final.write_bytes(bytes(data))
+    with pytest.raises(VerifyError, match="sha256 does not match"):
+        verify_fresh_backup(artifact.path, artifact.sha256)
+
+
 def test_a_sidecar_that_disagrees_is_caught(tmp_path: Path) -> None:
     path, sha = _backup(tmp_path, b"SELECT 1;\n" * 1000)
     write_sidecar(path, "0" * 64)
