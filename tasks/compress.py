@@ -31,6 +31,7 @@ BLOCK_SIZE = 1 << 20
 #   level 5 1.02x 24 MB/s | 6 1.00x 15 MB/s   (one thread, 2026-11-26)
 # Level 1 is also inside the bound but with little margin for less repetitive data.
 DEFAULT_LEVEL = {"gzip": 2, "zstd": 3}
+ZSTD_JOB_SIZE = 2 << 20
 
 
 def cpu_threads() -> int:
@@ -155,7 +156,13 @@ class ParallelGzipWriter(io.RawIOBase):
 class _ZstdWriter(io.RawIOBase):
     def __init__(self, target: BinaryIO, level: int, threads: int) -> None:
         # The frame checksum lets every full verify and restore detect a damaged frame.
-        compressor = zstandard.ZstdCompressor(level=level, threads=threads, write_checksum=True)
+        # 2 MB jobs instead of the level's default: measured on a 150 MB bench dump at
+        # level 3, 2 threads, this keeps ~16 MB in flight instead of ~52 MB (issue 8's
+        # 150 MB peak) for output 2 % larger and the same speed.
+        params = zstandard.ZstdCompressionParameters.from_level(
+            level, threads=threads, job_size=ZSTD_JOB_SIZE, write_checksum=True
+        )
+        compressor = zstandard.ZstdCompressor(compression_params=params)
         self._writer = compressor.stream_writer(target, closefd=False)
 
     def writable(self) -> bool:
