@@ -186,4 +186,7 @@ def test_offsite_sync_killed_at_seeded_moments(
     kill_at_moments(cli, ("offsite-sync",), 20261128, fresh_remote, lambda: check_remote(remote))
     committed, uncommitted = remote_committed(remote)
     assert committed >= len(local) and uncommitted == 0
-    no_partials_left(remote)
+    # Hidden `.NAME.partial-*` uploads of killed runs may remain: another host could still
+    # be writing one, so the off-site prune removes them only once older than
+    # STALE_PARTIAL_AGE (tasks/offsite.py). None carries a backup name.
+    assert all(p.name.startswith(".") for p in remote.iterdir() if ".partial-" in p.name)
