@@ -192,8 +192,59 @@ def compressing_writer(
 def open_decompressed(source: BinaryIO, compression: str) -> BinaryIO:
     """Read the uncompressed stream of a gzip or zstd file object."""
     if compression == "zstd":
-        return zstandard.ZstdDecompressor().stream_reader(source, read_across_frames=True)
+        return io.BufferedReader(_ZstdFramesReader(source), BLOCK_SIZE)
     return gzip.GzipFile(fileobj=source, mode="rb")  # type: ignore[return-value]
+
+
+class _ZstdFramesReader(io.RawIOBase):
+    """Concatenated zstd frames that raise EOFError when the input ends inside a frame.
+
+    zstandard's `stream_reader` ends quietly on a truncated frame, so a cut-off backup
+    would read as a shorter valid one; a decompression object tells by its `eof`. Input is
+    fed in small pieces because the object returns everything it can make of its input
+    at once, and memory must stay bounded.
+    """
+
+    _PIECE = 16 * 1024
+
+    def __init__(self, source: BinaryIO) -> None:
+        self._source = source
+        self._inflater = zstandard.ZstdDecompressor().decompressobj()
+        self._pending = b""  # compressed bytes read but not yet fed
+        self._out = bytearray()
+        self._frames = 0
+        self._in_frame = False
+        self._ended = False
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: bytearray | memoryview) -> int:  # type: ignore[override]
+        while not self._out and not self._ended:
+            self._feed()
+        size = min(len(buffer), len(self._out))
+        buffer[:size] = self._out[:size]
+        del self._out[:size]
+        return size
+
+    def _feed(self) -> None:
+        if not self._pending:
+            self._pending = self._source.read(BLOCK_SIZE)
+            if not self._pending:
+                self._ended = True
+                if self._in_frame or self._frames == 0:
+                    raise EOFError("the stream ends inside a zstd frame")
+                return
+        piece, self._pending = self._pending[: self._PIECE], self._pending[self._PIECE :]
+        while piece:
+            self._in_frame = True
+            self._out += self._inflater.decompress(piece)
+            piece = b""
+            if self._inflater.eof:
+                self._frames += 1
+                self._in_frame = False
+                piece = self._inflater.unused_data
+                self._inflater = zstandard.ZstdDecompressor().decompressobj()
 
 
 def copy_stream(

@@ -55,7 +55,9 @@ def test_zstd_fresh_backup_passes_and_a_changed_byte_is_caught(tmp_path: Path) -
     data = bytearray(final.read_bytes())
     data[len(data) // 2] ^= 0x01
     final.write_bytes(bytes(data))
-    with pytest.raises(VerifyError, match="sha256 does not match"):
+    # Caught by the re-hash, or earlier by the frame's own checksum when the first block
+    # read for the content check already spans the changed byte.
+    with pytest.raises(VerifyError, match="sha256 does not match|damaged or truncated zstd"):
         verify_fresh_backup(artifact.path, artifact.sha256)
 
 
@@ -95,3 +97,23 @@ def test_a_member_that_does_not_inflate_to_its_input_stops_the_write(
     writer.write(b"x" * (3 << 20))
     with pytest.raises(VerifyError, match="self-check"):
         writer.close()
+
+
+@pytest.mark.parametrize("threads", [0, 2])
+def test_a_truncated_zstd_backup_fails_the_full_verify(tmp_path: Path, threads: int) -> None:
+    """zstandard's stream reader ends quietly inside a cut frame; our reader must not."""
+    import zstandard
+
+    from tasks.verify import verify_compressed_file
+
+    content = b"-- PostgreSQL database dump\n" + os.urandom(1 << 16) * 40
+    whole = zstandard.ZstdCompressor(level=3, threads=threads, write_checksum=True).compress(
+        content
+    )
+    path = tmp_path / "admin_postgres_20260101_000000.sql.zst"
+    path.write_bytes(whole)
+    assert verify_compressed_file(path).content_size == len(content)
+    for cut in (len(whole) // 2, len(whole) - 1):
+        path.write_bytes(whole[:cut])
+        with pytest.raises(VerifyError, match="truncated zstd"):
+            verify_compressed_file(path)
