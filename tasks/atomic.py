@@ -81,3 +81,40 @@ def remove_stale_partials(folder: Path) -> list[Path]:
                 entry.unlink()
                 removed.append(entry)
     return removed
+
+
+_RENAME_EXCHANGE = 2  # linux/fs.h
+_AT_FDCWD = -100
+
+
+def exchange_paths(first: Path, second: Path) -> bool:
+    """Swap two existing entries in one step (renameat2 RENAME_EXCHANGE); False if the
+    file system or kernel cannot, so the caller falls back to two renames.
+
+    With two renames a live path is briefly missing; a process killed in between leaves
+    the application without its database or uploads folder. An exchange never does.
+    """
+    import ctypes
+    import errno
+
+    libc = ctypes.CDLL(None, use_errno=True)
+    renameat2 = getattr(libc, "renameat2", None)
+    if renameat2 is None:
+        return False
+    done = renameat2(
+        _AT_FDCWD, os.fsencode(first), _AT_FDCWD, os.fsencode(second), _RENAME_EXCHANGE
+    )
+    if done == 0:
+        return True
+    code = ctypes.get_errno()
+    if code in (errno.EINVAL, errno.ENOSYS, errno.ENOTSUP, errno.EOPNOTSUPP):
+        return False
+    raise OSError(code, os.strerror(code), str(first))
+
+
+def same_entry(path: Path, inode: int | None) -> bool:
+    """Whether `path` is the entry whose inode number was recorded (without following links)."""
+    try:
+        return inode is not None and os.lstat(path).st_ino == inode
+    except FileNotFoundError:
+        return False

@@ -35,6 +35,13 @@ from tasks.restore_sqlite import StagedSqlite, settle_live_database
 DATABASE_LABEL = "database"
 
 
+def _inode(path: Path | None) -> int | None:
+    try:
+        return os.lstat(path).st_ino if path is not None else None
+    except FileNotFoundError:
+        return None
+
+
 def new_journal(
     plan: SwapPlan, token: str, discard: list[Path], db_kind: str, pg_dbname: str | None = None
 ) -> Journal:
@@ -45,6 +52,7 @@ def new_journal(
             stash=str(stash_path(s.target, token)),
             label=s.label,
             had_target=os.path.lexists(s.target),
+            incoming_inode=_inode(s.incoming),
         )
         for s in plan.swaps
     ]

@@ -19,7 +19,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from tasks.atomic import fsync_dir, is_partial
+from tasks.atomic import exchange_paths, fsync_dir, is_partial
 from tasks.errors import RestoreError
 from tasks.restore_journal import fault_point
 
@@ -158,6 +158,7 @@ class _Done:
     swap: Swap
     stash: Path | None
     moved_in: bool = False
+    exchanged: bool = False  # exchanged in, live entry still at the staging name
 
 
 class SwapJournal:
@@ -182,8 +183,21 @@ class SwapJournal:
 
     def _swap(self, swap: Swap) -> None:
         target = swap.target
-        stash = None
-        if target.exists() or target.is_symlink():
+        live = target.exists() or target.is_symlink()
+        if live and swap.incoming is not None and exchange_paths(swap.incoming, target):
+            # The live name never goes missing: the restored entry takes it in one step,
+            # and the live entry, now at the staging name, then moves aside.
+            done = _Done(swap, None, moved_in=True, exchanged=True)
+            self._done.append(done)
+            fault_point("restored entry exchanged in")
+            aside = stash_path(target, self.token)
+            os.rename(swap.incoming, aside)
+            done.stash, done.exchanged = aside, False
+            fault_point("live entry moved aside")
+            fsync_dir(target.parent)
+            return
+        stash: Path | None = None
+        if live:
             stash = stash_path(target, self.token)
             os.rename(target, stash)
             fault_point("live entry moved aside")
@@ -200,6 +214,9 @@ class SwapJournal:
         problems = []
         for done in reversed(self._done):
             try:
+                if done.exchanged and done.swap.incoming is not None:
+                    exchange_paths(done.swap.target, done.swap.incoming)
+                    continue
                 if done.moved_in and done.swap.incoming is not None:
                     os.rename(done.swap.target, done.swap.incoming)
                 if done.stash is not None:

@@ -36,7 +36,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from tasks.atomic import fsync_dir, write_text_atomic
+from tasks.atomic import exchange_paths, fsync_dir, same_entry, write_text_atomic
 from tasks.errors import RestoreError
 
 JOURNAL_NAME = ".restore-all.journal.json"
@@ -72,6 +72,7 @@ class JournalSwap:
     stash: str  # where the live entry goes aside: .NAME.replaced-TOKEN
     label: str
     had_target: bool  # whether a live entry existed when the journal was written
+    incoming_inode: int | None = None  # tells an exchanged-in restored entry at `target`
 
 
 @dataclass
@@ -139,6 +140,16 @@ def roll_back(journal: Journal) -> None:
     for swap in reversed(journal.swaps):
         target, stash = Path(swap.target), Path(swap.stash)
         incoming = Path(swap.incoming) if swap.incoming else None
+        if (
+            incoming is not None
+            and not _exists(stash)
+            and _exists(incoming)
+            and same_entry(target, swap.incoming_inode)
+        ):
+            # Killed between the exchange and moving the live entry aside: swap back.
+            exchange_paths(target, incoming)
+            fsync_dir(target.parent)
+            continue
         moved_aside = _exists(stash) or not swap.had_target
         if incoming is not None and not _exists(incoming) and _exists(target) and moved_aside:
             # The restored entry took the live name: send it back where it came from.

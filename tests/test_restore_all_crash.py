@@ -189,6 +189,10 @@ class Checker:
             snapshot_ok,
         )
         self.before = state()
+        # Live parts that exist before and after a restore: a kill must never leave one
+        # missing (the restored entry is exchanged in, not renamed in after a move-aside).
+        uploads = platform.root / "data" / "uploads"
+        self.always_there = [p for p in (platform.db_path, uploads) if os.path.lexists(p)]
 
     def outcome(self, step: int) -> str:
         assert not (self.platform.backups / JOURNAL_NAME).exists(), f"step {step}: journal left"
@@ -211,6 +215,8 @@ def every_step(checker: Checker, archive: Path, reset: Callable[[], None]) -> li
             assert checker.state() == checker.restored
             break
         assert (checker.platform.backups / JOURNAL_NAME).exists(), f"step {step}: no journal"
+        missing = [p.name for p in checker.always_there if not os.path.lexists(p)]
+        assert not missing, f"step {step}: {missing} missing right after the kill"
         recover_as_next_command_does(checker.platform)
         outcomes.append(checker.outcome(step))
     else:
