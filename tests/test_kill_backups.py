@@ -31,7 +31,7 @@ from tests.support.kill import ForkingCli, Moments, calibrate, new_entry
 
 KILLS = 20
 WHOLE_RUN_EVERY = 6
-MAX_RUNS = 32
+MAX_RUNS = 60
 
 
 @pytest.fixture

@@ -51,7 +51,7 @@ from tests.test_restore_all import damage, live_files, populate
 
 KILLS = 20
 WHOLE_RUN_EVERY = 6
-MAX_RUNS = 34
+MAX_RUNS = 60
 
 
 @pytest.fixture

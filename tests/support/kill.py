@@ -142,6 +142,7 @@ class Moments:
             deadline = started + 60
             while not marker() and time.monotonic() < deadline and _alive(pid):
                 time.sleep(0.005)
+        marked = time.monotonic()
         time.sleep(delay)
         at = time.monotonic() - started
         killed = True
@@ -156,6 +157,10 @@ class Moments:
         code = cli.wait(pid)
         if code != -signal.SIGKILL:
             killed = False  # it had already exited (a zombie still has its group)
+        if not killed and not in_startup:
+            # The run finished before its moment: the work phase is shorter now than when
+            # calibrated (load changes), so later moments are drawn from what was seen.
+            self.work = max(0.05, min(self.work, (time.monotonic() - marked) * 0.8))
         phase = "start-up" if in_startup else "work"
         print(f"  kill in {phase} at {at:.2f} s: {'killed' if killed else f'ended {code}'}")
         return KillOutcome(killed, code, at, log.read_text(errors="replace"))
