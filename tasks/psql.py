@@ -11,8 +11,6 @@ verified dump has been read. The password travels in `PGPASSWORD`, never in the 
 
 from __future__ import annotations
 
-import contextlib
-import fcntl
 import subprocess
 import tempfile
 from collections.abc import Iterable
@@ -23,7 +21,7 @@ from psycopg import sql
 
 from tasks.compress import BLOCK_SIZE
 from tasks.errors import RestoreError, SourceError
-from tasks.sources.postgres import connect, first_line, libpq_environment
+from tasks.sources.postgres import connect, first_line, libpq_environment, widen_pipe
 
 
 def load_sql_dump(
@@ -59,7 +57,7 @@ def load_sql_dump(
         except FileNotFoundError:
             raise RestoreError("psql is not installed or not on PATH") from None
         assert process.stdin is not None
-        _widen_pipe(process.stdin.fileno())
+        widen_pipe(process.stdin.fileno())
         try:
             for chunk in prologue:
                 process.stdin.write(chunk)
@@ -83,13 +81,6 @@ def load_sql_dump(
             raise RestoreError(
                 f"psql stopped on an error, nothing was applied: {first_line(message)}"
             )
-
-
-def _widen_pipe(fd: int) -> None:
-    """A 1 MiB pipe instead of 64 KiB: psql and its feeder wake each other 16× less often.
-    Best effort: the default size works, only slower."""
-    with contextlib.suppress(OSError, AttributeError):
-        fcntl.fcntl(fd, fcntl.F_SETPIPE_SZ, BLOCK_SIZE)
 
 
 def create_database(params: dict[str, str], name: str) -> None:

@@ -8,9 +8,12 @@ environment (`PGPASSWORD`), never its arguments, which every user can read in `p
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import os
 import subprocess
 import tempfile
+from concurrent.futures import ThreadPoolExecutor
 from typing import BinaryIO
 
 import psycopg
@@ -125,12 +128,30 @@ class PostgresSource:
             row = connection.execute("SELECT pg_export_snapshot()").fetchone()
             assert row is not None
             snapshot_id = str(row[0])
-            counts = row_counts(connection)
-            run_pg_dump(self.params, out, ["--snapshot", snapshot_id])
+            # The counts scan every table once: in a second thread, on the snapshot's own
+            # connection, while pg_dump streams (issue 8: at 1 GB they took 0.5 s before
+            # the dump started). The exporting transaction stays open until both ended.
+            with ThreadPoolExecutor(1, thread_name_prefix="row-counts") as pool:
+                counting = pool.submit(row_counts, connection)
+                try:
+                    run_pg_dump(self.params, out, ["--snapshot", snapshot_id])
+                except BaseException:
+                    connection.cancel_safe()  # do not wait for a scan nobody will read
+                    with contextlib.suppress(Exception):
+                        counting.result()
+                    raise
+                counts = counting.result()
             connection.execute("COMMIT")
         finally:
             connection.close()
         return DumpResult(tables=counts)
+
+
+def widen_pipe(fd: int) -> None:
+    """A 1 MiB pipe instead of 64 KiB: a client and the process at the other end wake
+    each other 16× less often. Best effort: the default size works, only slower."""
+    with contextlib.suppress(OSError, AttributeError):
+        fcntl.fcntl(fd, fcntl.F_SETPIPE_SZ, BLOCK_SIZE)
 
 
 def run_pg_dump(params: dict[str, str], out: BinaryIO, extra_args: list[str] | None = None) -> None:
@@ -145,6 +166,7 @@ def run_pg_dump(params: dict[str, str], out: BinaryIO, extra_args: list[str] | N
         except FileNotFoundError:
             raise SourceError("pg_dump is not installed or not on PATH") from None
         assert process.stdout is not None
+        widen_pipe(process.stdout.fileno())
         try:
             while chunk := process.stdout.read(BLOCK_SIZE):
                 out.write(chunk)
