@@ -30,7 +30,11 @@ BLOCK_SIZE = 1 << 20
 #   level 1 1.17x 61 MB/s | 2 1.13x 53 MB/s | 3 1.09x 33 MB/s | 4 1.06x 34 MB/s |
 #   level 5 1.02x 24 MB/s | 6 1.00x 15 MB/s   (one thread, 2026-11-26)
 # Level 1 is also inside the bound but with little margin for less repetitive data.
-DEFAULT_LEVEL = {"gzip": 2, "zstd": 3}
+# zstd level 1: the level that keeps up with pg_dump on 2 cores. The 964 MB bench dump
+# (2026-11-27): `pg_dump > /dev/null` 3.9 s; `pg_dump | zstd -1 -T2` 4.4 s, 367 MB;
+# `| zstd -3 -T2` 5.7 s, 312 MB (gzip -6: 334 MB). Level 3 would cost 1.8 s for 15 %
+# less space; BACKUP_COMPRESSION_LEVEL=3 (or higher) buys that where space is dearer.
+DEFAULT_LEVEL = {"gzip": 2, "zstd": 1}
 ZSTD_JOB_SIZE = 2 << 20
 
 
