@@ -1,18 +1,37 @@
-"""chatbot-backup's jobs, one Prefect flow each: `from flows import db_backup`."""
+"""chatbot-backup's jobs, one Prefect flow each: `from flows import db_backup`.
 
-from flows.backup_all import BackupAllResult, backup_all
-from flows.db_backup import DbBackupResult, db_backup
-from flows.db_restore import RestoreResult, db_restore
-from flows.monitor import MonitorResult, monitor_backups
-from flows.offsite import (
-    OffsiteResult,
-    OffsiteSetupResult,
-    OffsiteSyncResult,
-    offsite_setup,
-    offsite_sync,
-)
-from flows.restore_all import restore_all
-from flows.test_restore import TestRestoreResult, test_restore
+The flows are imported on first use, not here: a CLI run imports only the flow it runs
+(every flow module with its tasks cost ~0.2 s of start-up, issue 8's tiny-database row).
+Five flows share their module's name (`flows.db_backup` holds `db_backup`); the package
+attribute is the flow, as it was when this file imported them all, even after something
+imported the module itself (the import system then sets the attribute to the module).
+"""
+
+from __future__ import annotations
+
+import importlib
+import sys
+import types
+from typing import TYPE_CHECKING, Any
+
+_EXPORTS = {
+    "BackupAllResult": "flows.backup_all",
+    "backup_all": "flows.backup_all",
+    "DbBackupResult": "flows.db_backup",
+    "db_backup": "flows.db_backup",
+    "RestoreResult": "flows.db_restore",
+    "db_restore": "flows.db_restore",
+    "MonitorResult": "flows.monitor",
+    "monitor_backups": "flows.monitor",
+    "OffsiteResult": "flows.offsite",
+    "OffsiteSetupResult": "flows.offsite",
+    "OffsiteSyncResult": "flows.offsite",
+    "offsite_setup": "flows.offsite",
+    "offsite_sync": "flows.offsite",
+    "restore_all": "flows.restore_all",
+    "TestRestoreResult": "flows.test_restore",
+    "test_restore": "flows.test_restore",
+}
 
 __all__ = [
     "BackupAllResult",
@@ -32,3 +51,29 @@ __all__ = [
     "restore_all",
     "test_restore",
 ]
+
+
+class _FlowsPackage(types.ModuleType):
+    def __getattribute__(self, name: str) -> Any:
+        module = _EXPORTS.get(name)
+        if module is not None:
+            return getattr(importlib.import_module(module), name)
+        return super().__getattribute__(name)
+
+
+sys.modules[__name__].__class__ = _FlowsPackage
+
+if TYPE_CHECKING:
+    from flows.backup_all import BackupAllResult, backup_all
+    from flows.db_backup import DbBackupResult, db_backup
+    from flows.db_restore import RestoreResult, db_restore
+    from flows.monitor import MonitorResult, monitor_backups
+    from flows.offsite import (
+        OffsiteResult,
+        OffsiteSetupResult,
+        OffsiteSyncResult,
+        offsite_setup,
+        offsite_sync,
+    )
+    from flows.restore_all import restore_all
+    from flows.test_restore import TestRestoreResult, test_restore

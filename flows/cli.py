@@ -285,7 +285,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     # need more, and a backup must not fail for that.
     os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "120")
     try:
-        import prefect  # noqa: F401  (sets up Prefect's logging before we quiet it)
+        # Prefect configures its logging in prefect.main (not on `import prefect`, which
+        # is lazy); it must have run before its console handler can be quieted.
+        import prefect.main  # noqa: F401
 
         if not debug:
             quiet_prefect_console()

@@ -29,6 +29,8 @@ from pathlib import Path
 _WORKER = r"""
 import json, os, sys
 import flows.cli
+# every flow imported once here, not again in each forked child (flows/ imports lazily)
+import flows.backup_all, flows.db_backup, flows.db_restore, flows.offsite, flows.restore_all
 for line in sys.stdin:
     request = json.loads(line)
     if request["op"] == "reap":
