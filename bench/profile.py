@@ -3,6 +3,7 @@
     .venv/bin/pip install py-spy      # once
     .venv/bin/python bench/profile.py --pg chatbot_bench_1000mb [--out DIR] [--snapshot REV]
     .venv/bin/python bench/profile.py --sqlite /tmp/chatbot-bench/chatbot_bench_600mb.sqlite
+    .venv/bin/python bench/profile.py --pg chatbot_bench_1000mb --env BACKUP_COMPRESSION=zstd
 
 Runs one `chatbot-backup db-backup` against a standing Prefect server of its own (so the
 profile is the job, not Prefect's start-up), under `py-spy record --idle --threads`:
@@ -104,6 +105,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, default=Path(tempfile.gettempdir()) / "chatbot-profile")
     parser.add_argument("--rate", type=int, default=100, help="samples per second")
     parser.add_argument("--snapshot", metavar="REV", help="profile the code of git REV")
+    parser.add_argument(
+        "--env",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="extra environment for the job, e.g. BACKUP_COMPRESSION=zstd (repeatable)",
+    )
     args = parser.parse_args(argv)
     if args.summarise:
         print(summarise(args.summarise, rate=args.rate))
@@ -123,6 +131,7 @@ def main(argv: list[str] | None = None) -> int:
         )
         with bench.standing_server(ws.prefect_server) as api_url:
             env = bench.ours_env(ws, api_url, db)
+            env.update(item.split("=", 1) for item in args.env)
             bench.run_ours(ws, env, "warm-up")
             ws.clear_outputs()
             raw = args.out / "db_backup.raw.txt"
