@@ -467,14 +467,6 @@ class SqliteResult:
             f"  every run (s): .backup {self.floor.times()}, theirs {self.theirs.times()}, "
             f"ours e2e {self.ours_e2e.times()}, ours srv {self.ours_srv.times()}",
         ]
-        zstd_body = self.ours_zstd.flow_seconds()
-        if zstd_body is not None and self.floor.runs:
-            floor = self.floor.median().seconds
-            lines.append(
-                f"  zstd flow body (the flow's own 'duration'): {zstd_body:.2f} s = "
-                f"{zstd_body / floor:.2f}x pg_dump > /dev/null; the rest is process start, "
-                "imports and Prefect, which a one-task flow pays too"
-            )
         e2e, srv = self.ours_e2e.flow_seconds(), self.ours_srv.flow_seconds()
         if e2e is not None and srv is not None:
             lines.append(
