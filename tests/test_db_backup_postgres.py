@@ -176,3 +176,31 @@ def test_missing_database_is_a_clear_error(
     )
     done = platform.run("db-backup")
     assert done.returncode != 0 and "no_such_db_here" in done.stderr and PASSWORD not in done.stderr
+
+
+def test_pg_dump_failing_midway_reports_its_own_error_while_rows_are_counted(
+    pg_platform: Platform, tmp_path: Path
+) -> None:
+    # Row counts run in a second thread during the dump: when pg_dump dies halfway, its
+    # error (not the cancelled count's) is the one line, and nothing is kept.
+    shim = tmp_path / "bin"
+    shim.mkdir()
+    real = subprocess.run(
+        ["which", "pg_dump"], capture_output=True, text=True, check=True
+    ).stdout.strip()
+    (shim / "pg_dump").write_text(
+        f'#!/bin/bash\n"{real}" "$@" | head -c 200000\n'
+        'echo "pg_dump: error: simulated loss of the connection" >&2\nexit 3\n'
+    )
+    (shim / "pg_dump").chmod(0o755)
+    done = pg_platform.run("db-backup", extra_env={"PATH": f"{shim}:{os.environ['PATH']}"})
+    assert done.returncode == 4, done.stderr
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1 and "pg_dump failed (exit 3)" in lines[0], lines
+    assert "simulated loss of the connection" in lines[0]
+    assert pg_platform.backup_files() == []
+    assert list(pg_platform.backups.glob(".*partial*")) == []
+    # Nothing was left holding the snapshot or the lock: the next backup just works.
+    again = pg_platform.run("db-backup")
+    assert again.returncode == 0, again.stderr
+    assert len(pg_platform.backup_files("admin_postgres_*.sql.gz")) == 1

@@ -136,7 +136,10 @@ class PostgresSource:
                 try:
                     run_pg_dump(self.params, out, ["--snapshot", snapshot_id])
                 except BaseException:
-                    connection.cancel_safe()  # do not wait for a scan nobody will read
+                    # Do not wait for a scan nobody will read; the dump's own error is the
+                    # one to report, even when the server is gone and cannot be asked.
+                    with contextlib.suppress(Exception):
+                        connection.cancel_safe(timeout=5)
                     with contextlib.suppress(Exception):
                         counting.result()
                     raise
