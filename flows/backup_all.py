@@ -22,6 +22,7 @@ from tasks.retention import RetentionPolicy
 from tasks.settings import load_settings
 
 FULL_TIERS = ("daily", "weekly", "monthly")
+SHOWN_SKIPPED = 20  # lines in the summary; the manifest inside the archive has every one
 
 
 @dataclass(frozen=True)
@@ -37,8 +38,10 @@ class BackupAllResult:
     bytes: int
     tables: dict[str, int] = field(default_factory=dict)
     sections: dict[str, int] = field(default_factory=dict)  # files per folder
-    changed: list[str] = field(default_factory=list)  # files that changed while read
-    skipped: list[dict[str, str]] = field(default_factory=list)
+    changed: list[str] = field(default_factory=list)  # files that changed while read (first 100)
+    skipped: list[dict[str, str]] = field(default_factory=list)  # first 100; all in the manifest
+    changed_count: int = 0
+    skipped_count: int = 0
     kept: list[str] = field(default_factory=list)
     removed: list[str] = field(default_factory=list)
     offsite: OffsiteResult | None = None
@@ -56,12 +59,16 @@ class BackupAllResult:
             f"  tier:     {self.tier}",
             f"  backups kept: {len(self.kept)}, removed: {len(self.removed)}",
         ]
-        if self.changed:
+        if self.changed_count:
             lines.append(
-                f"  changed while read ({len(self.changed)}): {', '.join(self.changed[:5])}"
+                f"  changed while read ({self.changed_count}): {', '.join(self.changed[:5])}"
             )
-        for item in self.skipped:
+        for item in self.skipped[:SHOWN_SKIPPED]:
             lines.append(f"  skipped: {item.get('path')}: {item.get('reason')}")
+        if self.skipped_count > SHOWN_SKIPPED:
+            lines.append(
+                f"  skipped: and {self.skipped_count - SHOWN_SKIPPED} more (MANIFEST.txt lists them)"
+            )
         if self.offsite is not None:
             lines += self.offsite.summary_lines()
         return lines
@@ -94,7 +101,6 @@ def backup_all(
             settings.backups, RetentionPolicy("full", tier, retention), clock.utc_now()
         )
     summary = artifact.detail
-    manifest = summary.manifest
     result = BackupAllResult(
         path=str(artifact.path),
         sidecar=str(artifact.sidecar),
@@ -105,10 +111,12 @@ def backup_all(
         seconds=time.monotonic() - started,
         files=summary.files,
         bytes=summary.bytes,
-        tables=dict(manifest.database.tables) if manifest.database else {},
+        tables=dict(summary.tables),
         sections={name: counts[0] for name, counts in summary.sections.items()},
         changed=summary.changed,
-        skipped=list(manifest.skipped),
+        skipped=summary.skipped,
+        changed_count=summary.changed_count,
+        skipped_count=summary.skipped_count,
         kept=rotation.kept,
         removed=rotation.removed,
     )
@@ -133,8 +141,8 @@ def backup_all(
                 {"item": f"{name}_files", "value": f"{counts[0]} ({counts[1]} bytes)"}
                 for name, counts in summary.sections.items()
             ],
-            {"item": "changed_while_read", "value": len(result.changed)},
-            {"item": "skipped", "value": len(result.skipped)},
+            {"item": "changed_while_read", "value": result.changed_count},
+            {"item": "skipped", "value": result.skipped_count},
             {"item": "duration_s", "value": f"{result.seconds:.2f}"},
             {"item": "tier", "value": tier},
             {"item": "kept", "value": len(rotation.kept)},

@@ -122,9 +122,7 @@ def restored_parts(manifest: Manifest, swapped: list[str]) -> list[str]:
     parts = ["database"] if manifest.database is not None else []
     for section in ("uploads", "config", "data"):
         if any(label == section or label.startswith(section + "/") for label in swapped):
-            count = sum(
-                1 for f in manifest.files if f.type == "file" and f.path.startswith(section + "/")
-            )
+            count = manifest.entries.count(section=section, kind="file")
             parts.append(f"{section} ({count} files)")
     return parts
 

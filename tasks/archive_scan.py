@@ -1,9 +1,10 @@
 """Archive integrity of a full backup, in one read: checksum, compressed stream, tar, manifest.
 
 The file is read once: its sha256 is computed while the gzip (or zstd) stream is
-decompressed and every tar header is walked, as `tar -tzf` does, and the small
-`MANIFEST.json` is kept on the way past. Used after every full backup, by
-test-restore, and by the monitor. Nothing here writes anything.
+decompressed and every tar header is walked, as `tar -tzf` does; `MANIFEST.json` is
+noted on the way past (its size; test-restore reads it from the extracted tree).
+Used after every full backup, by test-restore, and by the monitor. Nothing here writes
+anything.
 """
 
 from __future__ import annotations
@@ -23,10 +24,11 @@ from tasks.errors import VerifyError
 from tasks.manifest import MANIFEST_JSON, MANIFEST_TXT
 from tasks.verify import sniff_compression
 
-# A manifest lists every file; 10,000 files take about 2 MB. Anything far beyond is not ours.
+# A manifest lists every file; 10,000 files take about 2.7 MB. Anything far beyond is not ours.
 MAX_MANIFEST_BYTES = 512 << 20
-# It is read into memory, so a gzip bomb could pose as one: past this size, it must be
-# backed by members (one entry each, at most two PATH_MAX names and ~200 bytes of fields).
+# Its entries are read one by one onto disk, but a gzip bomb posing as a manifest would
+# still cost the time and disk to read it: past this size, it must be backed by members
+# (one entry each, at most two PATH_MAX names and ~200 bytes of fields).
 PLAIN_MANIFEST_BYTES = 64 << 20
 MANIFEST_BYTES_PER_MEMBER = 9 << 10
 
@@ -41,7 +43,7 @@ class ArchiveScan:
     members: int = 0
     content_bytes: int = 0  # sum of member sizes
     top_folders: set[str] = field(default_factory=set)
-    manifest_json: bytes | None = None
+    manifest_member: str | None = None  # "<top>/MANIFEST.json", if the archive holds one
     last_members: list[str] = field(default_factory=list)  # the last two member names
 
     @property
@@ -73,7 +75,7 @@ def scan_archive(path: Path, expected_sha256: str | None = None) -> ArchiveScan:
             stream = open_decompressed(io.BufferedReader(hashed, BLOCK_SIZE), compression)
             with tarfile.open(fileobj=stream, mode="r|") as tar:
                 while (member := tar.next()) is not None:
-                    _note_member(scan, tar, member)
+                    _note_member(scan, member)
                     tar.members.clear()  # type: ignore[attr-defined]  # tarfile keeps every header; we need none
             # tar stops at its end marker; the rest of the stream must still decompress.
             while stream.read(BLOCK_SIZE):
@@ -124,7 +126,7 @@ def member_name(member: tarfile.TarInfo) -> str:
     return name.rstrip("/")
 
 
-def _note_member(scan: ArchiveScan, tar: tarfile.TarFile, member: tarfile.TarInfo) -> None:
+def _note_member(scan: ArchiveScan, member: tarfile.TarInfo) -> None:
     scan.members += 1
     scan.content_bytes += member.size if member.isfile() else 0
     name = member_name(member)
@@ -138,6 +140,4 @@ def _note_member(scan: ArchiveScan, tar: tarfile.TarFile, member: tarfile.TarInf
                 f"{scan.path.name}: MANIFEST.json is implausibly large ({member.size} bytes "
                 f"for {scan.members} archive members)"
             )
-        handle = tar.extractfile(member)
-        if handle is not None:
-            scan.manifest_json = handle.read()
+        scan.manifest_member = name

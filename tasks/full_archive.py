@@ -18,20 +18,24 @@ import errno
 import grp
 import os
 import pwd
-import re
 import socket
 import stat
 import tarfile
+import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from functools import lru_cache
+from itertools import islice
 from pathlib import Path
 from typing import BinaryIO
 
+from tasks.entry_store import EntryStore
 from tasks.errors import SourceError
 from tasks.file_tree import TreeEntry, walk_tree
 from tasks.manifest import MANIFEST_JSON, MANIFEST_TXT, DatabaseEntry, FileEntry, Manifest
+from tasks.manifest_write import write_manifest_json, write_manifest_text
 from tasks.tar_stream import TarStreamWriter
 
 SECTIONS = ("uploads", "config", "data")
@@ -64,16 +68,22 @@ class ArchiveContent:
     skip_unreadable: bool = False
 
 
+# What a summary carries of the per-file notes: enough to show; the counts are exact and
+# the manifest inside the archive lists them all.
+SUMMARY_NOTES = 100
+
+
 @dataclass
 class ArchiveSummary:
-    manifest: Manifest
+    name: str  # the archive's top folder, also the manifest's name
+    tables: dict[str, int] = field(default_factory=dict)
     files: int = 0
     bytes: int = 0
     sections: dict[str, list[int]] = field(default_factory=dict)  # section: [files, bytes]
-
-    @property
-    def changed(self) -> list[str]:
-        return [f.path for f in self.manifest.files if f.changed]
+    changed: list[str] = field(default_factory=list)  # the first SUMMARY_NOTES
+    changed_count: int = 0
+    skipped: list[dict[str, str]] = field(default_factory=list)  # the first SUMMARY_NOTES
+    skipped_count: int = 0
 
 
 @lru_cache(maxsize=256)
@@ -116,8 +126,7 @@ class FullArchiveBuilder:
     def __init__(self, out: BinaryIO, content: ArchiveContent) -> None:
         self.content = content
         self.tar = TarStreamWriter(out)
-        self.files: list[FileEntry] = []
-        self.skipped: list[dict[str, str]] = []
+        self.entries = EntryStore()  # on disk: memory stays flat however many files
         self.summary_sections: dict[str, list[int]] = {s: [0, 0] for s in SECTIONS}
 
     # -- members ----------------------------------------------------------------------
@@ -125,7 +134,7 @@ class FullArchiveBuilder:
         return f"{self.content.top}/{rel}"
 
     def _skip(self, rel: str, reason: str) -> None:
-        self.skipped.append({"path": rel, "reason": reason})
+        self.entries.add_skipped(rel, reason)
 
     def _unreadable(self, rel: str, path: Path, exc: OSError) -> None:
         reason = f"cannot read: {exc.strerror or exc}"
@@ -140,7 +149,7 @@ class FullArchiveBuilder:
         info = _info(self._member(rel), tarfile.DIRTYPE, st)
         self.tar.add_header(info)
         if rel.split("/", 1)[0] in SECTIONS:
-            self.files.append(FileEntry(path=rel, type="dir", mode=info.mode))
+            self.entries.add(FileEntry(path=rel, type="dir", mode=info.mode))
 
     def add_symlink(self, rel: str, path: Path, st: os.stat_result) -> None:
         try:
@@ -154,7 +163,7 @@ class FullArchiveBuilder:
         info = _info(self._member(rel), tarfile.SYMTYPE, st)
         info.linkname = target
         self.tar.add_header(info)
-        self.files.append(FileEntry(path=rel, type="symlink", target=target, mode=info.mode))
+        self.entries.add(FileEntry(path=rel, type="symlink", target=target, mode=info.mode))
 
     def add_file(self, rel: str, path: Path, follow: bool = False) -> None:
         flags = os.O_RDONLY | os.O_CLOEXEC | os.O_NONBLOCK  # NONBLOCK: never hang on a FIFO
@@ -191,7 +200,7 @@ class FullArchiveBuilder:
             or copied.error is not None
             or (after.st_size, after.st_mtime_ns) != (before.st_size, before.st_mtime_ns)
         )
-        self.files.append(
+        self.entries.add(
             FileEntry(
                 path=rel,
                 type="file",
@@ -264,6 +273,12 @@ class FullArchiveBuilder:
 
     # -- the whole archive ------------------------------------------------------------
     def build(self) -> ArchiveSummary:
+        try:
+            return self._build()
+        finally:
+            self.entries.close()
+
+    def _build(self) -> ArchiveSummary:
         c = self.content
         self.tar.add_header(_info(c.top, tarfile.DIRTYPE, None))
         self.add_database(c.database)
@@ -282,47 +297,36 @@ class FullArchiveBuilder:
                 sha256=c.database.sha256,
                 tables=dict(c.database.tables),
             ),
-            files=self.files,
-            skipped=self.skipped,
+            entries=self.entries,
         )
         # Last, as the commit marker: text for people, then JSON for programs.
-        self.tar.add_bytes(
-            _info(self._member(MANIFEST_TXT), tarfile.REGTYPE, None, 0o600),
-            manifest_text_bytes(manifest),
-        )
-        self.tar.add_bytes(
-            _info(self._member(MANIFEST_JSON), tarfile.REGTYPE, None, 0o600),
-            manifest_json_bytes(manifest),
-        )
+        self._add_spooled(MANIFEST_TXT, lambda out: write_manifest_text(manifest, out))
+        self._add_spooled(MANIFEST_JSON, lambda out: write_manifest_json(manifest, out))
         self.tar.close()
-        regular = [f for f in self.files if f.type == "file"]
+        entries = self.entries
         return ArchiveSummary(
-            manifest=manifest,
-            files=len(regular),
-            bytes=sum(f.size for f in regular),
+            name=c.top,
+            tables=dict(c.database.tables),
+            files=entries.count(kind="file"),
+            bytes=entries.total_size(),
             sections=self.summary_sections,
+            changed=list(islice(entries.changed(), SUMMARY_NOTES)),
+            changed_count=entries.changed_count(),
+            skipped=list(islice(entries.skipped(), SUMMARY_NOTES)),
+            skipped_count=entries.skipped_count(),
         )
 
-
-# A file name that is not valid UTF-8 reaches Python as lone surrogates (PEP 383).
-_LONE_SURROGATE = re.compile("[\ud800-\udfff]")
-
-
-def manifest_json_bytes(manifest: Manifest) -> bytes:
-    """Valid UTF-8 JSON, even for file names that are not UTF-8.
-
-    Their lone surrogates are written as `\\udcXX` escapes (plain ASCII, valid JSON);
-    `json.loads` turns them back into the same surrogates, and `os.fsencode` into the
-    original bytes.
-    """
-    text = _LONE_SURROGATE.sub(lambda m: f"\\u{ord(m.group()):04x}", manifest.to_json())
-    return text.encode("utf-8")
-
-
-def manifest_text_bytes(manifest: Manifest) -> bytes:
-    """UTF-8 text for people; a name that is not UTF-8 shows its odd bytes as `\\xNN`."""
-    raw = manifest.to_text().encode("utf-8", "surrogateescape")
-    return raw.decode("utf-8", "backslashreplace").encode("utf-8")
+    def _add_spooled(self, rel: str, write: Callable[[BinaryIO], None]) -> None:
+        """A member written by `write` into a temporary file first: tar needs its size up front."""
+        with tempfile.TemporaryFile(prefix="chatbot-manifest-") as spool:
+            write(spool)
+            spool.flush()
+            info = _info(self._member(rel), tarfile.REGTYPE, None, 0o600)
+            info.size = spool.tell()
+            os.lseek(spool.fileno(), 0, os.SEEK_SET)
+            copied = self.tar.add_fd(info, spool.fileno())
+        if copied.short or copied.longer or copied.error is not None:
+            raise SourceError(f"{rel} could not be written whole: {copied.error or 'size changed'}")
 
 
 def _special_kind(mode: int) -> str:

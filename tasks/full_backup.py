@@ -155,8 +155,8 @@ def write_full_backup(
             "tables": db.tables,
             "files": summary.files,
             "bytes": summary.bytes,
-            "changed": len(summary.changed),
-            "skipped": len(summary.manifest.skipped),
+            "changed": summary.changed_count,
+            "skipped": summary.skipped_count,
         },
     )
     return artifact

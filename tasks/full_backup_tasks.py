@@ -35,6 +35,6 @@ def write_full_backup_task(settings: Settings, tier: str) -> Artifact[ArchiveSum
 def verify_full_backup(artifact: Artifact[ArchiveSummary]) -> ArchiveScan:
     """Read the new archive back once: checksum, stream, tar headers, manifest last."""
     scan = scan_archive(artifact.path, artifact.sha256)
-    if not scan.manifest_is_last or scan.top != artifact.detail.manifest.name:
+    if not scan.manifest_is_last or scan.top != artifact.detail.name:
         raise VerifyError(f"{artifact.path.name}: the archive read back is not the one written")
     return scan

@@ -1,8 +1,9 @@
 """The manifest of a full backup: `MANIFEST.json` for programs, `MANIFEST.txt` for people.
 
 Both are the last members of the archive — written once every file has been hashed —
-so a complete manifest is the archive's commit marker. `parse_manifest` accepts only
-well-formed input and raises VerifyError for anything else, whatever the bytes.
+so a complete manifest is the archive's commit marker. Its file entries are kept on disk
+(`tasks.entry_store`), written out by `tasks.manifest_write` and read back, validated,
+by `tasks.manifest_read`, which raises VerifyError for anything else, whatever the bytes.
 
 Schema (format "chatbot-backup/1"):
   name, created_at (ISO 8601, UTC), tier, host, db_type,
@@ -14,12 +15,13 @@ Paths are relative to the archive's top folder and use "/" (e.g. "uploads/a/b.pn
 
 from __future__ import annotations
 
-import json
-from dataclasses import asdict, dataclass, field
+import io
+from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from tasks.errors import VerifyError
+if TYPE_CHECKING:
+    from tasks.entry_store import EntryStore
 
 FORMAT = "chatbot-backup/1"
 MANIFEST_JSON = "MANIFEST.json"
@@ -48,60 +50,33 @@ class DatabaseEntry:
 
 @dataclass
 class Manifest:
+    """The manifest's fields; its file entries and skipped notes live in `entries` (on disk)."""
+
     name: str
     created_at: str
     tier: str
     host: str
     db_type: str
     database: DatabaseEntry | None
-    files: list[FileEntry] = field(default_factory=list)
-    skipped: list[dict[str, str]] = field(default_factory=list)
+    entries: EntryStore
     format: str = FORMAT
 
-    def to_json(self) -> str:
-        return json.dumps(asdict(self), indent=2, ensure_ascii=False) + "\n"
+    @property
+    def files(self) -> list[FileEntry]:
+        """Every entry, in a list: for small manifests and tests; the flows iterate `entries`."""
+        return list(self.entries.entries())
 
-    def to_text(self) -> str:
-        lines = [
-            "GPT Chatbot platform — full backup manifest",
-            f"Backup:     {self.name}",
-            f"Created:    {self.created_at}",
-            f"Tier:       {self.tier}",
-            f"Host:       {self.host}",
-            f"Database:   {self.db_type}",
-        ]
-        if self.database is not None:
-            lines.append(f"DB file:    {self.database.artifact} ({self.database.size} bytes, sha256 {self.database.sha256})")
-            lines.append("Tables:")
-            lines += [f"  {table}: {rows} rows" for table, rows in sorted(self.database.tables.items())]
-        regular = [f for f in self.files if f.type == "file"]
-        lines.append(f"Files:      {len(regular)} files, {sum(f.size for f in regular)} bytes")
-        for section in ("uploads", "config", "data"):
-            inside = [f for f in regular if f.path.startswith(section + "/")]
-            lines.append(f"  {section + '/':9} {len(inside)} files, {sum(f.size for f in inside)} bytes")
-        changed = [f.path for f in self.files if f.changed]
-        if changed:
-            lines.append("Changed while being read (re-run the backup for a clean copy):")
-            lines += [f"  {p}" for p in changed]
-        if self.skipped:
-            lines.append("Skipped:")
-            lines += [f"  {s.get('path')}: {s.get('reason')}" for s in self.skipped]
-        lines.append("")
-        lines.append("Checksums (sha256  size  path):")
-        lines += [f"{f.sha256}  {f.size}  {f.path}" for f in regular]
-        return "\n".join(lines) + "\n"
+    @property
+    def skipped(self) -> list[dict[str, str]]:
+        return list(self.entries.skipped())
 
 
 def parse_manifest(data: bytes | str) -> Manifest:
     """A validated Manifest from MANIFEST.json bytes; VerifyError for anything malformed."""
-    try:
-        raw = json.loads(data)
-    except (ValueError, UnicodeDecodeError, RecursionError):
-        raise VerifyError("MANIFEST.json is not valid JSON") from None
-    try:
-        return _build(raw)
-    except (KeyError, TypeError, ValueError, AttributeError, RecursionError) as exc:
-        raise VerifyError(f"MANIFEST.json is malformed: {type(exc).__name__}") from None
+    from tasks.manifest_read import read_manifest
+
+    raw = data.encode("utf-8", "surrogatepass") if isinstance(data, str) else data
+    return read_manifest(io.BytesIO(raw))
 
 
 def _str(value: Any, name: str) -> str:
@@ -123,9 +98,8 @@ def _sha(value: Any) -> str:
     return text
 
 
-def _build(raw: Any) -> Manifest:
-    if not isinstance(raw, dict):
-        raise TypeError("top level")
+def header_from(raw: dict[str, Any], entries: EntryStore) -> Manifest:
+    """The manifest's fields, validated; `raw` is the top-level object without its lists."""
     if raw.get("format") != FORMAT:
         raise ValueError("format")
     datetime.fromisoformat(_str(raw["created_at"], "created_at"))
@@ -140,29 +114,6 @@ def _build(raw: Any) -> Manifest:
             sha256=_sha(db["sha256"]),
             tables={_str(k, "table"): _int(v, "rows") for k, v in db.get("tables", {}).items()},
         )
-    files = []
-    if not isinstance(raw.get("files", []), list):
-        raise TypeError("files")
-    for item in raw.get("files", []):
-        if not isinstance(item, dict):
-            raise TypeError("file entry")
-        kind = _str(item.get("type", "file"), "type")
-        if kind not in FILE_TYPES:
-            raise ValueError("type")
-        files.append(
-            FileEntry(
-                path=_safe_path(_str(item["path"], "path")),
-                type=kind,
-                size=_int(item.get("size", 0), "size"),
-                sha256=_sha(item["sha256"]) if kind == "file" and item.get("sha256") is not None else None,
-                target=_str(item["target"], "target") if kind == "symlink" else None,
-                mode=_int(item.get("mode", 0o644), "mode") & 0o7777,
-                changed=bool(item.get("changed", False)),
-            )
-        )
-    skipped = raw.get("skipped", [])
-    if not isinstance(skipped, list) or not all(isinstance(s, dict) for s in skipped):
-        raise TypeError("skipped")
     return Manifest(
         name=_str(raw["name"], "name"),
         created_at=raw["created_at"],
@@ -170,9 +121,33 @@ def _build(raw: Any) -> Manifest:
         host=_str(raw.get("host", ""), "host"),
         db_type=_str(raw.get("db_type", ""), "db_type"),
         database=database,
-        files=files,
-        skipped=[{str(k): str(v) for k, v in s.items()} for s in skipped],
+        entries=entries,
     )
+
+
+def file_entry_from(item: Any) -> FileEntry:
+    """One element of `files`, validated."""
+    if not isinstance(item, dict):
+        raise TypeError("file entry")
+    kind = _str(item.get("type", "file"), "type")
+    if kind not in FILE_TYPES:
+        raise ValueError("type")
+    return FileEntry(
+        path=_safe_path(_str(item["path"], "path")),
+        type=kind,
+        size=_int(item.get("size", 0), "size"),
+        sha256=_sha(item["sha256"]) if kind == "file" and item.get("sha256") is not None else None,
+        target=_str(item["target"], "target") if kind == "symlink" else None,
+        mode=_int(item.get("mode", 0o644), "mode") & 0o7777,
+        changed=bool(item.get("changed", False)),
+    )
+
+
+def skipped_from(item: Any) -> tuple[str, str]:
+    """One element of `skipped`: (path, reason), any values shown as text."""
+    if not isinstance(item, dict):
+        raise TypeError("skipped")
+    return str(item.get("path")), str(item.get("reason"))
 
 
 def _safe_path(path: str) -> str:

@@ -14,8 +14,10 @@ import os
 import secrets
 import shutil
 import stat
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from itertools import chain
 from pathlib import Path
 
 from tasks.archive_scan import (
@@ -26,9 +28,13 @@ from tasks.archive_scan import (
 from tasks.atomic import DIR_MODE
 from tasks.compress import BLOCK_SIZE
 from tasks.errors import VerifyError
-from tasks.manifest import MANIFEST_JSON, MANIFEST_TXT, Manifest, parse_manifest
+from tasks.manifest import MANIFEST_JSON, MANIFEST_TXT, Manifest
+from tasks.manifest_read import read_manifest
 from tasks.naming import timestamp
 from tasks.restore_files import STAGING_PREFIX
+
+# The sha256 the extraction computed while writing a staged file ("uploads/a.png"), if any.
+WrittenHash = Callable[[str], "str | None"]
 
 
 @dataclass(frozen=True)
@@ -64,8 +70,12 @@ def stage_archive(archive: Path, staging: Path) -> StagedArchive:
 
     refuse_unsafe_members(archive)  # refuse before a single byte is written, even in staging
     extraction = extract_archive(archive, staging, preserve_owner=os.geteuid() == 0)
-    names = {*extraction.files, *extraction.dirs, *extraction.symlinks}
-    tops = {name.split("/", 1)[0] for name in names if name}
+    tops: set[str] = set()
+    names = 0
+    for name in chain(extraction.files, extraction.dirs, extraction.symlinks):
+        if name:
+            names += 1
+            tops.add(name.split("/", 1)[0])
     if len(tops) != 1:
         raise VerifyError(
             f"{archive.name}: not a full backup (expected one top folder, found {len(tops)})"
@@ -75,16 +85,17 @@ def stage_archive(archive: Path, staging: Path) -> StagedArchive:
     manifest_path = root / MANIFEST_JSON
     if manifest_path.is_symlink() or not manifest_path.is_file():
         raise VerifyError(f"{archive.name}: no MANIFEST.json — not a full backup of chatbot-backup")
-    limit = max(PLAIN_MANIFEST_BYTES, len(names) * MANIFEST_BYTES_PER_MEMBER)
+    limit = max(PLAIN_MANIFEST_BYTES, names * MANIFEST_BYTES_PER_MEMBER)
     if manifest_path.stat().st_size > min(limit, MAX_MANIFEST_BYTES):
-        # Read into memory whole: a bomb posing as the manifest is refused first.
+        # A bomb posing as the manifest is refused before it is read.
         raise VerifyError(f"{archive.name}: MANIFEST.json is implausibly large")
-    manifest = parse_manifest(manifest_path.read_bytes())
-    written = {
-        name[len(top) + 1 :]: done.sha256
-        for name, done in extraction.files.items()
-        if name.startswith(top + "/")
-    }
+    with open(manifest_path, "rb") as handle:
+        manifest = read_manifest(handle)
+
+    def written(rel: str) -> str | None:
+        done = extraction.files.get(f"{top}/{rel}")
+        return None if done is None else done.sha256
+
     database, files = verify_staged_tree(root, manifest, written)
     return StagedArchive(staging, root, manifest, database, files)
 
@@ -98,7 +109,7 @@ def _sha256(path: Path) -> str:
 
 
 def _check_file(
-    root: Path, rel: str, size: int, sha256: str | None, written: dict[str, str]
+    root: Path, rel: str, size: int, sha256: str | None, written: WrittenHash
 ) -> str | None:
     path = root / rel
     try:
@@ -110,50 +121,58 @@ def _check_file(
     if info.st_size != size:
         return f"{rel} has {info.st_size} bytes, the manifest says {size}"
     # The extraction hashed each file as it wrote it; anything else is read again.
-    if sha256 is not None and (written.get(rel) or _sha256(path)) != sha256:
+    if sha256 is not None and (written(rel) or _sha256(path)) != sha256:
         return f"{rel} does not match its sha256"
     return None
 
 
+def _not_hashed(rel: str) -> str | None:
+    return None
+
+
 def verify_staged_tree(
-    root: Path, manifest: Manifest, written: dict[str, str] | None = None
+    root: Path, manifest: Manifest, written: WrittenHash = _not_hashed
 ) -> tuple[Path | None, int]:
     """Every entry of the manifest present and intact; nothing unlisted. VerifyError else."""
-    written = written or {}
     problems: list[str] = []
-    listed = {MANIFEST_JSON, MANIFEST_TXT}
+    shown = 5
+    count = 0
+
+    def problem(text: str | None) -> None:
+        nonlocal count
+        if text is not None:
+            count += 1
+            if len(problems) < shown:
+                problems.append(text)
+
     database = None
+    artifact = None
     if manifest.database is not None:
         entry = manifest.database
-        listed.add(entry.artifact)
-        problem = _check_file(root, entry.artifact, entry.size, entry.sha256, written)
-        if problem:
-            problems.append(problem)
+        artifact = entry.artifact
+        problem(_check_file(root, entry.artifact, entry.size, entry.sha256, written))
         database = root / entry.artifact
     files = 0
-    for item in manifest.files:
+    for item in manifest.entries.entries():
         path = root / item.path
         if item.type == "file":
-            listed.add(item.path)
             files += 1
-            problem = _check_file(root, item.path, item.size, item.sha256, written)
-            if problem:
-                problems.append(problem)
+            problem(_check_file(root, item.path, item.size, item.sha256, written))
         elif item.type == "dir":
             if path.is_symlink() or not path.is_dir():
-                problems.append(f"{item.path}/ missing")
+                problem(f"{item.path}/ missing")
         elif item.type == "symlink":
-            listed.add(item.path)
             if not path.is_symlink() or os.readlink(path) != item.target:
-                problems.append(f"{item.path} is not the recorded link")
+                problem(f"{item.path} is not the recorded link")
     for dirpath, dirnames, filenames in os.walk(root):
         for name in filenames + [d for d in dirnames if os.path.islink(os.path.join(dirpath, d))]:
             rel = os.path.relpath(os.path.join(dirpath, name), root).replace(os.sep, "/")
-            if rel not in listed:
-                problems.append(f"{rel} is not listed in the manifest")
-    if problems:
-        shown = "; ".join(problems[:5]) + (
-            f"; and {len(problems) - 5} more" if len(problems) > 5 else ""
-        )
-        raise VerifyError(f"the archive does not match its MANIFEST.json: {shown}")
+            if rel in (MANIFEST_JSON, MANIFEST_TXT, artifact):
+                continue
+            listed = manifest.entries.get(rel)
+            if listed is None or listed.type not in ("file", "symlink"):
+                problem(f"{rel} is not listed in the manifest")
+    if count:
+        more = f"; and {count - shown} more" if count > shown else ""
+        raise VerifyError(f"the archive does not match its MANIFEST.json: {'; '.join(problems)}{more}")
     return database, files

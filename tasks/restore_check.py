@@ -11,18 +11,22 @@ failed `CheckOutcome` whose reason says what is wrong, so every check gets repor
 from __future__ import annotations
 
 import contextlib
+import os
 import secrets
 import shutil
 import sqlite3
+import stat
 import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
+from itertools import islice
 from pathlib import Path
 
 from tasks.archive_scan import ArchiveScan, scan_archive
 from tasks.compress import copy_stream, open_decompressed
-from tasks.errors import BackupError
-from tasks.manifest import MANIFEST_JSON, MANIFEST_TXT, FileEntry, Manifest, parse_manifest
+from tasks.errors import BackupError, VerifyError
+from tasks.manifest import MANIFEST_JSON, MANIFEST_TXT, FileEntry, Manifest
+from tasks.manifest_read import read_manifest
 from tasks.naming import parse_backup_name
 from tasks.psql import create_database, drop_database, load_sql_dump
 from tasks.redact import redact
@@ -198,16 +202,56 @@ def entry_problem(entry: FileEntry, extraction: Extraction, top: str) -> str | N
     return None
 
 
+class _Problems:
+    """Counts every problem, keeps the first few to show: memory stays flat."""
+
+    def __init__(self) -> None:
+        self.count = 0
+        self.first: list[str] = []
+
+    def add(self, problem: str | None) -> None:
+        if problem is not None:
+            self.count += 1
+            if len(self.first) < _SHOWN_PROBLEMS:
+                self.first.append(problem)
+
+    def summary(self) -> str:
+        more = self.count - len(self.first)
+        return f"{self.count} problems: " + "; ".join(self.first) + (
+            f"; and {more} more" if more > 0 else ""
+        )
+
+
+def read_extracted_manifest(extraction: Extraction, member: str) -> Manifest:
+    """MANIFEST.json as extracted (never through a link), read entry by entry onto disk."""
+    path = extraction.dest / member
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+    except OSError as exc:
+        raise VerifyError(f"{MANIFEST_JSON} was not extracted: {exc.strerror}") from None
+    with os.fdopen(fd, "rb") as handle:
+        if not stat.S_ISREG(os.fstat(handle.fileno()).st_mode):
+            raise VerifyError(f"{MANIFEST_JSON} is not a regular file")
+        return read_manifest(handle)
+
+
+def _extracted_names(extraction: Extraction) -> Iterator[str]:
+    yield from extraction.files
+    yield from sorted(extraction.dirs)
+    yield from sorted(extraction.symlinks)
+    yield from sorted(extraction.external_links)
+
+
 def check_manifest(
     scan: ArchiveScan, extraction: Extraction
 ) -> tuple[CheckOutcome, Manifest | None]:
     """Every entry's size and sha256 (and every link and folder) against what was extracted."""
-    if scan.manifest_json is None:
+    if scan.manifest_member is None:
         return CheckOutcome.failed(
             MANIFEST, f"{MANIFEST_JSON} missing: the backup did not finish"
         ), None
     try:
-        manifest = parse_manifest(scan.manifest_json)
+        manifest = read_extracted_manifest(extraction, scan.manifest_member)
     except BackupError as exc:
         return CheckOutcome.failed(MANIFEST, str(exc)), None
     top = scan.top
@@ -216,36 +260,30 @@ def check_manifest(
         return CheckOutcome.failed(
             MANIFEST, f"the archive should hold one folder {manifest.name}/, it holds: {found}"
         ), manifest
-    problems = [p for e in manifest.files if (p := entry_problem(e, extraction, top))]
-    listed = {f"{top}/{e.path}" for e in manifest.files}
-    listed |= {top, f"{top}/{MANIFEST_JSON}", f"{top}/{MANIFEST_TXT}", f"{top}/database"}
+    problems = _Problems()
+    for entry in manifest.entries.entries():
+        problems.add(entry_problem(entry, extraction, top))
+    special = {top, f"{top}/{MANIFEST_JSON}", f"{top}/{MANIFEST_TXT}", f"{top}/database"}
     if manifest.database is not None:
         artifact = f"{top}/{manifest.database.artifact}"
-        listed.add(artifact)
+        special.add(artifact)
         db_file = extraction.files.get(artifact)
         if db_file is None:
-            problems.append(f"{manifest.database.artifact}: database artifact missing")
+            problems.add(f"{manifest.database.artifact}: database artifact missing")
         elif (db_file.size, db_file.sha256) != (manifest.database.size, manifest.database.sha256):
-            problems.append(f"{manifest.database.artifact}: differs from the manifest")
-    present = (
-        set(extraction.files)
-        | extraction.dirs
-        | set(extraction.symlinks)
-        | set(extraction.external_links)
-    )
-    problems += [
-        f"{n.removeprefix(top + '/')}: in the archive, not in the manifest"
-        for n in sorted(present - listed)
-    ]
+            problems.add(f"{manifest.database.artifact}: differs from the manifest")
+    for name in _extracted_names(extraction):
+        rel = name.removeprefix(top + "/")
+        if name not in special and (rel == name or rel not in manifest.entries):
+            problems.add(f"{rel}: in the archive, not in the manifest")
     if not scan.manifest_is_last:
-        problems.append("the manifest is not the last member: the backup did not finish")
-    if problems:
-        return CheckOutcome.failed(
-            MANIFEST, f"{len(problems)} problems: {_listing(problems)}"
-        ), manifest
-    files = sum(1 for e in manifest.files if e.type == "file")
+        problems.add("the manifest is not the last member: the backup did not finish")
+    if problems.count:
+        return CheckOutcome.failed(MANIFEST, problems.summary()), manifest
+    files = manifest.entries.count(kind="file")
     return CheckOutcome.ok(
-        MANIFEST, f"{files} files, sizes and sha256 match; {len(manifest.files)} entries in all"
+        MANIFEST,
+        f"{files} files, sizes and sha256 match; {manifest.entries.count()} entries in all",
     ), manifest
 
 
@@ -349,20 +387,25 @@ def check_database(
 def check_section(check: str, manifest: Manifest, extraction: Extraction, top: str) -> CheckOutcome:
     """The manifest's entries under one folder (config/, uploads/, data/) are all intact."""
     section = SECTION_CHECKS[check]
-    entries = [e for e in manifest.files if e.path == section or e.path.startswith(section + "/")]
     if f"{top}/{section}" not in extraction.dirs:
         return CheckOutcome.failed(check, f"{section}/ is missing from the archive")
-    problems = [p for e in entries if (p := entry_problem(e, extraction, top))]
-    skipped = [s for s in manifest.skipped if str(s.get("path", "")).startswith(section)]
-    if problems:
-        return CheckOutcome.failed(check, f"{len(problems)} problems: {_listing(problems)}")
-    files = [e for e in entries if e.type == "file"]
-    reason = f"{len(files)} files ({sum(e.size for e in files)} bytes) intact"
-    changed = [e.path for e in files if e.changed]
+    problems = _Problems()
+    files = size = changed = 0
+    for entry in manifest.entries.entries(section=section):
+        problems.add(entry_problem(entry, extraction, top))
+        if entry.type == "file":
+            files += 1
+            size += entry.size
+            changed += entry.changed
+    if problems.count:
+        return CheckOutcome.failed(check, problems.summary())
+    reason = f"{files} files ({size} bytes) intact"
     if changed:
-        reason += f"; {len(changed)} changed while the backup read them"
+        reason += f"; {changed} changed while the backup read them"
+    in_section = (s for s in manifest.entries.skipped() if s["path"].startswith(section))
+    skipped = list(islice(in_section, _SHOWN_PROBLEMS))
     if skipped:
-        notes = ", ".join(f"{s.get('path')} ({s.get('reason')})" for s in skipped[:_SHOWN_PROBLEMS])
+        notes = ", ".join(f"{s['path']} ({s['reason']})" for s in skipped)
         reason += f"; skipped at backup time: {notes}"
     return CheckOutcome.ok(check, reason)
 

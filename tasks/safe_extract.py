@@ -36,6 +36,7 @@ from typing import BinaryIO
 import zstandard
 
 from tasks.compress import BLOCK_SIZE, open_decompressed
+from tasks.entry_store import decode_text, encode_text, open_scratch_database
 from tasks.errors import VerifyError
 from tasks.verify import sniff_compression
 
@@ -66,10 +67,55 @@ class ExtractedFile:
     sha256: str
 
 
+class ExtractedFiles:
+    """name -> ExtractedFile for every file written, kept on disk (a temporary SQLite
+    database): an archive of a million files costs no more memory than one of ten."""
+
+    def __init__(self) -> None:
+        self._db = open_scratch_database()
+        self._db.execute(
+            "CREATE TABLE files (name BLOB PRIMARY KEY, size INTEGER, sha256 TEXT) WITHOUT ROWID"
+        )
+        self._count = 0
+
+    def __setitem__(self, name: str, value: ExtractedFile) -> None:
+        self._db.execute(
+            "INSERT INTO files (name, size, sha256) VALUES (?, ?, ?)",
+            (encode_text(name), value.size, value.sha256),
+        )
+        self._count += 1
+
+    def get(self, name: str) -> ExtractedFile | None:
+        row = self._db.execute(
+            "SELECT size, sha256 FROM files WHERE name = ?", (encode_text(name),)
+        ).fetchone()
+        return None if row is None else ExtractedFile(row[0], row[1])
+
+    def __getitem__(self, name: str) -> ExtractedFile:
+        found = self.get(name)
+        if found is None:
+            raise KeyError(name)
+        return found
+
+    def __contains__(self, name: object) -> bool:
+        return isinstance(name, str) and self.get(name) is not None
+
+    def __len__(self) -> int:
+        return self._count
+
+    def __iter__(self) -> Iterator[str]:
+        for (name,) in self._db.execute("SELECT name FROM files"):
+            yield decode_text(name)
+
+    def items(self) -> Iterator[tuple[str, ExtractedFile]]:
+        for name, size, sha256 in self._db.execute("SELECT name, size, sha256 FROM files"):
+            yield decode_text(name), ExtractedFile(size, sha256)
+
+
 @dataclass
 class Extraction:
     dest: Path
-    files: dict[str, ExtractedFile] = field(default_factory=dict)  # name -> what was written
+    files: ExtractedFiles = field(default_factory=ExtractedFiles)  # name -> what was written
     dirs: set[str] = field(default_factory=set)
     symlinks: dict[str, str] = field(default_factory=dict)  # created: name -> target
     external_links: dict[str, str] = field(default_factory=dict)  # not created
@@ -122,7 +168,7 @@ class _Extractor:
         self.real_dirs: set[str] = {""}
         self.dir_meta: list[tuple[str, tarfile.TarInfo]] = []
         self.links: list[tuple[str, tarfile.TarInfo]] = []
-        self.seen: set[str] = set()
+        self.link_names: set[str] = set()  # links are made last; their names are known now
 
     def path(self, name: str) -> str:
         return os.path.join(self.root, name) if name else self.root
@@ -152,9 +198,13 @@ class _Extractor:
             if member.isdir():
                 return  # "./": the target folder itself
             raise UnsafeArchiveError(f"{member.name!r}: a member without a name refused")
-        if name in self.seen and not (member.isdir() and name in self.result.dirs):
+        # Every name seen so far is a folder, a file written, or a link still to make.
+        if (
+            name in self.link_names
+            or (name in self.result.dirs and not member.isdir())
+            or name in self.result.files
+        ):
             raise UnsafeArchiveError(f"{name}: appears twice in the archive; refused")
-        self.seen.add(name)
         parent = name.rsplit("/", 1)[0] if "/" in name else ""
         if member.isdir():
             self.ensure_dir(name, name)
@@ -166,6 +216,7 @@ class _Extractor:
         elif member.issym():
             check_link_target(name, member.linkname)
             self.links.append((name, member))
+            self.link_names.add(name)
         elif member.islnk():
             self.ensure_dir(parent, name)
             self.hard_link(member, name)
@@ -203,13 +254,14 @@ class _Extractor:
             target = clean_name(member.linkname)
         except UnsafeArchiveError:
             target = ""
-        if target not in self.result.files:
+        linked = self.result.files.get(target) if target else None
+        if linked is None:
             raise UnsafeArchiveError(
                 f"{name}: hard link to {member.linkname}, which is not a file extracted "
                 "before it; refused"
             )
         os.link(self.path(target), self.path(name), follow_symlinks=False)
-        self.result.files[name] = self.result.files[target]
+        self.result.files[name] = linked
 
     def _external(self, name: str, target: str) -> None:
         if not self.skip_external_links:
