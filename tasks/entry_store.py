@@ -14,10 +14,13 @@ every one, whatever its value, and gives it back unchanged).
 
 from __future__ import annotations
 
+import contextlib
 import sqlite3
+import tempfile
 from collections.abc import Iterator
 from typing import Any
 
+from tasks.errors import ScratchSpaceError
 from tasks.manifest import FileEntry
 
 _SCHEMA = """
@@ -37,6 +40,22 @@ def encode_text(text: str) -> bytes:
 
 def decode_text(raw: bytes) -> str:
     return raw.decode("utf-8", "surrogatepass")
+
+
+def scratch_space_error(problem: object) -> ScratchSpaceError:
+    return ScratchSpaceError(
+        f"temporary space in {tempfile.gettempdir()} failed ({problem}); free some space "
+        "there or set TMPDIR to a larger folder, then run again — nothing was changed"
+    )
+
+
+@contextlib.contextmanager
+def scratch_writes() -> Iterator[None]:
+    """SQLite's "database or disk is full" names neither the folder nor what to do."""
+    try:
+        yield
+    except sqlite3.OperationalError as exc:
+        raise scratch_space_error(exc) from None
 
 
 def open_scratch_database() -> sqlite3.Connection:
@@ -79,6 +98,10 @@ class EntryStore:
 
     # -- writing ------------------------------------------------------------------------
     def add(self, entry: FileEntry) -> None:
+        with scratch_writes():
+            self._insert(entry)
+
+    def _insert(self, entry: FileEntry) -> None:
         self._db.execute(
             f"INSERT INTO entries ({_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?)",
             (
@@ -93,10 +116,11 @@ class EntryStore:
         )
 
     def add_skipped(self, path: str, reason: str) -> None:
-        self._db.execute(
-            "INSERT INTO skipped (path, reason) VALUES (?, ?)",
-            (encode_text(path), encode_text(reason)),
-        )
+        with scratch_writes():
+            self._db.execute(
+                "INSERT INTO skipped (path, reason) VALUES (?, ?)",
+                (encode_text(path), encode_text(reason)),
+            )
 
     # -- reading ------------------------------------------------------------------------
     def entries(self, section: str | None = None, kind: str | None = None) -> Iterator[FileEntry]:

@@ -62,3 +62,9 @@ class DestinationError(BackupError):
     """The backup folder or an off-site destination could not be written or read."""
 
     exit_code = 8
+
+
+class ScratchSpaceError(BackupError):
+    """Temporary space (TMPDIR) ran out or failed: a manifest's on-disk index, a spool."""
+
+    exit_code = 1

@@ -31,7 +31,7 @@ from itertools import islice
 from pathlib import Path
 from typing import BinaryIO
 
-from tasks.entry_store import EntryStore
+from tasks.entry_store import EntryStore, scratch_space_error, scratch_writes
 from tasks.errors import SourceError
 from tasks.file_tree import TreeEntry, walk_tree
 from tasks.manifest import MANIFEST_JSON, MANIFEST_TXT, DatabaseEntry, FileEntry, Manifest
@@ -319,8 +319,12 @@ class FullArchiveBuilder:
     def _add_spooled(self, rel: str, write: Callable[[BinaryIO], None]) -> None:
         """A member written by `write` into a temporary file first: tar needs its size up front."""
         with tempfile.TemporaryFile(prefix="chatbot-manifest-") as spool:
-            write(spool)
-            spool.flush()
+            try:
+                with scratch_writes():
+                    write(spool)
+                    spool.flush()
+            except OSError as exc:  # TMPDIR, not the backup folder: say which
+                raise scratch_space_error(exc.strerror or exc) from None
             info = _info(self._member(rel), tarfile.REGTYPE, None, 0o600)
             info.size = spool.tell()
             os.lseek(spool.fileno(), 0, os.SEEK_SET)

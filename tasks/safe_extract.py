@@ -36,7 +36,7 @@ from typing import BinaryIO
 import zstandard
 
 from tasks.compress import BLOCK_SIZE, open_decompressed
-from tasks.entry_store import decode_text, encode_text, open_scratch_database
+from tasks.entry_store import decode_text, encode_text, open_scratch_database, scratch_writes
 from tasks.errors import VerifyError
 from tasks.verify import sniff_compression
 
@@ -79,10 +79,11 @@ class ExtractedFiles:
         self._count = 0
 
     def __setitem__(self, name: str, value: ExtractedFile) -> None:
-        self._db.execute(
-            "INSERT INTO files (name, size, sha256) VALUES (?, ?, ?)",
-            (encode_text(name), value.size, value.sha256),
-        )
+        with scratch_writes():
+            self._db.execute(
+                "INSERT INTO files (name, size, sha256) VALUES (?, ?, ?)",
+                (encode_text(name), value.size, value.sha256),
+            )
         self._count += 1
 
     def get(self, name: str) -> ExtractedFile | None:

@@ -14,7 +14,9 @@ import io
 import json
 import os
 import re
+import sqlite3
 import tarfile
+import tempfile
 import tracemalloc
 from dataclasses import asdict
 from datetime import UTC, datetime
@@ -23,9 +25,11 @@ from typing import Any
 
 import pytest
 
+import tasks.entry_store as entry_store
 import tasks.manifest_read as manifest_read
+import tasks.safe_extract as safe_extract
 from tasks.entry_store import EntryStore
-from tasks.errors import VerifyError
+from tasks.errors import ScratchSpaceError, VerifyError
 from tasks.full_archive import SUMMARY_NOTES, ArchiveContent, DatabaseMember, FullArchiveBuilder
 from tasks.manifest import DatabaseEntry, FileEntry, Manifest, parse_manifest
 from tasks.manifest_write import manifest_json_bytes, write_manifest_json, write_manifest_text
@@ -240,3 +244,67 @@ def test_summary_keeps_the_first_notes_and_exact_counts(tmp_path: Path) -> None:
         manifest = parse_manifest(member.read())
     assert len(manifest.skipped) == SUMMARY_NOTES + 50
     assert all(s["reason"] == "not a regular file, folder or link (fifo)" for s in manifest.skipped)
+
+
+# -- temporary space running out -----------------------------------------------------------
+
+
+def _tiny_scratch() -> sqlite3.Connection:
+    """A scratch database that is "full" after 32 KB, as when TMPDIR's disk fills."""
+    db = sqlite3.connect("", check_same_thread=False)
+    db.execute("PRAGMA journal_mode = OFF")
+    db.execute("PRAGMA max_page_count = 8")
+    return db
+
+
+def test_full_temporary_space_is_named_not_a_sqlite_error(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """backup-all with TMPDIR full: one error naming TMPDIR, and no backup under a final name."""
+    from tasks.full_backup import FullBackupPlan, write_full_backup
+    from tasks.sources.sqlite import SqliteSource
+
+    monkeypatch.setattr(entry_store, "open_scratch_database", _tiny_scratch)
+    db = tmp_path / "data" / "admin.db"
+    db.parent.mkdir()
+    with sqlite3.connect(db) as connection:
+        connection.execute("CREATE TABLE agents (id INTEGER PRIMARY KEY)")
+    uploads = tmp_path / "data" / "uploads"
+    uploads.mkdir()
+    for i in range(2_000):
+        (uploads / f"upload_{i:05d}.txt").write_bytes(b"x")
+    backups = tmp_path / "backups"
+    backups.mkdir()
+    plan = FullBackupPlan(
+        backup_dir=backups,
+        db_path=db,
+        uploads=uploads,
+        data=tmp_path / "data",
+        config_files=(),
+        skip_unreadable=False,
+    )
+    with pytest.raises(ScratchSpaceError, match="set TMPDIR to a larger folder") as caught:
+        write_full_backup(SqliteSource(db, backups), plan, "daily")
+    assert tempfile.gettempdir() in str(caught.value)
+    assert "database or disk is full" in str(caught.value)
+    assert sorted(p.name for p in backups.iterdir()) == []  # nothing kept, not even a partial
+
+
+def test_full_temporary_space_fails_the_extraction_check(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """test-restore with TMPDIR full: the extraction check fails and says why."""
+    from tasks.restore_check import check_archive_integrity, check_extraction
+
+    archive = tmp_path / "full_backup_20251104_120000.tar.gz"
+    with tarfile.open(archive, "w:gz") as tar:
+        for i in range(2_000):
+            info = tarfile.TarInfo(f"full_backup_20251104_120000/uploads/u{i:05d}.txt")
+            info.size = 1
+            tar.addfile(info, io.BytesIO(b"x"))
+    outcome, scan = check_archive_integrity(archive)
+    assert outcome.passed and scan is not None
+    monkeypatch.setattr(safe_extract, "open_scratch_database", _tiny_scratch)
+    outcome, extraction = check_extraction(archive, scan, tmp_path / "work")
+    assert extraction is None and not outcome.passed
+    assert "set TMPDIR to a larger folder" in outcome.reason
