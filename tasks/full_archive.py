@@ -136,7 +136,7 @@ class FullArchiveBuilder:
     def _skip(self, rel: str, reason: str) -> None:
         self.entries.add_skipped(rel, reason)
 
-    def _unreadable(self, rel: str, path: Path, exc: OSError) -> None:
+    def _unreadable(self, rel: str, path: str | Path, exc: OSError) -> None:
         reason = f"cannot read: {exc.strerror or exc}"
         if not self.content.skip_unreadable:
             raise SourceError(
@@ -151,7 +151,7 @@ class FullArchiveBuilder:
         if rel.split("/", 1)[0] in SECTIONS:
             self.entries.add(FileEntry(path=rel, type="dir", mode=info.mode))
 
-    def add_symlink(self, rel: str, path: Path, st: os.stat_result) -> None:
+    def add_symlink(self, rel: str, path: str | Path, st: os.stat_result) -> None:
         try:
             target = os.readlink(path)
         except FileNotFoundError:
@@ -165,7 +165,7 @@ class FullArchiveBuilder:
         self.tar.add_header(info)
         self.entries.add(FileEntry(path=rel, type="symlink", target=target, mode=info.mode))
 
-    def add_file(self, rel: str, path: Path, follow: bool = False) -> None:
+    def add_file(self, rel: str, path: str | Path, follow: bool = False) -> None:
         flags = os.O_RDONLY | os.O_CLOEXEC | os.O_NONBLOCK  # NONBLOCK: never hang on a FIFO
         if not follow:
             flags |= os.O_NOFOLLOW
@@ -222,7 +222,7 @@ class FullArchiveBuilder:
             self.add_dir(section, None)
             return
 
-        def on_error(path: Path, rel: str, exc: OSError) -> None:
+        def on_error(path: str, rel: str, exc: OSError) -> None:
             where = f"{section}/{rel}" if rel else section
             if isinstance(exc, FileNotFoundError):
                 if rel:

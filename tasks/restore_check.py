@@ -237,7 +237,7 @@ def read_extracted_manifest(extraction: Extraction, member: str) -> Manifest:
 
 def _extracted_names(extraction: Extraction) -> Iterator[str]:
     yield from extraction.files
-    yield from sorted(extraction.dirs)
+    yield from extraction.dirs  # on disk, already in name order
     yield from sorted(extraction.symlinks)
     yield from sorted(extraction.external_links)
 

@@ -25,6 +25,7 @@ import hashlib
 import io
 import os
 import posixpath
+import sqlite3
 import stat
 import tarfile
 import zlib
@@ -71,8 +72,8 @@ class ExtractedFiles:
     """name -> ExtractedFile for every file written, kept on disk (a temporary SQLite
     database): an archive of a million files costs no more memory than one of ten."""
 
-    def __init__(self) -> None:
-        self._db = open_scratch_database()
+    def __init__(self, db: sqlite3.Connection) -> None:
+        self._db = db
         self._db.execute(
             "CREATE TABLE files (name BLOB PRIMARY KEY, size INTEGER, sha256 TEXT) WITHOUT ROWID"
         )
@@ -113,17 +114,56 @@ class ExtractedFiles:
             yield decode_text(name), ExtractedFile(size, sha256)
 
 
+class NameSet:
+    """A set of names kept on disk, in a table of its own (folders: one per upload is common)."""
+
+    def __init__(self, db: sqlite3.Connection, table: str) -> None:
+        self._db = db
+        self._table = table
+        self._db.execute(f"CREATE TABLE {table} (name BLOB PRIMARY KEY) WITHOUT ROWID")
+        self._count = 0
+
+    def add(self, name: str) -> None:
+        with scratch_writes():
+            cursor = self._db.execute(
+                f"INSERT OR IGNORE INTO {self._table} (name) VALUES (?)", (encode_text(name),)
+            )
+        self._count += cursor.rowcount
+
+    def __contains__(self, name: object) -> bool:
+        if not isinstance(name, str):
+            return False
+        found = self._db.execute(
+            f"SELECT 1 FROM {self._table} WHERE name = ?", (encode_text(name),)
+        ).fetchone()
+        return found is not None
+
+    def __len__(self) -> int:
+        return self._count
+
+    def __iter__(self) -> Iterator[str]:
+        """In byte order of the names (sorted, for names that are valid UTF-8)."""
+        for (name,) in self._db.execute(f"SELECT name FROM {self._table}"):
+            yield decode_text(name)
+
+
 @dataclass
 class Extraction:
     dest: Path
-    files: ExtractedFiles = field(default_factory=ExtractedFiles)  # name -> what was written
-    dirs: set[str] = field(default_factory=set)
+    files: ExtractedFiles  # name -> what was written
+    dirs: NameSet  # folders that were members of the archive
     symlinks: dict[str, str] = field(default_factory=dict)  # created: name -> target
     external_links: dict[str, str] = field(default_factory=dict)  # not created
     bytes: int = 0
 
     def link_target(self, name: str) -> str | None:
         return self.symlinks.get(name, self.external_links.get(name))
+
+
+def new_extraction(dest: Path) -> tuple[Extraction, sqlite3.Connection]:
+    """An empty record of an extraction into `dest`, and the scratch database behind it."""
+    db = open_scratch_database()
+    return Extraction(dest=dest, files=ExtractedFiles(db), dirs=NameSet(db, "dirs")), db
 
 
 def clean_name(raw: str) -> str:
@@ -162,12 +202,20 @@ class _Extractor:
     ) -> None:
         dest.mkdir(mode=0o700, parents=True, exist_ok=True)
         self.root = os.path.realpath(dest)
-        self.result = Extraction(dest=Path(self.root))
+        self.result, self.db = new_extraction(Path(self.root))
         self.skip_external_links = skip_external_links
         self.max_bytes = max_bytes
         self.preserve_owner = preserve_owner
-        self.real_dirs: set[str] = {""}
-        self.dir_meta: list[tuple[str, tarfile.TarInfo]] = []
+        # Folders known to be real (made or checked here), on disk like the rest; the
+        # last one is remembered, as the files of one folder come one after another.
+        self.real_dirs = NameSet(self.db, "real_dirs")
+        self.real_dirs.add("")  # the target itself
+        self.last_real_dir = ""
+        # Folder modes and times, applied last (deepest first) so content can be written.
+        self.db.execute(
+            "CREATE TABLE dir_meta (name BLOB, depth INTEGER, mode INTEGER, mtime INTEGER,"
+            " uid INTEGER, gid INTEGER)"
+        )
         self.links: list[tuple[str, tarfile.TarInfo]] = []
         self.link_names: set[str] = set()  # links are made last; their names are known now
 
@@ -176,7 +224,8 @@ class _Extractor:
 
     def ensure_dir(self, name: str, member: str) -> None:
         """Make `name` (and its parents) a real folder; refuse anything else in the way."""
-        if name in self.real_dirs:
+        if name == self.last_real_dir or name in self.real_dirs:
+            self.last_real_dir = name
             return
         parts = name.split("/")
         for depth in range(1, len(parts) + 1):
@@ -192,6 +241,7 @@ class _Extractor:
                         f"{member}: {prefix} is in the way and is not a folder"
                     ) from None
             self.real_dirs.add(prefix)
+        self.last_real_dir = name
 
     def add(self, tar: tarfile.TarFile, member: tarfile.TarInfo) -> None:
         name = clean_name(member.name)
@@ -210,7 +260,19 @@ class _Extractor:
         if member.isdir():
             self.ensure_dir(name, name)
             self.result.dirs.add(name)
-            self.dir_meta.append((name, member))
+            with scratch_writes():
+                self.db.execute(
+                    "INSERT INTO dir_meta (name, depth, mode, mtime, uid, gid)"
+                    " VALUES (?, ?, ?, ?, ?, ?)",
+                    (
+                        encode_text(name),
+                        name.count("/"),
+                        member.mode,
+                        member.mtime,
+                        member.uid,
+                        member.gid,
+                    ),
+                )
         elif member.isfile():
             self.ensure_dir(parent, name)
             self.write_file(tar, member, name)
@@ -307,9 +369,13 @@ class _Extractor:
         return escaped
 
     def finish_dirs(self) -> None:
-        for name, member in sorted(
-            self.dir_meta, key=lambda item: item[0].count("/"), reverse=True
-        ):
+        rows = self.db.execute(
+            "SELECT name, mode, mtime, uid, gid FROM dir_meta ORDER BY depth DESC, rowid"
+        )
+        for raw_name, mode, mtime, uid, gid in rows:
+            name = decode_text(raw_name)
+            member = tarfile.TarInfo(name)
+            member.mode, member.mtime, member.uid, member.gid = mode, mtime, uid, gid
             fd = os.open(self.path(name), os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW)
             try:
                 self._apply_meta(fd, member, is_dir=True)

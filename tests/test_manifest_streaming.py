@@ -308,3 +308,55 @@ def test_full_temporary_space_fails_the_extraction_check(
     outcome, extraction = check_extraction(archive, scan, tmp_path / "work")
     assert extraction is None and not outcome.passed
     assert "set TMPDIR to a larger folder" in outcome.reason
+
+
+# -- one folder per upload ------------------------------------------------------------------
+
+
+def _archive_of_folders(path: Path, folders: int) -> None:
+    """A full backup's shape with every upload in a folder of its own (a common layout)."""
+    with tarfile.open(path, "w:gz", compresslevel=1) as tar:
+        for i in range(folders):
+            folder = tarfile.TarInfo(f"top/uploads/{i:032x}")
+            folder.type, folder.mode = tarfile.DIRTYPE, 0o750
+            tar.addfile(folder)
+            upload = tarfile.TarInfo(f"top/uploads/{i:032x}/image.png")
+            upload.size = 1
+            tar.addfile(upload, io.BytesIO(b"x"))
+
+
+def _archive_tree(uploads: Path, artifact: Path, archived: list[int]) -> None:
+    content = ArchiveContent(
+        top="full_backup_20251104_120000",
+        created_at=datetime(2025, 11, 4, 12, tzinfo=UTC),
+        tier="daily",
+        db_type="sqlite",
+        database=DatabaseMember(artifact, "admin.db.gz", 2, hashlib.sha256(b"db").hexdigest(), {}),
+        uploads=uploads,
+        data=None,
+        data_exclude=frozenset(),
+        config_files=(),
+    )
+    with open(os.devnull, "wb") as out:
+        archived.append(FullArchiveBuilder(out, content).build().files)
+
+
+def test_memory_stays_flat_with_one_folder_per_upload(tmp_path: Path) -> None:
+    """Extracting and archiving 1,000 or 10,000 folders: folders are kept on disk too."""
+    artifact = tmp_path / "db.gz"
+    artifact.write_bytes(b"db")
+    extracting, archiving = {}, {}
+    for count in (1_000, 10_000):
+        archive = tmp_path / f"folders-{count}.tar.gz"
+        _archive_of_folders(archive, count)
+        dest = tmp_path / f"out-{count}"
+        extracting[count] = _peak_python_bytes(safe_extract.extract_archive, archive, dest)
+        uploads = dest / "top" / "uploads"
+        assert (uploads / f"{count - 1:032x}").stat().st_mode & 0o777 == 0o750  # modes applied
+        archived: list[int] = []
+        archiving[count] = _peak_python_bytes(_archive_tree, uploads, artifact, archived)
+        assert archived == [count]
+    # Before: ~1 KB per folder extracted (a TarInfo each), ~0.5 KB per folder archived.
+    assert extracting[10_000] - extracting[1_000] < 1 << 20, extracting
+    # What remains while archiving is the sorted names of the folder being walked.
+    assert archiving[10_000] - archiving[1_000] < 1 << 20, archiving
