@@ -70,6 +70,17 @@ def write_text_atomic(final: Path, text: str) -> None:
         out.write(text.encode("utf-8"))
 
 
+def remove_stale_partials_of(final: Path) -> None:
+    """Delete `final`'s own partial files left by killed writers. Call only while
+    holding a lock that every writer of `final` holds."""
+    prefix = f".{final.name}{PARTIAL_MARKER}"
+    with contextlib.suppress(FileNotFoundError):
+        for entry in final.parent.iterdir():
+            if entry.name.startswith(prefix):
+                with contextlib.suppress(FileNotFoundError):
+                    entry.unlink()
+
+
 def remove_stale_partials(folder: Path) -> list[Path]:
     """Delete partial files left by killed runs. Call only while holding the folder lock."""
     removed: list[Path] = []

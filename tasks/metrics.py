@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
-from tasks.atomic import atomic_writer
+from tasks.atomic import atomic_writer, remove_stale_partials_of
 from tasks.catalog import list_backups
 from tasks.naming import parse_backup_name
 from tasks.redact import redact, strip_url_password
@@ -235,6 +235,8 @@ def update_metrics_file(
     file_mode, dir_mode = PRIVATE_MODES if private else SHARED_MODES
     _ensure_folder(path, dir_mode)
     with _file_lock(path):
+        # A writer killed mid-write left its partial file; nobody else can be writing now.
+        remove_stale_partials_of(path)
         try:
             samples = parse_metrics(path.read_text(encoding="utf-8", errors="replace"))
         except FileNotFoundError:

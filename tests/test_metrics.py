@@ -227,6 +227,24 @@ def test_concurrent_writers_lose_nothing(tmp_path: Path) -> None:
     assert not [p for p in os.listdir(tmp_path) if ".partial-" in p]
 
 
+def test_a_killed_writers_partial_file_is_swept_by_the_next_write(tmp_path: Path) -> None:
+    """A run killed while it wrote the metrics file left `.m.prom.partial-*`; the next
+    writer (holding the file's lock) removes it, and nothing else in the folder."""
+    settings = Settings(app_root=tmp_path, backup_dir=tmp_path, metrics_file=tmp_path / "m.prom")
+    stale = tmp_path / ".m.prom.partial-12345-deadbeef"
+    stale.write_text('chatbot_backup_last_success_timestamp_seconds{kind="db"} 1\n')
+    other = tmp_path / ".other.prom.partial-1-aa"  # another file's partial: not ours to touch
+    other.write_text("")
+    record_offsite_status(settings, "full", "s3", True)
+    assert not stale.exists() and other.exists()
+    assert (
+        samples_of(tmp_path / "m.prom")[
+            key("chatbot_offsite_backup_status", kind="full", scheme="s3")
+        ]
+        == 1
+    )
+
+
 def test_offsite_scheme_labels_carry_no_destination() -> None:
     assert offsite_scheme("s3://bucket/prefix") == "s3"
     assert offsite_scheme("gs://b/p") == "gs"
