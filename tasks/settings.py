@@ -16,6 +16,7 @@ from pydantic import Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from tasks.errors import ConfigError
+from tasks.folder_rules import check_folder_rules
 from tasks.redact import redact, register_secret
 
 DbType = Literal["sqlite", "postgres"]
@@ -58,6 +59,7 @@ class Settings(BaseSettings):
     alert_webhook: SecretStr | None = None
 
     metrics_file: Path | None = None
+    wal_archive_dir: Path | None = None  # default: $BACKUP_DIR/wal (SPEC: PITR)
     prometheus_pushgateway: str | None = None
     backup_timezone: str = "UTC"
 
@@ -146,6 +148,12 @@ class Settings(BaseSettings):
         return self.backups / "metrics" / "chatbot_backup.prom"
 
     @property
+    def wal_archive_path(self) -> Path:
+        if self.wal_archive_dir is not None:
+            return self.resolve(self.wal_archive_dir)
+        return self.backups / "wal"
+
+    @property
     def compression(self) -> Compression:
         return "zstd" if self.backup_compression == "zstd" else "gzip"
 
@@ -175,10 +183,12 @@ def application_root() -> Path:
     return Path(root).expanduser().resolve() if root else Path.cwd()
 
 
-def load_settings(**overrides: object) -> Settings:
+def load_settings(check_folders: bool = True, **overrides: object) -> Settings:
     """Read the environment and `$APP_ROOT/.env`, validate, register secrets.
 
-    Raises ConfigError with one line naming the variable that is wrong.
+    Raises ConfigError with one line naming the variable that is wrong, including a
+    backup-side folder that overlaps a backed-up one (tasks.folder_rules);
+    `check_folders=False` skips that one rule (a failure alert must still go out).
     """
     root = application_root()
     env_file = root / ".env"
@@ -204,6 +214,8 @@ def load_settings(**overrides: object) -> Settings:
         register_secret(os.environ.get(name))
     if settings.db_type == "postgres":
         settings.database_url()  # fail early and clearly when it is missing
+    if check_folders:
+        check_folder_rules(settings)  # before any job reads, writes or locks anything
     return settings
 
 

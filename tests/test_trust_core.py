@@ -1,0 +1,197 @@
+"""Issue 15 (trust), settings / paths / rotation / locks: each defect through the real CLI.
+
+2. backup-side folders overlapping backed-up ones are refused when settings load (exit 3);
+3. SQLite paths with URI characters (`?`, `#`, `%41`) reach SQLite escaped;
+4. rotation, the monitor and choosing go by one "good backup" test;
+12. retention knobs too large to be a date are refused before anything is written;
+13. a full BACKUP_DIR is the destination's fault (exit 8), a full disk in restore-all exit 7
+    naming the folder, pre-restore snapshots are rotated, a restore blocked by the lock
+    names who holds it.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+
+from tasks.errors import ConfigError
+from tasks.settings import load_settings
+from tests.conftest import Platform
+from tests.test_db_restore import tree_state
+from tests.test_restore_all import populate
+
+
+def one_line(done: subprocess.CompletedProcess[str]) -> str:
+    line = done.stderr.strip()
+    assert line and "\n" not in line and "Traceback" not in line, done.stderr
+    return line
+
+
+def run_all(
+    platform: Platform, commands: list[list[str]], extra_env: dict[str, str] | None = None
+) -> list[subprocess.CompletedProcess[str]]:
+    """Several CLI runs at once (each is mostly Prefect's start-up); results in order."""
+    with ThreadPoolExecutor(3) as pool:
+        return list(pool.map(lambda args: platform.run(*args, extra_env=extra_env), commands))
+
+
+def now_utc() -> datetime:
+    return datetime.now(UTC).replace(microsecond=0)
+
+
+# -- 2. folder rules -----------------------------------------------------------------------
+
+
+@pytest.fixture
+def installed(sqlite_platform: Platform) -> Platform:
+    """uploads, data, config files, a database, and one db and one full backup of it."""
+    populate(sqlite_platform.root)
+    for job in ("db-backup", "backup-all"):
+        done = sqlite_platform.run(job)
+        assert done.returncode == 0, done.stderr
+    return sqlite_platform
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    ("layout", "variable", "other"),
+    [
+        ("data/uploads/backups", "BACKUP_DIR", "UPLOADS_DIR"),  # BACKUP_DIR inside UPLOADS_DIR
+        ("data", "BACKUP_DIR", "APP_DATA_DIR"),  # BACKUP_DIR equal to APP_DATA_DIR
+    ],
+)
+def test_backup_dir_overlapping_backed_up_folders_is_refused_by_every_job(
+    installed: Platform, monkeypatch: pytest.MonkeyPatch, layout: str, variable: str, other: str
+) -> None:
+    """Before: backup-all archived the earlier backups, restore-all then swapped them away."""
+    platform = installed
+    bad = platform.root / layout
+    bad.mkdir(parents=True, exist_ok=True)
+    for path in platform.backup_files():  # the operator's backups live in that folder
+        shutil.copy2(path, bad / path.name)
+    db_file = next(bad.glob("admin_sqlite_*.db.gz"))
+    full_file = next(bad.glob("full_backup_*.tar.gz"))
+    platform.set(monkeypatch, BACKUP_DIR=str(bad))
+    before = tree_state(platform.root)
+
+    commands = [
+        ["backup-all"],
+        ["db-backup"],
+        ["restore-all", "--yes", str(full_file)],
+        ["db-restore", "--yes", str(db_file)],
+        ["test-restore", "--backup-file", str(full_file)],
+        ["monitor"],
+    ]
+    for args, done in zip(commands, run_all(platform, commands), strict=True):
+        assert done.returncode == 3, (args, done.stdout, done.stderr)
+        line = one_line(done)
+        assert variable in line and other in line, (args, line)
+        assert str(bad) in line and str(platform.root / "data") in line, (args, line)
+    assert tree_state(platform.root) == before  # nothing written, nothing removed
+
+
+def _env_for(root: Path, **values: str) -> dict[str, str]:
+    return {"APP_ROOT": str(root), "BACKUP_DIR": str(root.parent / "backups"), **values}
+
+
+def _layout_problem(monkeypatch: pytest.MonkeyPatch, env: dict[str, str]) -> str | None:
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    try:
+        load_settings()
+    except ConfigError as exc:
+        return str(exc)
+    return None
+
+
+@pytest.mark.parametrize(
+    ("case", "refused_with"),
+    [
+        ("default layout", None),
+        ("backups beside data, same name prefix", None),
+        ("backup dir inside uploads", "lies inside UPLOADS_DIR"),
+        ("backup dir is the data dir", "is the same path as APP_DATA_DIR"),
+        ("backup dir above uploads", "contains UPLOADS_DIR"),
+        ("backup dir reached through a link", "lies inside UPLOADS_DIR"),
+        ("backup dir through ..", "lies inside APP_DATA_DIR"),
+        ("wal archive inside data", "WAL_ARCHIVE_DIR"),
+        ("metrics file inside uploads", "METRICS_FILE"),
+        ("metrics file in the app root", None),
+        ("reports folder is a link into uploads", "reports/ folder"),
+        ("config file inside the backup dir", "contains CONFIG_FILES"),
+        ("config folder holding the backup dir", "lies inside CONFIG_FILES"),
+        ("backup dir under a regular config file", None),  # not a folder: exit 8 later
+        ("database inside the backup dir", "contains ADMIN_DB_PATH"),
+        ("postgres: no database file to protect", None),
+    ],
+)
+def test_folder_rules_table(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, case: str, refused_with: str | None
+) -> None:
+    root = tmp_path / "app"
+    (root / "data" / "uploads").mkdir(parents=True)
+    (root / "config.php").write_text("<?php\n")
+    os.symlink(root / "data" / "uploads" / "inner", tmp_path / "link-to-uploads")
+    env = {
+        "default layout": _env_for(root),
+        "backups beside data, same name prefix": _env_for(
+            root, BACKUP_DIR=str(root / "data-backups")
+        ),
+        "backup dir inside uploads": _env_for(root, BACKUP_DIR="data/uploads/b"),
+        "backup dir is the data dir": _env_for(root, BACKUP_DIR=str(root / "data")),
+        "backup dir above uploads": _env_for(
+            root, BACKUP_DIR=str(root / "data"), APP_DATA_DIR="./other"
+        ),
+        "backup dir reached through a link": _env_for(
+            root, BACKUP_DIR=str(tmp_path / "link-to-uploads")
+        ),
+        "backup dir through ..": _env_for(root, BACKUP_DIR=str(root / "x" / ".." / "data" / "b")),
+        "wal archive inside data": _env_for(root, WAL_ARCHIVE_DIR="data/wal"),
+        "metrics file inside uploads": _env_for(root, METRICS_FILE="data/uploads/x.prom"),
+        "metrics file in the app root": _env_for(root, METRICS_FILE="chatbot.prom"),
+        "reports folder is a link into uploads": _env_for(root),
+        "config file inside the backup dir": _env_for(
+            root,
+            BACKUP_DIR=str(root),
+            APP_DATA_DIR="/nonexistent-data",
+            UPLOADS_DIR="/nonexistent-up",
+        ),
+        "config folder holding the backup dir": _env_for(
+            root, CONFIG_FILES="etc", BACKUP_DIR="etc/backups"
+        ),
+        "backup dir under a regular config file": _env_for(root, BACKUP_DIR="config.php/backups"),
+        "database inside the backup dir": _env_for(
+            root,
+            BACKUP_DIR="data/db",
+            APP_DATA_DIR="./d2",
+            UPLOADS_DIR="./u2",
+            ADMIN_DB_PATH="data/db/admin.db",
+        ),
+        "postgres: no database file to protect": _env_for(
+            root,
+            BACKUP_DIR="data/db",
+            APP_DATA_DIR="./d2",
+            UPLOADS_DIR="./u2",
+            ADMIN_DB_PATH="data/db/admin.db",
+            ADMIN_DB_TYPE="postgres",
+            ADMIN_DATABASE_URL="postgresql://u@127.0.0.1:5432/admin",
+        ),
+    }[case]
+    if case == "config folder holding the backup dir":
+        (root / "etc").mkdir()
+    if case == "reports folder is a link into uploads":
+        backups = root.parent / "backups"
+        backups.mkdir()
+        os.symlink(root / "data" / "uploads", backups / "reports")
+    problem = _layout_problem(monkeypatch, env)
+    if refused_with is None:
+        assert problem is None, problem
+    else:
+        assert problem is not None and refused_with in problem, problem
+        assert "set " in problem  # says what to change
