@@ -11,9 +11,12 @@
 
 from __future__ import annotations
 
+import gzip
 import os
 import shutil
+import sqlite3
 import subprocess
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from pathlib import Path
@@ -22,7 +25,7 @@ import pytest
 
 from tasks.errors import ConfigError
 from tasks.settings import load_settings
-from tests.conftest import Platform
+from tests.conftest import Platform, make_sqlite_db, sqlite_dump
 from tests.test_db_restore import tree_state
 from tests.test_restore_all import populate
 
@@ -195,3 +198,139 @@ def test_folder_rules_table(
     else:
         assert problem is not None and refused_with in problem, problem
         assert "set " in problem  # says what to change
+
+
+# -- 3. SQLite paths with URI characters -----------------------------------------------------
+
+
+def _files_under(*roots: Path) -> set[Path]:
+    return {
+        Path(dirpath) / name
+        for root in roots
+        for dirpath, dirnames, filenames in os.walk(root)
+        for name in filenames + dirnames
+    }
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("db_name", ["we?ird #1 ü%41 sp ace.db", "x%41y.db"])
+def test_sqlite_path_with_uri_characters_backs_up_and_restores(
+    platform: Platform, monkeypatch: pytest.MonkeyPatch, db_name: str
+) -> None:
+    """Before: `file:{path}?mode=ro` opened another (new, empty) file: an empty backup, exit 0."""
+    folder = platform.root / "data" / "odd #dir?"
+    db = make_sqlite_db(folder / db_name, agents=7, messages=70)
+    decoy = make_sqlite_db(folder / db_name.replace("%41", "A"), agents=1, messages=1)
+    decoy_state = decoy.read_bytes()
+    platform.set(monkeypatch, ADMIN_DB_PATH=str(db))
+    expected = sqlite_dump(db)
+    before = _files_under(platform.root)
+
+    done = platform.run("db-backup")
+    assert done.returncode == 0, done.stderr
+    [artifact] = platform.backup_files("admin_sqlite_*.db.gz")
+    restored = platform.root.parent / "check.db"
+    restored.write_bytes(gzip.decompress(artifact.read_bytes()))
+    assert sqlite_dump(restored) == expected  # the right file, not an empty or a decoy one
+    restored.unlink()
+    checked = platform.run("test-restore", "--backup-file", str(artifact))
+    assert checked.returncode == 0, checked.stdout + checked.stderr
+
+    change = sqlite3.connect(db)
+    change.execute("DELETE FROM messages")
+    change.commit()
+    change.close()
+    done = platform.run("db-restore", "--yes", str(artifact))
+    assert done.returncode == 0, done.stderr
+    assert sqlite_dump(db) == expected
+
+    full = platform.run("backup-all")
+    assert full.returncode == 0, full.stderr
+    checked = platform.run("test-restore")
+    assert checked.returncode == 0, checked.stdout + checked.stderr
+    (folder / db_name).unlink()
+    done = platform.run("restore-all", "--yes", str(platform.backup_files("full_backup_*")[0]))
+    assert done.returncode == 0, done.stderr
+    assert sqlite_dump(db) == expected
+    assert decoy.read_bytes() == decoy_state
+
+    # No stray file anywhere: only the pre-restore snapshots are new beside the database.
+    new = _files_under(platform.root) - before
+    assert all(
+        p.parent == folder and p.name.startswith(f"{db_name}.before_restore.") for p in new
+    ), new
+
+
+# -- 13. a full disk is named for what it is -------------------------------------------------
+
+
+@pytest.fixture
+def small_disk(tmp_path: Path) -> Iterator[Path]:
+    mount = tmp_path / "small"
+    mount.mkdir()
+    done = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "size=6m", "tmpfs", str(mount)], capture_output=True
+    )
+    if done.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here: {done.stderr.decode().strip()}")
+    try:
+        yield mount
+    finally:
+        subprocess.run(["umount", "-l", str(mount)], check=False)
+
+
+def _random_database(path: Path, megabytes: int) -> None:
+    db = sqlite3.connect(path)
+    db.execute("CREATE TABLE IF NOT EXISTS blobs (id INTEGER PRIMARY KEY, data BLOB)")
+    db.executemany(
+        "INSERT INTO blobs(data) VALUES (?)", [(os.urandom(1 << 20),) for _ in range(megabytes)]
+    )
+    db.commit()
+    db.close()
+
+
+@pytest.mark.slow
+def test_full_backup_dir_is_the_destinations_fault(
+    platform: Platform, small_disk: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Before: "SQLite backup of admin.db failed: database or disk is full", exit 4."""
+    backups = small_disk / "backups"
+    platform.set(monkeypatch, BACKUP_DIR=str(backups))
+    platform.backups = backups
+    platform.db_path.parent.mkdir(parents=True, exist_ok=True)
+    _random_database(platform.db_path, 8)  # more than the 6 MB the folder can take
+    for job in ("db-backup", "backup-all"):  # one after the other: they share the lock
+        done = platform.run(job)
+        assert done.returncode == 8, (job, done.stderr)
+        line = one_line(done)
+        assert "no space left" in line and str(backups) in line, line
+        left = {p.name for p in backups.iterdir()} - {".chatbot-backup.lock", "metrics"}
+        assert left == set(), left  # nothing kept, nothing partial
+
+
+@pytest.mark.slow
+def test_full_disk_during_restore_all_names_the_folder_and_changes_nothing(
+    platform: Platform, small_disk: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Before: "OSError: [Errno 28] No space left on device", exit 1, no path."""
+    root = small_disk / "app"
+    (root / "data" / "uploads").mkdir(parents=True)
+    (root / "data" / "uploads" / "big.bin").write_bytes(os.urandom(2_500_000))
+    (root / ".env").write_text("APP_NAME=chatbot\n")
+    make_sqlite_db(root / "data" / "admin.db")
+    platform.set(monkeypatch, APP_ROOT=str(root))
+    platform.root = root
+    done = platform.run("backup-all")
+    assert done.returncode == 0, done.stderr
+    [archive] = platform.backup_files("full_backup_*.tar.gz")
+    (root / "data" / "uploads" / "big.bin").write_bytes(os.urandom(2_400_000))
+    free = shutil.disk_usage(small_disk).free
+    (small_disk / "filler").write_bytes(b"\0" * (free - 1_000_000))  # 1 MB left, 2.5 MB needed
+    before = tree_state(root)
+
+    done = platform.run("restore-all", "--yes", str(archive))
+    assert done.returncode == 7, done.stderr
+    line = one_line(done)
+    assert "no space left" in line and str(root) in line and "nothing was changed" in line, line
+    (small_disk / "filler").unlink()
+    assert tree_state(root) == before
