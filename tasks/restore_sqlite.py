@@ -25,7 +25,7 @@ from tasks.atomic import FILE_MODE, OUT_OF_SPACE, PARTIAL_MARKER, fsync_dir, par
 from tasks.compress import BLOCK_SIZE, copy_stream, open_decompressed
 from tasks.db_artifact import unused_moment
 from tasks.errors import OutOfSpaceError, RestoreError, SourceError
-from tasks.naming import timestamp
+from tasks.naming import SQLITE_SNAPSHOT_MARKER, timestamp
 from tasks.sources.sqlite import (
     BUSY_TIMEOUT_SECONDS,
     connect,
@@ -35,7 +35,7 @@ from tasks.sources.sqlite import (
 )
 
 COMPANION_SUFFIXES = ("-wal", "-shm", "-journal")
-SNAPSHOT_MARKER = ".before_restore."
+SNAPSHOT_MARKER = SQLITE_SNAPSHOT_MARKER
 
 
 @dataclass(frozen=True)

@@ -12,21 +12,28 @@
 from __future__ import annotations
 
 import gzip
+import io
+import json
 import os
 import shutil
 import sqlite3
 import subprocess
+import tarfile
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
 
+from tasks.catalog import list_backups
+from tasks.checksum import sha256_file, write_sidecar
 from tasks.errors import ConfigError
+from tasks.naming import db_backup_name, timestamp
 from tasks.settings import load_settings
 from tests.conftest import Platform, make_sqlite_db, sqlite_dump
 from tests.test_db_restore import tree_state
+from tests.test_monitor import finding_line, make_backup, run_monitor
 from tests.test_restore_all import populate
 
 
@@ -334,3 +341,326 @@ def test_full_disk_during_restore_all_names_the_folder_and_changes_nothing(
     assert "no space left" in line and str(root) in line and "nothing was changed" in line, line
     (small_disk / "filler").unlink()
     assert tree_state(root) == before
+
+
+# -- 4. one "good backup" test ---------------------------------------------------------------
+
+
+def good_db_backup(folder: Path, moment: datetime, source: Path, meta: bool = True) -> Path:
+    """A real database-only backup (a SQLite snapshot, gzip, sidecar, meta) dated `moment`."""
+    folder.mkdir(parents=True, exist_ok=True, mode=0o700)
+    path = folder / db_backup_name("sqlite", moment)
+    path.write_bytes(gzip.compress(source.read_bytes()))
+    write_sidecar(path, sha256_file(path))
+    if meta:
+        path.with_name(path.name + ".meta.json").write_text(
+            json.dumps(
+                {
+                    "kind": "db",
+                    "tier": "every-6h",
+                    "size": path.stat().st_size,
+                    "sha256": sha256_file(path),
+                }
+            )
+        )
+    return path
+
+
+def empty_dump(folder: Path, moment: datetime, db_type: str = "postgres") -> Path:
+    """What `pg_dump | gzip > admin_postgres_....sql.gz` leaves when pg_dump fails."""
+    folder.mkdir(parents=True, exist_ok=True, mode=0o700)
+    path = folder / db_backup_name(db_type, moment)
+    path.write_bytes(gzip.compress(b""))
+    return path
+
+
+@pytest.mark.slow
+def test_rotation_keeps_good_backups_and_never_counts_empty_dumps(
+    sqlite_platform: Platform,
+) -> None:
+    """Before: the three empty gzips were "the newest 3" and the good backups were deleted."""
+    platform = sqlite_platform
+    now = now_utc()
+    old = [
+        good_db_backup(
+            platform.backups, now - timedelta(days=10, hours=h), platform.db_path, meta=h != 2
+        )
+        for h in (0, 1, 2)
+    ]
+    junk = [empty_dump(platform.backups, now - timedelta(hours=h)) for h in (1, 2)]
+    junk.append(empty_dump(platform.backups, now - timedelta(hours=3), "sqlite"))
+
+    done = platform.run("db-backup", "--retention-days", "2")
+    assert done.returncode == 0, done.stderr
+    [new] = [p for p in platform.backup_files("admin_sqlite_*.db.gz") if p not in old + junk]
+    # The newest 3 good backups: the new one and the two newest old ones; the third old
+    # one is beyond the minimum and older than 2 days, so it goes, with its sidecar.
+    assert new.exists() and old[0].exists() and old[1].exists()
+    assert not old[2].exists() and not Path(f"{old[2]}.sha256").exists()
+    assert all(p.exists() for p in junk)  # within the retention: left, but never counted
+    verdicts = {r.path: r.good for r in list_backups(platform.backups)}
+    assert verdicts == {new: True, old[0]: True, old[1]: True, **dict.fromkeys(junk, False)}
+
+
+def test_monitor_counts_only_good_backups_and_names_the_others(platform: Platform) -> None:
+    for age in (1, 7, 13, 19):
+        make_backup(platform.backups, "db", age)
+    for age in (2, 26, 50):
+        make_backup(platform.backups, "full", age)
+    newest = empty_dump(platform.backups, now_utc() - timedelta(minutes=20))
+    empty_dump(platform.backups, now_utc() - timedelta(minutes=40), "sqlite")
+
+    code, out, err = run_monitor(platform)
+    assert code == 2, out + err
+    count = finding_line(out, "backup-count")
+    assert "ok" in count and "4 database-only" in count, count  # was 6: the junk counted
+    folder = finding_line(out, "backup-dir")
+    assert "warning" in folder and newest.name in folder and "not good" in folder, folder
+    integrity = finding_line(out, "integrity")
+    assert "critical" in integrity and newest.name in integrity and "empty" in integrity
+    assert "ok" in finding_line(out, "latest-age")  # the newest good backup is 1 h old
+
+
+def test_junk_is_never_chosen_as_the_newest_good_backup(tmp_path: Path) -> None:
+    from tasks.catalog import newest_good
+
+    source = make_sqlite_db(tmp_path / "src.db", agents=1, messages=1)
+    now = now_utc()
+    good = good_db_backup(tmp_path / "b", now - timedelta(days=3), source)
+    empty_dump(tmp_path / "b", now - timedelta(hours=1))
+    cut = good_db_backup(tmp_path / "b", now - timedelta(hours=2), source)
+    cut.write_bytes(cut.read_bytes()[:-10])  # its meta records the whole size
+    chosen = newest_good(list_backups(tmp_path / "b"), "db")
+    assert chosen is not None and chosen.path == good
+
+
+# -- the good-backup test itself (pure, on real files) ---------------------------------------
+
+
+def _tar_of(top: str) -> bytes:
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w") as tar:
+        info = tarfile.TarInfo(f"{top}/MANIFEST.txt")
+        info.size = 3
+        tar.addfile(info, io.BytesIO(b"ok\n"))
+    return buffer.getvalue()
+
+
+STAMP = "20260102_030405"
+SQL = b"--\n-- PostgreSQL database dump\n--\n\n\\restrict abc\nSET statement_timeout = 0;\n"
+
+
+def _zstd(data: bytes) -> bytes:
+    import zstandard
+
+    return zstandard.ZstdCompressor().compress(data)
+
+
+@pytest.mark.parametrize(
+    ("name", "content", "sidecar", "meta", "verdict"),
+    [
+        (
+            f"admin_sqlite_{STAMP}.db.gz",
+            gzip.compress(b"SQLite format 3\0" + b"x" * 100),
+            True,
+            True,
+            None,
+        ),
+        (f"admin_postgres_{STAMP}.sql.gz", gzip.compress(SQL), True, True, None),
+        (f"admin_postgres_{STAMP}.sql.zst", _zstd(SQL), True, False, None),
+        (
+            f"full_backup_{STAMP}.tar.gz",
+            gzip.compress(_tar_of(f"full_backup_{STAMP}")),
+            False,
+            False,
+            None,
+        ),
+        (
+            f"full_backup_{STAMP}.tar.gz",
+            gzip.compress(b"") + gzip.compress(_tar_of(f"full_backup_{STAMP}")),
+            False,
+            False,
+            None,
+        ),
+        (f"admin_postgres_{STAMP}.sql.gz", b"", False, False, "empty file"),
+        (
+            f"admin_postgres_{STAMP}.sql.gz",
+            gzip.compress(b""),
+            False,
+            False,
+            "the SQL dump is empty",
+        ),
+        (
+            f"admin_postgres_{STAMP}.sql.gz",
+            gzip.compress(b"\n  \n"),
+            False,
+            False,
+            "the SQL dump is empty",
+        ),
+        (
+            f"admin_postgres_{STAMP}.sql.gz",
+            gzip.compress(b"PGDMP\x01\x0e\x00binary"),
+            False,
+            False,
+            "plain-SQL",
+        ),
+        (f"admin_sqlite_{STAMP}.db.gz", gzip.compress(SQL), False, False, "SQLite"),
+        (
+            f"admin_sqlite_{STAMP}.db.gz",
+            b"SQLite format 3\0 raw, not gzip",
+            False,
+            False,
+            "not a gzip file",
+        ),
+        (
+            f"admin_sqlite_{STAMP}.db.zst",
+            gzip.compress(b"SQLite format 3\0"),
+            False,
+            False,
+            "not a zstd file",
+        ),
+        (
+            f"admin_sqlite_{STAMP}.db.gz",
+            b"\x1f\x8b\x08\x00garbage-garbage-garbage",
+            False,
+            False,
+            "damaged",
+        ),
+        (  # a copy renamed by hand: the top folder of the run that made it
+            f"full_backup_{STAMP}.tar.gz",
+            gzip.compress(_tar_of("full_backup_20200101_000000")),
+            False,
+            False,
+            None,
+        ),
+        (
+            f"full_backup_{STAMP}.tar.gz",
+            gzip.compress(_tar_of("etc")),
+            False,
+            False,
+            "not under",
+        ),
+        (
+            f"full_backup_{STAMP}.tar.gz",
+            gzip.compress(b"just text, no tar"),
+            False,
+            False,
+            "tar header",
+        ),
+        (f"full_backup_{STAMP}.tar.gz", gzip.compress(b""), False, False, "archive is empty"),
+    ],
+)
+def test_good_backup_table(
+    tmp_path: Path, name: str, content: bytes, sidecar: bool, meta: bool, verdict: str | None
+) -> None:
+    path = tmp_path / name
+    path.write_bytes(content)
+    if sidecar:
+        write_sidecar(path, sha256_file(path))
+    if meta:
+        record = {"kind": "db" if name.startswith("admin") else "full", "size": len(content)}
+        path.with_name(name + ".meta.json").write_text(
+            json.dumps({**record, "sha256": sha256_file(path)})
+        )
+    [listed] = list_backups(tmp_path)
+    if verdict is None:
+        assert listed.good, listed.why
+    else:
+        assert not listed.good and verdict in listed.why, listed.why
+
+
+def test_sidecar_and_meta_must_agree_with_the_file(tmp_path: Path) -> None:
+    source = make_sqlite_db(tmp_path / "src.db", agents=1, messages=1)
+    folder = tmp_path / "b"
+    now = now_utc()
+
+    def judged(path: Path) -> str:
+        [record] = [r for r in list_backups(folder) if r.path == path]
+        return "good" if record.good else record.why
+
+    cut = good_db_backup(folder, now - timedelta(hours=1), source)
+    cut.write_bytes(cut.read_bytes()[:-10])  # cut short after its meta was written
+    assert "its meta recorded" in judged(cut)
+
+    other = good_db_backup(folder, now - timedelta(hours=2), source)
+    Path(f"{other}.sha256").write_text(f"{'ab' * 32}  {other.name}\n")  # another digest
+    assert "different sha256" in judged(other)
+
+    renamed = good_db_backup(folder, now - timedelta(hours=3), source, meta=False)
+    Path(f"{renamed}.sha256").write_text(f"{sha256_file(renamed)}  admin_sqlite_x.db.gz\n")
+    assert "not a sha256sum line for" in judged(renamed)
+
+    hand_made = good_db_backup(folder, now - timedelta(hours=4), source, meta=False)
+    Path(f"{hand_made}.sha256").unlink()  # the guide's scripts write neither sidecar nor meta
+    assert judged(hand_made) == "good"
+
+
+# -- 13. pre-restore snapshots are rotated like backups of their kind ------------------------
+
+
+def _sql_gz(path: Path) -> Path:
+    path.write_bytes(gzip.compress(b"-- PostgreSQL database dump\nCREATE TABLE t (i int);\n"))
+    write_sidecar(path, sha256_file(path))
+    return path
+
+
+def _full_snapshot(path: Path) -> Path:
+    buffer = io.BytesIO()
+    top = path.name.split(".", 1)[0]
+    with tarfile.open(fileobj=buffer, mode="w") as tar:
+        info = tarfile.TarInfo(f"{top}/MANIFEST.txt")
+        info.size = 3
+        tar.addfile(info, io.BytesIO(b"ok\n"))
+    path.write_bytes(gzip.compress(buffer.getvalue()))
+    write_sidecar(path, sha256_file(path))
+    return path
+
+
+@pytest.mark.slow
+def test_pre_restore_snapshots_are_rotated_like_backups_of_their_kind(
+    sqlite_platform: Platform,
+) -> None:
+    """Before: `*.before_restore.*` / `*_before_restore_*` snapshots piled up for ever."""
+    platform = sqlite_platform
+    platform.backups.mkdir(mode=0o700)
+    now = now_utc()
+    days = (20, 21, 22, 23, 24)
+    moments = [now - timedelta(days=d) for d in days]
+    sqlite_snaps = []
+    for moment in moments:
+        snap = platform.db_path.with_name(f"admin.db.before_restore.{timestamp(moment)}")
+        shutil.copy2(platform.db_path, snap)
+        sqlite_snaps.append(snap)
+    broken = platform.db_path.with_name(
+        f"admin.db.before_restore.{timestamp(now - timedelta(days=19))}"
+    )
+    broken.write_bytes(b"")  # junk: never one of the kept 3, old: removed
+    pg_snaps = [
+        _sql_gz(platform.backups / f"admin_postgres_before_restore_{timestamp(m)}.sql.gz")
+        for m in moments
+    ]
+    full_snaps = [
+        _full_snapshot(platform.backups / f"full_before_restore_{timestamp(m)}.tar.gz")
+        for m in moments
+    ]
+    recent = platform.db_path.with_name(
+        f"admin.db.before_restore.{timestamp(now - timedelta(hours=1))}"
+    )
+    shutil.copy2(platform.db_path, recent)  # within the retention: kept whatever else
+
+    done = platform.run("db-backup", "--retention-days", "7")
+    assert done.returncode == 0, done.stderr
+    assert "pre-restore snapshots removed" in done.stdout
+    # SQLite family: recent + the two newest old ones are the newest 3 good; the rest go.
+    assert recent.exists() and sqlite_snaps[0].exists() and sqlite_snaps[1].exists()
+    assert not any(p.exists() for p in [*sqlite_snaps[2:], broken])
+    assert [p.exists() for p in pg_snaps] == [True, True, True, False, False]
+    assert not Path(f"{pg_snaps[4]}.sha256").exists()
+    assert all(p.exists() for p in full_snaps)  # not db-backup's kind
+
+    done = platform.run("backup-all", "--retention-days", "7")
+    assert done.returncode == 0, done.stderr
+    assert [p.exists() for p in full_snaps] == [True, True, True, False, False]
+    # The monitor never counts them as backups.
+    code, out, _ = run_monitor(platform)
+    assert "2 backups (1 database-only, 1 full)" in finding_line(out, "backup-dir"), out

@@ -18,9 +18,9 @@ from urllib.parse import quote
 from tasks.atomic import FILE_MODE, OUT_OF_SPACE, partial_path
 from tasks.compress import copy_stream
 from tasks.errors import ConfigError, OutOfSpaceError, SourceError
+from tasks.good_backup import SQLITE_HEADER
 from tasks.sources.base import DumpResult
 
-SQLITE_HEADER = b"SQLite format 3\x00"
 BUSY_TIMEOUT_SECONDS = 30.0
 
 
