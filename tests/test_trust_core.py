@@ -664,3 +664,28 @@ def test_pre_restore_snapshots_are_rotated_like_backups_of_their_kind(
     # The monitor never counts them as backups.
     code, out, _ = run_monitor(platform)
     assert "2 backups (1 database-only, 1 full)" in finding_line(out, "backup-dir"), out
+
+
+# -- 12. retention that is no date -------------------------------------------------------------
+
+
+@pytest.mark.slow
+def test_retention_too_large_is_refused_before_anything_is_written(
+    sqlite_platform: Platform,
+) -> None:
+    """Before: OverflowError after the backup file had been written (exit 1)."""
+    platform = sqlite_platform
+    runs = [
+        (["db-backup", "--retention-days", "99999999"], {}, 2, r"--retention-days"),
+        (["backup-all", "--retention-days", "99999999"], {}, 2, r"--retention-days"),
+        (["db-backup"], {"RETENTION_DAYS": "99999999"}, 3, "RETENTION_DAYS"),
+        (["backup-all"], {"OFFSITE_RETENTION_DAYS": "99999999"}, 3, "OFFSITE_RETENTION_DAYS"),
+        (["monitor"], {"MONITOR_MAX_AGE_HOURS": "1e20"}, 3, "MONITOR_MAX_AGE_HOURS"),
+    ]
+    with ThreadPoolExecutor(3) as pool:
+        results = list(pool.map(lambda r: platform.run(*r[0], extra_env=r[1]), runs))
+    for (args, env, code, named), done in zip(runs, results, strict=True):
+        assert done.returncode == code, (args, env, done.stderr)
+        line = one_line(done)
+        assert named in line and "OverflowError" not in line, line
+    assert platform.backup_files() == []
