@@ -16,6 +16,7 @@ import io
 import json
 import os
 import shutil
+import socket
 import sqlite3
 import subprocess
 import tarfile
@@ -29,6 +30,7 @@ import pytest
 from tasks.catalog import list_backups
 from tasks.checksum import sha256_file, write_sidecar
 from tasks.errors import ConfigError
+from tasks.lock import backup_dir_lock
 from tasks.naming import db_backup_name, timestamp
 from tasks.settings import load_settings
 from tests.conftest import Platform, make_sqlite_db, sqlite_dump
@@ -689,3 +691,32 @@ def test_retention_too_large_is_refused_before_anything_is_written(
         line = one_line(done)
         assert named in line and "OverflowError" not in line, line
     assert platform.backup_files() == []
+
+
+# -- 13. a restore blocked by the lock says who holds it ---------------------------------------
+
+
+@pytest.mark.slow
+def test_restore_blocked_by_the_lock_says_who_holds_it(sqlite_platform: Platform) -> None:
+    """Before: "(backup-all, pid N)" only — no host, no since."""
+    platform = sqlite_platform
+    done = platform.run("db-backup")
+    assert done.returncode == 0, done.stderr
+    [artifact] = platform.backup_files("admin_sqlite_*.db.gz")
+    before = platform.db_path.read_bytes()
+    with backup_dir_lock(platform.backups, "backup-all", timeout=0):
+        done = platform.run(
+            "db-restore", "--yes", str(artifact), extra_env={"BACKUP_LOCK_TIMEOUT": "1"}
+        )
+    assert done.returncode == 5, done.stderr
+    line = one_line(done)
+    for part in (
+        "backup-all",
+        f"pid {os.getpid()}",
+        f"host {socket.gethostname()}",
+        "since",
+        "UTC",
+    ):
+        assert part in line, line
+    assert "changed nothing" in line
+    assert platform.db_path.read_bytes() == before
