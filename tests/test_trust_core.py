@@ -720,3 +720,26 @@ def test_restore_blocked_by_the_lock_says_who_holds_it(sqlite_platform: Platform
         assert part in line, line
     assert "changed nothing" in line
     assert platform.db_path.read_bytes() == before
+
+
+def test_serve_refuses_overlapping_folders_before_it_serves(tmp_path: Path) -> None:
+    """Every tier's run would refuse the layout: `serve` says so when it starts."""
+    from tests.conftest import BIN
+
+    (tmp_path / "data" / "uploads").mkdir(parents=True)
+    env = {
+        **os.environ,
+        "APP_ROOT": str(tmp_path),
+        "BACKUP_DIR": str(tmp_path / "data" / "uploads" / "backups"),
+        "PREFECT_API_URL": "http://127.0.0.1:9/api",  # never reached
+    }
+    done = subprocess.run(
+        [str(BIN / "chatbot-backup"), "serve"],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 3, done.stderr
+    assert "BACKUP_DIR" in one_line(done) and "lies inside UPLOADS_DIR" in done.stderr
