@@ -27,6 +27,7 @@ import httpx
 
 from deployments.build import build_deployments, check_timezone
 from tasks.errors import BackupError, ConfigError
+from tasks.folder_rules import check_folder_rules
 from tasks.settings import load_settings
 
 if TYPE_CHECKING:
@@ -149,10 +150,14 @@ def serve_tiers(timezone: str | None = None) -> None:
     """
     from prefect import serve
 
+    settings = None
     if timezone is None:
-        timezone = load_settings().backup_timezone
-    timezone = check_timezone(timezone)  # settings first, then the server
+        settings = load_settings(check_folders=False)
+        timezone = settings.backup_timezone
+    timezone = check_timezone(timezone)  # settings first, then the server, then the folders
     api_url = require_api_url()
+    if settings is not None:  # every tier's run would refuse these folders: say so now
+        check_folder_rules(settings)
     built = build_deployments(timezone)
     for reason in built.unavailable.values():
         print(f"chatbot-backup serve: warning: {reason}; this tier is not served", file=sys.stderr)

@@ -101,6 +101,6 @@ def schedule_lines(
 
 def print_schedule(count: int = 3) -> None:
     """`chatbot-backup schedule`: the table for BACKUP_TIMEZONE and the local BACKUP_DIR."""
-    settings = load_settings()
+    settings = load_settings(check_folders=False)  # reads names only; the jobs check folders
     now = datetime.now(UTC)
     print("\n".join(schedule_lines(settings.backup_timezone, now, settings.backups, count)))

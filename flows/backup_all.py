@@ -44,6 +44,7 @@ class BackupAllResult:
     skipped_count: int = 0
     kept: list[str] = field(default_factory=list)
     removed: list[str] = field(default_factory=list)
+    snapshots_removed: list[str] = field(default_factory=list)  # pre-restore snapshots rotated
     offsite: OffsiteResult | None = None
 
     def summary_lines(self) -> list[str]:
@@ -58,6 +59,11 @@ class BackupAllResult:
             f"  duration: {self.seconds:.1f} s",
             f"  tier:     {self.tier}",
             f"  backups kept: {len(self.kept)}, removed: {len(self.removed)}",
+            *(
+                [f"  pre-restore snapshots removed: {', '.join(self.snapshots_removed)}"]
+                if self.snapshots_removed
+                else []
+            ),
         ]
         if self.changed_count:
             lines.append(
@@ -119,6 +125,7 @@ def backup_all(
         skipped_count=summary.skipped_count,
         kept=rotation.kept,
         removed=rotation.removed,
+        snapshots_removed=rotation.snapshots_removed,
     )
     # After the lock is released: metrics describe the run, they are not part of it.
     record_backup_metrics(settings, "full", artifact.path, artifact.size, result.seconds)

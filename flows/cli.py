@@ -25,12 +25,18 @@ class OneLineParser(argparse.ArgumentParser):
 
 
 def _retention(value: str) -> int:
+    from tasks.settings import MAX_RETENTION_DAYS
+
     try:
         days = int(value)
     except ValueError:
         raise argparse.ArgumentTypeError(f"must be a whole number of days, got {value!r}") from None
     if days < 1:
         raise argparse.ArgumentTypeError(f"must be at least 1 day, got {days}")
+    if days > MAX_RETENTION_DAYS:  # refused before anything is written
+        raise argparse.ArgumentTypeError(
+            f"must be at most {MAX_RETENTION_DAYS} days (100 years), got {days}"
+        )
     return days
 
 

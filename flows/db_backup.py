@@ -33,6 +33,7 @@ class DbBackupResult:
     tables: dict[str, int] = field(default_factory=dict)
     kept: list[str] = field(default_factory=list)
     removed: list[str] = field(default_factory=list)
+    snapshots_removed: list[str] = field(default_factory=list)  # pre-restore snapshots rotated
     offsite: OffsiteResult | None = None
 
     def summary_lines(self) -> list[str]:
@@ -46,6 +47,11 @@ class DbBackupResult:
             f"  duration: {self.seconds:.1f} s",
             f"  tier:     {self.tier}",
             f"  backups kept: {len(self.kept)}, removed: {len(self.removed)}",
+            *(
+                [f"  pre-restore snapshots removed: {', '.join(self.snapshots_removed)}"]
+                if self.snapshots_removed
+                else []
+            ),
             *offsite,
         ]
 
@@ -84,7 +90,10 @@ def db_backup(
         artifact = dump_database(settings, tier)
         verify_backup(artifact.path, artifact.sha256, just_written=True)
         rotation = rotate_backups(
-            settings.backups, RetentionPolicy("db", tier, retention), clock.utc_now()
+            settings.backups,
+            RetentionPolicy("db", tier, retention),
+            clock.utc_now(),
+            settings.db_path if settings.db_type == "sqlite" else None,
         )
     result = DbBackupResult(
         path=str(artifact.path),
@@ -97,6 +106,7 @@ def db_backup(
         tables=artifact.detail.tables,
         kept=rotation.kept,
         removed=rotation.removed,
+        snapshots_removed=rotation.snapshots_removed,
     )
     # After the lock is released: metrics describe the run, they are not part of it.
     record_backup_metrics(settings, "db", artifact.path, artifact.size, result.seconds)

@@ -42,6 +42,10 @@ def _settings() -> Any:
         return load_settings()
     except Exception:
         pass
+    try:  # overlapping folders (tasks.folder_rules) do not stop an alert about them
+        return load_settings(check_folders=False)
+    except Exception:
+        pass
     # Replace each invalid field by its default (the alert fields themselves included:
     # a bad ALERT_TIMEOUT must not silence the alert), then load as usual so that the
     # secrets are registered for redaction.
@@ -63,7 +67,7 @@ def _settings() -> Any:
             if not fresh or all(n in overrides for n in fresh):
                 raise
             overrides.update(fresh)
-    return load_settings(**overrides)
+    return load_settings(check_folders=False, **overrides)
 
 
 def failed_task_names() -> list[str]:
@@ -133,6 +137,12 @@ def notify_flow_failure(job_name: str, message: str) -> None:
             "failure alert for %s not sent: %s", job_name, redact(f"{type(exc).__name__}: {exc}")
         )
     try:
+        from tasks.folder_rules import folder_problem
+
+        if folder_problem(settings) is not None:
+            # The metrics file would land in a folder that is backed up: the alert says why.
+            log.error("failure metrics for %s not recorded: the folders overlap", job_name)
+            return
         kind = BACKUP_KIND.get(job_name)
         if kind is not None:
             record_backup_failure(settings, kind)

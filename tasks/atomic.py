@@ -8,6 +8,7 @@ the rename is the commit. New files are 0600; folders this tool creates are 0700
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import secrets
 from collections.abc import Iterator
@@ -17,6 +18,8 @@ from typing import BinaryIO
 PARTIAL_MARKER = ".partial-"
 FILE_MODE = 0o600
 DIR_MODE = 0o700
+# The errors that mean "the folder is full", whatever file system or quota says it.
+OUT_OF_SPACE = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EFBIG})
 
 
 def ensure_private_dir(path: Path) -> Path:

@@ -7,6 +7,8 @@ carry a secret; code that builds them from external text passes it through
 
 from __future__ import annotations
 
+from pathlib import Path
+
 
 class BackupError(Exception):
     """Root of every error the product reports on purpose.
@@ -62,6 +64,14 @@ class DestinationError(BackupError):
     """The backup folder or an off-site destination could not be written or read."""
 
     exit_code = 8
+
+
+class OutOfSpaceError(DestinationError):
+    """A folder the tool writes to is full (ENOSPC, quota); `folder` names it."""
+
+    def __init__(self, message: str, folder: Path) -> None:
+        super().__init__(message)
+        self.folder = folder
 
 
 class ScratchSpaceError(BackupError):

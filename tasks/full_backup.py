@@ -18,11 +18,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
 
-from tasks.atomic import FILE_MODE, partial_path
+from tasks.atomic import FILE_MODE, OUT_OF_SPACE, partial_path
 from tasks.catalog import write_meta
 from tasks.compress import HashingWriter, compressing_writer
 from tasks.db_artifact import unused_moment
-from tasks.errors import ConfigError
+from tasks.errors import ConfigError, OutOfSpaceError
 from tasks.full_archive import ArchiveContent, ArchiveSummary, DatabaseMember, FullArchiveBuilder
 from tasks.naming import db_backup_name, full_backup_name
 from tasks.pipeline import Artifact, write_artifact
@@ -95,13 +95,22 @@ def database_member(
     tmp = partial_path(scratch_dir / name)
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, FILE_MODE)
     try:
-        with os.fdopen(fd, "wb", buffering=1 << 20) as raw:
-            hashed = HashingWriter(raw)
-            compressed = compressing_writer(hashed, compression, level)  # type: ignore[arg-type]
-            try:
-                dumped = source.dump(compressed)  # type: ignore[arg-type]
-            finally:
-                compressed.close()
+        try:
+            with os.fdopen(fd, "wb", buffering=1 << 20) as raw:
+                hashed = HashingWriter(raw)
+                compressed = compressing_writer(hashed, compression, level)  # type: ignore[arg-type]
+                try:
+                    dumped = source.dump(compressed)  # type: ignore[arg-type]
+                finally:
+                    compressed.close()
+        except OSError as exc:
+            if exc.errno in OUT_OF_SPACE:  # the backup folder is full, not the database
+                raise OutOfSpaceError(
+                    f"no space left in {scratch_dir} while writing the database part of "
+                    "the full backup; nothing was kept — free some space there and run again",
+                    scratch_dir,
+                ) from None
+            raise
         yield DatabaseMember(
             path=tmp,
             name=name,

@@ -2,7 +2,8 @@
 
 An advisory `flock` on `BACKUP_DIR/.chatbot-backup.lock`: the kernel drops it when the
 holder exits, however it exits, so a lock left by a killed process never blocks the next
-run. A second job waits up to `timeout` seconds, then fails naming the holder.
+run. A second job — a backup or a restore alike — waits up to `timeout` seconds, then
+fails naming the holder: its job, pid, host and since when it holds the folder.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import os
 import socket
 import time
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 
 from tasks.atomic import FILE_MODE, ensure_private_dir, partial_path, remove_stale_partials
@@ -45,18 +47,21 @@ def backup_dir_lock(
             except BlockingIOError:
                 if time.monotonic() >= deadline:
                     raise LockError(
-                        f"another backup job holds {backup_dir} ({_holder(path)}); "
-                        f"waited {timeout:g} s — try again when it has finished"
+                        f"another backup job holds {backup_dir} ({describe_holder(path)}); "
+                        f"{job} waited {timeout:g} s and changed nothing — try again when "
+                        "it has finished"
                     ) from None
                 time.sleep(0.2)
-        os.ftruncate(fd, 0)
         holder = {
             "job": job,
             "pid": os.getpid(),
             "host": socket.gethostname(),
             "since": time.time(),
         }
-        os.pwrite(fd, json.dumps(holder).encode(), 0)
+        record = json.dumps(holder).encode()
+        # Written over the old record, then cut to length: a reader never sees an empty file.
+        os.pwrite(fd, record, 0)
+        os.ftruncate(fd, len(record))
         # Holding the lock, nobody else is writing here: leftovers are from killed runs.
         remove_stale_partials(backup_dir)
         # ... and a restore-all killed mid-swap is rolled back or finished before any
@@ -94,9 +99,28 @@ def _not_writable(folder: Path, exc: OSError) -> DestinationError:
     )
 
 
-def _holder(path: Path) -> str:
+def describe_holder(path: Path, now: float | None = None) -> str:
+    """'backup-all, pid 4242 on host web1, since 2026-03-15 02:00:03 UTC (12 s ago)'."""
     try:
-        info = json.loads(path.read_text() or "{}")
-        return f"{info.get('job', '?')}, pid {info.get('pid', '?')}"
+        text = path.read_text(errors="replace").strip()
+        # The first JSON object: the tail of an older, longer record may follow it briefly.
+        info, _ = json.JSONDecoder().raw_decode(text) if text else ({}, 0)
     except (OSError, ValueError):
-        return "unknown holder"
+        return "holder unknown: its lock record cannot be read"
+    if not isinstance(info, dict) or not info:
+        return "holder unknown: it has not written its lock record yet"
+    parts = [f"{info.get('job', '?')}, pid {info.get('pid', '?')} on host {info.get('host', '?')}"]
+    since = info.get("since")
+    if isinstance(since, (int, float)):
+        moment = datetime.fromtimestamp(since, UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
+        held = max((now if now is not None else time.time()) - since, 0.0)
+        parts.append(f"since {moment} ({_duration(held)} ago)")
+    return ", ".join(parts)
+
+
+def _duration(seconds: float) -> str:
+    if seconds < 120:
+        return f"{seconds:.0f} s"
+    if seconds < 7200:
+        return f"{seconds / 60:.0f} min"
+    return f"{seconds / 3600:.1f} h"

@@ -329,7 +329,7 @@ def publish(
 
 
 def _count_and_bytes(folder: Path, kind: str) -> tuple[int, int]:
-    mine = [b for b in list_backups(folder) if b.kind == kind]
+    mine = [b for b in list_backups(folder) if b.kind == kind and b.good]  # as the monitor counts
     return len(mine), sum(b.size for b in mine)
 
 

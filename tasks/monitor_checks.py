@@ -2,9 +2,15 @@
 
 Owns the checks of SPEC.md's "Monitoring" section and the guide's RPO table, and the
 roll-up of findings into one status and exit code (0 ok, 1 warning, 2 critical). The
-checks read names, sizes and `.meta.json` sidecars only; the one exception is the
-integrity check, which reads the newest backup of each kind once — never every archive,
-so a folder of 10,000 backups costs no more to check than a folder of ten, bar a listing.
+checks read names, sizes, sidecars and the head of each file only (the catalog's "good
+backup" verdict, tasks.good_backup); the one exception is the integrity check, which
+reads the newest backup of each kind once — never every archive, so a folder of 10,000
+backups costs no more to check than a folder of ten, bar a listing.
+
+Count, newest, age, size and the RPOs count good backups only: an empty gzip left by a
+failed `pg_dump | gzip` is not a recovery point. Such files are named in the backup-dir
+finding (a warning), and when the newest file of a kind is one, the integrity check is
+critical, as for a newest backup that fails its full read.
 """
 
 from __future__ import annotations
@@ -18,7 +24,7 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any, Literal
 
-from tasks.catalog import BackupRecord, list_backups
+from tasks.catalog import BackupRecord, good_backups, list_backups
 from tasks.errors import VerifyError
 from tasks.naming import Kind
 from tasks.retention import FUTURE_TOLERANCE
@@ -35,6 +41,7 @@ KIND_LABEL = {"db": "database-only", "full": "full"}
 TIER_RETENTION_DAYS = {"every-6h": 2, "daily": 7, "weekly": 30, "monthly": 365}
 KEEP_MIN = 3  # rotation always keeps the newest 3 of each kind and tier
 SIZE_HISTORY = 10  # the latest size is compared with the median of this many before it
+SHOWN_BAD = 5  # files that are not good backups named in the backup-dir finding
 
 # The deployments of SPEC.md's schedule table, which `serve` registers.
 SCHEDULED_DEPLOYMENTS = (
@@ -126,15 +133,35 @@ def newest_by_kind(backups: list[BackupRecord], now: datetime) -> dict[str, Back
 
 
 def check_backup_dir(folder: Path, backups: list[BackupRecord]) -> Finding:
+    """`backups`: every file named like a backup, good or not."""
     if not folder.exists():
         return Finding("backup-dir", "critical", f"backup directory {folder} does not exist")
     if not folder.is_dir():
         return Finding("backup-dir", "critical", f"{folder} is not a directory")
     if not backups:
         return Finding("backup-dir", "critical", f"no backups in {folder}")
-    per_kind = Counter(b.kind for b in backups)
+    good = good_backups(backups)
+    bad = [b for b in backups if not b.good]
+    shown = "; ".join(f"{b.path.name}: {b.why}" for b in bad[-SHOWN_BAD:])
+    more = f" (and {len(bad) - SHOWN_BAD} more)" if len(bad) > SHOWN_BAD else ""
+    if not good:
+        return Finding(
+            "backup-dir",
+            "critical",
+            f"no good backups in {folder}: {len(bad)} file(s) named like backups are not: "
+            f"{shown}{more}",
+        )
+    per_kind = Counter(b.kind for b in good)
     counts = ", ".join(f"{per_kind[k]} {KIND_LABEL[k]}" for k in KINDS)
-    return Finding("backup-dir", "ok", f"{folder} holds {len(backups)} backups ({counts})")
+    text = f"{folder} holds {len(good)} backups ({counts})"
+    if bad:
+        return Finding(
+            "backup-dir",
+            "warning",
+            f"{text}; {len(bad)} file(s) named like backups are not good backups and are "
+            f"not counted: {shown}{more}",
+        )
+    return Finding("backup-dir", "ok", text)
 
 
 def check_latest_age(backups: list[BackupRecord], now: datetime, max_age_hours: float) -> Finding:
@@ -209,21 +236,32 @@ def check_integrity(
     latest: dict[str, BackupRecord],
     verify: Callable[[Path], object] = verify_compressed_file,
 ) -> tuple[Finding, set[str]]:
-    """Read the newest backup of each kind once (checksum and whole stream)."""
+    """Read the newest file of each kind once (checksum and whole stream). The newest file
+    counts even when it is not a good backup: that is the failure to report, with both
+    the full read's finding and the good-backup test's reason."""
     damaged: set[str] = set()
     problems: list[str] = []
     checked: list[str] = []
     for kind, record in sorted(latest.items()):
+        bad = (
+            f"newest {KIND_LABEL[kind]} backup {record.path.name} is not a good backup: "
+            f"{record.why}"
+        )
         try:
             verify(record.path)
         except VerifyError as exc:
             damaged.add(kind)
-            problems.append(str(exc))
+            text = str(exc)
+            problems.append(text if record.good or record.why in text else f"{text}; {bad}")
         except OSError as exc:
             damaged.add(kind)
             problems.append(f"{record.path.name}: cannot read ({exc.strerror})")
         else:
-            checked.append(record.path.name)
+            if not record.good:  # reads whole, yet fails the cheaper test: its meta or name
+                damaged.add(kind)
+                problems.append(bad)
+            else:
+                checked.append(record.path.name)
     if problems:
         return Finding("integrity", "critical", "; ".join(problems)), damaged
     if not checked:
@@ -256,7 +294,7 @@ def check_rotation(backups: list[BackupRecord], now: datetime, retention_days: i
         cutoff = now - timedelta(days=days + 1)
         kept = 0
         for backup in reversed(members):  # newest first
-            if backup.looks_complete and kept < KEEP_MIN:
+            if backup.good and kept < KEEP_MIN:
                 kept += 1
             elif backup.created_at < cutoff:
                 stale.append(backup)
@@ -376,22 +414,23 @@ def inspect_backups(
     verify: Callable[[Path], object] = verify_compressed_file,
 ) -> Inspection:
     """Every check that needs only the backup folder, in the order an operator reads them."""
-    backups = list_backups(folder)
+    named = list_backups(folder)  # every file named like a backup, each with its verdict
+    backups = good_backups(named)
     result = Inspection()
-    result.findings.append(check_backup_dir(folder, backups))
+    result.findings.append(check_backup_dir(folder, named))
     result.latest = newest_by_kind(backups, now)
     for backup in backups:
         result.counts[backup.kind] = result.counts.get(backup.kind, 0) + 1
         result.total_bytes[backup.kind] = result.total_bytes.get(backup.kind, 0) + backup.size
-    if not backups:
+    if not named:
         # Nothing else can be judged; say so once instead of a column of non-findings.
         return result
     result.findings.append(check_latest_age(backups, now, thresholds.max_age_hours))
     result.findings.append(check_latest_size(backups, now, thresholds.size_drop_ratio))
-    integrity, result.damaged = check_integrity(result.latest, verify)
+    integrity, result.damaged = check_integrity(newest_by_kind(named, now), verify)
     result.findings.append(integrity)
     result.findings.append(check_count(backups, thresholds.min_count))
-    result.findings.append(check_rotation(backups, now, thresholds.retention_days))
+    result.findings.append(check_rotation(named, now, thresholds.retention_days))
     result.findings.append(
         check_free_disk(
             disk_usage(folder),

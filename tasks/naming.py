@@ -49,12 +49,21 @@ class BackupName:
     kind: Kind
     db_type: str | None  # sqlite / postgres for db-only backups
     created_at: datetime  # UTC
-    compression: str  # gzip / zstd
+    compression: str  # gzip / zstd; "none" for a raw SQLite pre-restore snapshot
+    snapshot: bool = False  # a pre-restore snapshot, not a backup (parse_snapshot_name)
 
     @property
     def stem(self) -> str:
         """The name without its extension: also the top folder inside a full archive."""
         return self.name.split(".", 1)[0]
+
+    @property
+    def top_folders(self) -> tuple[str, ...]:
+        """The top folder a full archive of this name may have (a pre-restore archive is
+        in the full-backup format: its top folder may be named like a full backup)."""
+        if self.snapshot and self.kind == "full":
+            return (self.stem, f"full_backup_{timestamp(self.created_at)}")
+        return (self.stem,)
 
 
 def timestamp(moment: datetime) -> str:
@@ -92,6 +101,50 @@ def parse_backup_name(name: str) -> BackupName | None:
         created_at=created,
         compression="zstd" if match.group("comp") == ".zst" else "gzip",
     )
+
+
+# Pre-restore snapshots (SPEC: "Choosing what to restore"): never backups, but rotated
+# like backups of their kind. The SQLite one is `{DB_PATH}.before_restore.STAMP`, raw.
+_SNAPSHOT_PATTERN = re.compile(
+    r"^(?:(?P<db>admin_postgres)|(?P<full>full))_before_restore"
+    r"_(?P<stamp>\d{8}_\d{6})(?P<ext>\.sql|\.tar)(?P<comp>\.gz|\.zst)$"
+)
+SQLITE_SNAPSHOT_MARKER = ".before_restore."
+
+
+def parse_snapshot_name(name: str, db_name: str | None = None) -> BackupName | None:
+    """A pre-restore snapshot's name parsed, or None. With `db_name` (the SQLite
+    database's file name), `{db_name}.before_restore.STAMP` is recognised too."""
+    if db_name is not None and name.startswith(db_name + SQLITE_SNAPSHOT_MARKER):
+        stamp = name[len(db_name + SQLITE_SNAPSHOT_MARKER) :]
+        created = _stamp_time(stamp) if re.fullmatch(r"\d{8}_\d{6}", stamp) else None
+        if created is None:
+            return None
+        return BackupName(name, "db", "sqlite", created, "none", snapshot=True)
+    match = _SNAPSHOT_PATTERN.match(name)
+    if match is None:
+        return None
+    full = match.group("full") is not None
+    if match.group("ext") != (".tar" if full else ".sql"):
+        return None
+    created = _stamp_time(match.group("stamp"))
+    if created is None:
+        return None
+    return BackupName(
+        name=name,
+        kind="full" if full else "db",
+        db_type=None if full else "postgres",
+        created_at=created,
+        compression="zstd" if match.group("comp") == ".zst" else "gzip",
+        snapshot=True,
+    )
+
+
+def _stamp_time(stamp: str) -> datetime | None:
+    try:
+        return datetime.strptime(stamp, TIMESTAMP_FORMAT).replace(tzinfo=UTC)
+    except ValueError:
+        return None
 
 
 def impossible_timestamp(name: str) -> str | None:

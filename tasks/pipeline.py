@@ -8,21 +8,18 @@ name (with its sha256 sidecar) only when everything succeeded.
 from __future__ import annotations
 
 import contextlib
-import errno
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO, Generic, TypeVar
 
-from tasks.atomic import atomic_writer
+from tasks.atomic import OUT_OF_SPACE, atomic_writer
 from tasks.checksum import write_sidecar
 from tasks.compress import HashingWriter, compressing_writer
-from tasks.errors import DestinationError
+from tasks.errors import OutOfSpaceError
 
 T = TypeVar("T")
-
-_OUT_OF_SPACE = {errno.ENOSPC, errno.EDQUOT, errno.EFBIG}
 
 
 @dataclass(frozen=True)
@@ -61,10 +58,11 @@ def write_artifact(
                 final.unlink()
             raise
     except OSError as exc:
-        if exc.errno in _OUT_OF_SPACE:
-            raise DestinationError(
+        if exc.errno in OUT_OF_SPACE:
+            raise OutOfSpaceError(
                 f"no space left in {final.parent} while writing {final.name}; "
-                "nothing was kept — free some space and run the backup again"
+                "nothing was kept — free some space there and run again",
+                final.parent,
             ) from None
         raise
     return Artifact(

@@ -76,5 +76,9 @@ def verify_backup(
 
 
 @task(name="rotate-backups", cache_policy=NO_CACHE)
-def rotate_backups(folder: Path, policy: RetentionPolicy, now: datetime) -> RotationResult:
-    return rotate(folder, policy, now)
+def rotate_backups(
+    folder: Path, policy: RetentionPolicy, now: datetime, db_path: Path | None = None
+) -> RotationResult:
+    """Retention for the run's kind and tier; `db_path` (SQLite) so that the pre-restore
+    snapshots beside the database are rotated too."""
+    return rotate(folder, policy, now, db_path=db_path)

@@ -32,6 +32,7 @@ from tasks.psql import create_database, drop_database, load_sql_dump
 from tasks.redact import redact
 from tasks.safe_extract import Extraction, extract_archive
 from tasks.sources.postgres import connect, row_counts
+from tasks.sources.sqlite import connect as sqlite_connect
 from tasks.sources.sqlite import integrity_problem, table_row_counts
 from tasks.verify import sniff_compression, verify_compressed_file
 
@@ -313,7 +314,7 @@ def restore_sqlite(artifact: Path, workdir: Path) -> dict[str, int]:
         problem = integrity_problem(target)
         if problem is not None:
             raise BackupError(f"integrity_check failed on the restored copy: {problem}")
-        connection = sqlite3.connect(f"file:{target}?mode=ro", uri=True)
+        connection = sqlite_connect(target)  # an escaped URI: any path opens as itself
         try:
             return table_row_counts(connection)
         finally:

@@ -21,20 +21,21 @@ import stat
 from dataclasses import dataclass
 from pathlib import Path
 
-from tasks.atomic import FILE_MODE, PARTIAL_MARKER, fsync_dir, partial_path
+from tasks.atomic import FILE_MODE, OUT_OF_SPACE, PARTIAL_MARKER, fsync_dir, partial_path
 from tasks.compress import BLOCK_SIZE, copy_stream, open_decompressed
 from tasks.db_artifact import unused_moment
-from tasks.errors import RestoreError, SourceError
-from tasks.naming import timestamp
+from tasks.errors import OutOfSpaceError, RestoreError, SourceError
+from tasks.naming import SQLITE_SNAPSHOT_MARKER, timestamp
 from tasks.sources.sqlite import (
     BUSY_TIMEOUT_SECONDS,
+    connect,
     integrity_problem,
     snapshot_database,
     table_row_counts,
 )
 
 COMPANION_SUFFIXES = ("-wal", "-shm", "-journal")
-SNAPSHOT_MARKER = ".before_restore."
+SNAPSHOT_MARKER = SQLITE_SNAPSHOT_MARKER
 
 
 @dataclass(frozen=True)
@@ -84,14 +85,19 @@ def stage_sqlite(artifact: Path, compression: str, db_path: Path) -> StagedSqlit
                 f"{artifact.name}: the restored copy fails PRAGMA integrity_check ({problem}); "
                 "the live database was not touched"
             )
-        connection = sqlite3.connect(f"file:{staged}?mode=ro", uri=True)
+        connection = connect(staged)
         try:
             tables = table_row_counts(connection)
         finally:
             connection.close()
     except OSError as exc:
         discard_staged(staged)
+        if exc.errno in OUT_OF_SPACE:
+            raise no_space_for_restore(db_path.parent, "to stage the restored database") from None
         raise RestoreError(f"cannot stage the restored database beside {db_path}: {exc}") from None
+    except OutOfSpaceError:  # SQLite's "database or disk is full" while checking it
+        discard_staged(staged)
+        raise no_space_for_restore(db_path.parent, "to stage the restored database") from None
     except BaseException:
         discard_staged(staged)
         raise
@@ -137,6 +143,8 @@ def snapshot_before_restore(db_path: Path) -> tuple[Path | None, bool]:
     try:
         try:
             snapshot_database(db_path, tmp)
+        except OutOfSpaceError:
+            raise no_space_for_restore(final.parent, f"for the pre-restore snapshot {final.name}") from None
         except SourceError as exc:
             if exc.transient:
                 raise RestoreError(
@@ -151,11 +159,19 @@ def snapshot_before_restore(db_path: Path) -> tuple[Path | None, bool]:
         os.replace(tmp, final)
         fsync_dir(final.parent)
     except OSError as exc:
+        if exc.errno in OUT_OF_SPACE:
+            raise no_space_for_restore(final.parent, f"for the pre-restore snapshot {final.name}") from None
         raise RestoreError(f"cannot write the pre-restore snapshot {final}: {exc}") from None
     finally:
-        with contextlib.suppress(FileNotFoundError):
-            tmp.unlink()
+        discard_staged(tmp)  # the half-written copy and any journal SQLite left beside it
     return final, readable
+
+
+def no_space_for_restore(folder: Path, what: str) -> RestoreError:
+    return RestoreError(
+        f"no space left in {folder} {what}; nothing was changed — "
+        "free some space there and run the restore again"
+    )
 
 
 def _raw_copy(source: Path, target: Path) -> None:
@@ -182,9 +198,7 @@ def settle_live_database(db_path: Path, readable: bool, snapshot: Path | None) -
         return
     if readable:
         try:
-            connection = sqlite3.connect(
-                f"file:{db_path}?mode=rw", uri=True, timeout=BUSY_TIMEOUT_SECONDS
-            )
+            connection = connect(db_path, "rw", timeout=BUSY_TIMEOUT_SECONDS)
             try:
                 mode = connection.execute("PRAGMA journal_mode").fetchone()[0]
                 if str(mode).lower() == "wal":
@@ -231,7 +245,7 @@ def check_live(db_path: Path) -> dict[str, int]:
     problem = integrity_problem(db_path)
     if problem is not None:
         raise RestoreError(f"{db_path} fails PRAGMA integrity_check after the restore: {problem}")
-    connection = sqlite3.connect(f"file:{db_path}?mode=ro", uri=True)
+    connection = connect(db_path)
     try:
         return table_row_counts(connection)
     finally:

@@ -13,6 +13,8 @@ from pathlib import Path
 from prefect import task
 from prefect.cache_policies import NO_CACHE
 
+from tasks.atomic import OUT_OF_SPACE
+from tasks.errors import OutOfSpaceError
 from tasks.restore_archive import StagedArchive, stage_archive
 from tasks.restore_files import SwapJournal, SwapPlan
 from tasks.restore_postgres import (
@@ -27,6 +29,7 @@ from tasks.restore_sqlite import (
     check_counts,
     check_live,
     discard_staged,
+    no_space_for_restore,
     settle_live_database,
     stage_sqlite,
     swap_in,
@@ -92,7 +95,10 @@ def snapshot_postgres(settings: Settings) -> Path | None:
     params = postgres_params(settings)
     if ensure_database(params):
         return None
-    return snapshot_before_restore(params, settings.backups).path
+    try:
+        return snapshot_before_restore(params, settings.backups).path
+    except OutOfSpaceError as exc:
+        raise no_space_for_restore(exc.folder, "for the pre-restore snapshot") from None
 
 
 @task(name="restore-postgres", cache_policy=NO_CACHE)
@@ -110,7 +116,16 @@ def load_postgres(
 
 @task(name="stage-full-backup", cache_policy=NO_CACHE)
 def stage_full_backup(archive: Path, staging: Path) -> StagedArchive:
-    return stage_archive(archive, staging)
+    """Unpack and check beside the live data; a full disk there is a restore error that
+    names the folder (the flow removes the staging folder: nothing live was touched)."""
+    try:
+        return stage_archive(archive, staging)
+    except OSError as exc:
+        if exc.errno in OUT_OF_SPACE:
+            raise no_space_for_restore(
+                staging.parent, f"to unpack {archive.name} beside the live data"
+            ) from None
+        raise
 
 
 @task(name="swap-in-files", cache_policy=NO_CACHE)

@@ -1,9 +1,12 @@
 """Retention as a pure function: which backups to keep, which to remove, and why.
 
 Rules (SPEC.md, Rotation): a run looks only at backups of its own kind and tier, so tiers
-never eat each other; the newest `keep_min` complete backups are kept whatever their
-age; others older than the retention are removed. A backup dated in the future is
-never removed and never counts towards the minimum: its date cannot be trusted.
+never eat each other; the newest `keep_min` good backups are kept whatever their age;
+others older than the retention are removed. "Good" is the verdict each record carries
+(tasks.good_backup: sidecar and meta agree with the file, content sniffs as its kind):
+a file that is not good never counts towards the minimum, so a run of empty dumps
+cannot push the last good backups out. A backup dated in the future is never removed
+and never counts towards the minimum: its date cannot be trusted.
 """
 
 from __future__ import annotations
@@ -32,6 +35,10 @@ class RetentionPlan:
     reasons: dict[str, str] = field(default_factory=dict)
 
 
+def _not_good(backup: BackupRecord) -> str:
+    return "" if backup.good else f"; not a good backup: {backup.why}"
+
+
 def plan(backups: list[BackupRecord], policy: RetentionPolicy, now: datetime) -> RetentionPlan:
     result = RetentionPlan()
     cutoff = now - timedelta(days=policy.retention_days)
@@ -43,14 +50,14 @@ def plan(backups: list[BackupRecord], policy: RetentionPolicy, now: datetime) ->
         if backup.created_at > now + FUTURE_TOLERANCE:
             result.keep.append(backup)
             result.reasons[name] = "dated in the future; left alone"
-        elif backup.looks_complete and kept_for_minimum < policy.keep_min:
+        elif backup.good and kept_for_minimum < policy.keep_min:
             kept_for_minimum += 1
             result.keep.append(backup)
-            result.reasons[name] = f"one of the newest {policy.keep_min}"
+            result.reasons[name] = f"one of the newest {policy.keep_min} good backups"
         elif backup.created_at >= cutoff:
             result.keep.append(backup)
-            result.reasons[name] = f"within {policy.retention_days} days"
+            result.reasons[name] = f"within {policy.retention_days} days" + _not_good(backup)
         else:
             result.remove.append(backup)
-            result.reasons[name] = f"older than {policy.retention_days} days"
+            result.reasons[name] = f"older than {policy.retention_days} days" + _not_good(backup)
     return result

@@ -16,9 +16,16 @@ from pydantic import Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from tasks.errors import ConfigError
+from tasks.folder_rules import check_folder_rules
 from tasks.redact import redact, register_secret
 
 DbType = Literal["sqlite", "postgres"]
+
+# The longest retention any knob may ask for: 100 years. A cutoff that far back is still
+# a date (99999999 days is not: `now - timedelta` overflows, and it did so only after the
+# backup had been written). Hour thresholds are bounded by the same span.
+MAX_RETENTION_DAYS = 36500
+MAX_HOURS = MAX_RETENTION_DAYS * 24
 Compression = Literal["gzip", "zstd"]
 
 # Cloud and SDK secrets that never come through this model but must never be printed.
@@ -58,6 +65,7 @@ class Settings(BaseSettings):
     alert_webhook: SecretStr | None = None
 
     metrics_file: Path | None = None
+    wal_archive_dir: Path | None = None  # default: $BACKUP_DIR/wal (SPEC: PITR)
     prometheus_pushgateway: str | None = None
     backup_timezone: str = "UTC"
 
@@ -69,21 +77,21 @@ class Settings(BaseSettings):
     # Off-site copies (tasks.destination, tasks.offsite) and client-side encryption.
     offsite_s3_storage_class: str | None = None  # e.g. STANDARD_IA; checked by the destination
     offsite_ssh_config: Path | None = None  # default: the user's ~/.ssh/config
-    offsite_retention_days: int = Field(default=365, ge=1)
-    offsite_glacier_days: int = Field(default=30, ge=0)
-    offsite_expire_days: int = Field(default=365, ge=1)
+    offsite_retention_days: int = Field(default=365, ge=1, le=MAX_RETENTION_DAYS)
+    offsite_glacier_days: int = Field(default=30, ge=0, le=MAX_RETENTION_DAYS)
+    offsite_expire_days: int = Field(default=365, ge=1, le=MAX_RETENTION_DAYS)
     offsite_retry_seconds: float = Field(default=300.0, gt=0)  # retry window per operation
     backup_encryption_recipients: str | None = None  # age public keys, comma-separated
     backup_encryption_identity: Path | None = None  # age identity file, for restores
 
     # Monitoring thresholds (the guide's values) and alert delivery.
-    monitor_max_age_hours: float = Field(default=25.0, gt=0)
+    monitor_max_age_hours: float = Field(default=25.0, gt=0, le=MAX_HOURS)
     monitor_min_count: int = Field(default=3, ge=0)
     monitor_size_drop_ratio: float = Field(default=0.5, ge=0, le=1)
     monitor_min_free_percent: float = Field(default=10.0, ge=0, le=100)
     monitor_free_space_multiple: float = Field(default=2.0, ge=0)
-    monitor_rpo_database_hours: float = Field(default=6.0, gt=0)
-    monitor_rpo_files_hours: float = Field(default=24.0, gt=0)
+    monitor_rpo_database_hours: float = Field(default=6.0, gt=0, le=MAX_HOURS)
+    monitor_rpo_files_hours: float = Field(default=24.0, gt=0, le=MAX_HOURS)
     monitor_check_deployments: bool = True
     alert_timeout: float = Field(default=10.0, gt=0)
 
@@ -146,6 +154,12 @@ class Settings(BaseSettings):
         return self.backups / "metrics" / "chatbot_backup.prom"
 
     @property
+    def wal_archive_path(self) -> Path:
+        if self.wal_archive_dir is not None:
+            return self.resolve(self.wal_archive_dir)
+        return self.backups / "wal"
+
+    @property
     def compression(self) -> Compression:
         return "zstd" if self.backup_compression == "zstd" else "gzip"
 
@@ -160,13 +174,17 @@ class Settings(BaseSettings):
 
 
 def check_retention_days(value: object) -> int:
-    """Retention must be a whole number of days, at least 1."""
+    """Retention must be a whole number of days, from 1 to MAX_RETENTION_DAYS."""
     try:
         days = int(str(value).strip())
     except ValueError:
         raise ValueError(f"retention must be a whole number of days, got {value!r}") from None
     if days < 1:
         raise ValueError(f"retention must be at least 1 day, got {days}")
+    if days > MAX_RETENTION_DAYS:
+        raise ValueError(
+            f"retention must be at most {MAX_RETENTION_DAYS} days (100 years), got {days}"
+        )
     return days
 
 
@@ -175,10 +193,12 @@ def application_root() -> Path:
     return Path(root).expanduser().resolve() if root else Path.cwd()
 
 
-def load_settings(**overrides: object) -> Settings:
+def load_settings(check_folders: bool = True, **overrides: object) -> Settings:
     """Read the environment and `$APP_ROOT/.env`, validate, register secrets.
 
-    Raises ConfigError with one line naming the variable that is wrong.
+    Raises ConfigError with one line naming the variable that is wrong, including a
+    backup-side folder that overlaps a backed-up one (tasks.folder_rules);
+    `check_folders=False` skips that one rule (a failure alert must still go out).
     """
     root = application_root()
     env_file = root / ".env"
@@ -204,6 +224,8 @@ def load_settings(**overrides: object) -> Settings:
         register_secret(os.environ.get(name))
     if settings.db_type == "postgres":
         settings.database_url()  # fail early and clearly when it is missing
+    if check_folders:
+        check_folder_rules(settings)  # before any job reads, writes or locks anything
     return settings
 
 

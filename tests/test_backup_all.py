@@ -238,22 +238,21 @@ def test_files_are_private_and_nothing_partial_is_left(full_platform: Platform) 
     assert leftovers == [".chatbot-backup.lock"]
 
 
-def test_backup_dir_inside_the_data_folder_is_left_out(
+def test_backup_dir_inside_the_data_folder_is_refused(
     full_platform: Platform, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    """Issue 15: a BACKUP_DIR inside a backed-up folder is a configuration error (exit 3),
+    checked when settings load, for every job alike (it used to be left out of data/ by
+    backup-all only, while restore-all could still swap it away with uploads/)."""
     inside = full_platform.root / "data" / "backups"
     full_platform.set(monkeypatch, BACKUP_DIR=str(inside))
     full_platform.backups = inside
     from flows import backup_all
+    from tasks.errors import ConfigError
 
-    first = backup_all()
-    time.sleep(1.1)
-    second = backup_all()  # the first archive lies in data/: it must not be archived again
-    import tarfile
-
-    with tarfile.open(second.path) as tar:
-        assert not [n for n in tar.getnames() if "/data/backups" in n]
-    assert second.size < first.size * 1.5
+    with pytest.raises(ConfigError, match="BACKUP_DIR .* lies inside APP_DATA_DIR"):
+        backup_all()
+    assert not inside.exists()
 
 
 def test_postgres_round_trip(

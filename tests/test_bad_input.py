@@ -199,6 +199,11 @@ def _only_future_backups(box: Box) -> None:
             db_backup_name("sqlite", stamp) if parsed.kind == "db" else full_backup_name(stamp)
         )
         path.rename(path.with_name(path.name.replace(parsed.name, new)))
+    # A clock that is wrong writes the wrong name into the sidecar too (sha256sum -c works).
+    for sidecar in box.backups.glob("*.sha256"):
+        name = sidecar.name.removesuffix(".sha256")
+        digest = sidecar.read_text().split()[0]
+        sidecar.write_text(f"{digest}  {name}\n")
 
 
 def _missing_bucket(s3: S3Service) -> Callable[[Box], None]:

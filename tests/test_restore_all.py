@@ -184,22 +184,20 @@ def test_full_round_trip_through_the_cli(full_sqlite: Platform) -> None:
         assert leftovers == [], folder
 
 
-def test_backup_folder_and_snapshots_inside_the_data_folder_are_kept(
-    full_sqlite: Platform, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_snapshots_inside_the_data_folder_are_kept(full_sqlite: Platform) -> None:
+    """(A BACKUP_DIR inside the data folder is refused when settings load, issue 15:
+    tests/test_trust_core.py; the database's snapshots beside it stay protected.)"""
     platform = full_sqlite
-    inside = platform.root / "data" / "backups"
-    platform.set(monkeypatch, BACKUP_DIR=str(inside))
-    platform.backups = inside
     old_snapshot = platform.root / "data" / "admin.db.before_restore.20240101_000000"
     old_snapshot.write_bytes(b"an older snapshot")
     archive = full_backup(platform)
-    backups_before = tree_state(inside)
+    backups_before = tree_state(platform.backups)
     damage(platform.root)
     done = platform.run("restore-all", "--yes", str(archive))
     assert done.returncode == 0, done.stderr
     assert old_snapshot.read_bytes() == b"an older snapshot"
-    assert all(tree_state(inside).get(path) == value for path, value in backups_before.items())
+    after = tree_state(platform.backups)
+    assert all(after.get(path) == value for path, value in backups_before.items())
     assert (platform.root / "data" / "uploads" / "2025" / "11" / "photo.png").is_file()
 
 

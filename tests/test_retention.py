@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import dataclasses
+import gzip
+import io
+import tarfile
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
 
 from tasks.catalog import BackupRecord, list_backups, write_meta
+from tasks.good_backup import Verdict
 from tasks.naming import db_backup_name, full_backup_name, parse_backup_name
 from tasks.retention import RetentionPolicy, plan
 from tasks.rotate import rotate
@@ -132,3 +137,61 @@ def test_dry_run_deletes_nothing(tmp_path: Path) -> None:
     (tmp_path / name).write_bytes(b"x")
     result = rotate(tmp_path, RetentionPolicy("full", "daily", 7), NOW, dry_run=True)
     assert result.removed == [name] and (tmp_path / name).exists()
+
+
+# -- issue 15: the kept minimum counts good backups only ---------------------------------
+
+
+def judged(days_ago: float, good: bool, tier: str | None = None) -> BackupRecord:
+    base = full(days_ago, tier)
+    reason = "good (content checked)" if good else "the archive is empty"
+    return dataclasses.replace(base, verdict=Verdict(good, reason))
+
+
+G, J = True, False  # a good backup, junk named like one
+
+
+@pytest.mark.parametrize(
+    ("backups", "retention", "removed"),
+    [
+        # 3 good 10 days old + 3 recent junk: the good ones are the newest 3 *good*.
+        ([(10, G), (10.1, G), (10.2, G), (0.1, J), (0.2, J), (0.3, J)], 2, []),
+        # A fourth good one beyond the minimum and the retention goes; recent junk stays.
+        ([(10, G), (10.1, G), (10.2, G), (10.3, G), (0.1, J)], 2, [10.3]),
+        # Old junk goes even while the good backups are all kept for the minimum.
+        ([(30, G), (31, G), (32, G), (40, J), (41, J)], 7, [40, 41]),
+        # Junk is never one of the kept 3: the three good ones behind it are.
+        ([(20, J), (21, G), (22, G), (23, G), (24, G)], 7, [20, 24]),
+        # Nothing good at all: nothing kept for the minimum, only the retention speaks.
+        ([(1, J), (20, J), (30, J)], 7, [20, 30]),
+        # Good ones within the retention are never removed, junk or not around them.
+        ([(0.5, G), (1, J), (2, G), (3, G), (4, G), (5, G)], 7, []),
+    ],
+)
+def test_plan_counts_only_good_backups_towards_the_minimum(
+    backups: list[tuple[float, bool]], retention: int, removed: list[float]
+) -> None:
+    records = [judged(days, good) for days, good in backups]
+    result = plan(records, RetentionPolicy("full", "daily", retention), NOW)
+    assert sorted(b.path.name for b in result.remove) == sorted(full(d).path.name for d in removed)
+    kept_good = [b for b in result.keep if b.good]
+    assert len(kept_good) >= min(3, sum(good for _, good in backups))
+    for backup in result.remove:
+        assert not backup.good or "older than" in result.reasons[backup.path.name]
+    for backup in records:
+        if not backup.good:
+            assert "not a good backup: the archive is empty" in result.reasons[backup.path.name]
+
+
+def test_records_listed_from_a_folder_carry_their_verdict(tmp_path: Path) -> None:
+    good = tmp_path / full_backup_name(NOW - timedelta(days=1))
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w") as tar:
+        tar.addfile(tarfile.TarInfo(good.name.split(".", 1)[0]))
+    good.write_bytes(gzip.compress(buffer.getvalue()))
+    empty = tmp_path / full_backup_name(NOW - timedelta(hours=1))
+    empty.write_bytes(gzip.compress(b""))
+    verdicts = {r.path.name: (r.good, r.why) for r in list_backups(tmp_path)}
+    assert verdicts[good.name][0] is True
+    assert verdicts[empty.name] == (False, "the archive is empty")
+    assert all(r.verdict is None for r in list_backups(tmp_path, judge=False))

@@ -9,8 +9,12 @@ retention, exactly as the scheduled flows do. Real files in a real folder, the r
 
 from __future__ import annotations
 
+import gzip
+import hashlib
+import io
 import os
 import shutil
+import tarfile
 import tempfile
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -21,6 +25,7 @@ import pytest
 from deployments.tiers import TIER_TABLE, Tier
 from deployments.timetable import next_runs
 from tasks.catalog import list_backups, write_meta
+from tasks.good_backup import SQLITE_HEADER
 from tasks.naming import db_backup_name, full_backup_name
 from tasks.retention import RetentionPolicy
 from tasks.rotate import rotate
@@ -112,11 +117,22 @@ def cron_times(tier: Tier, start: datetime, end: datetime) -> list[datetime]:
         cursor = chunk[-1] + timedelta(seconds=1)
 
 
+def _content(kind: str, name: str) -> bytes:
+    """What the good-backup test sniffs: a SQLite header, or a tar under the top folder."""
+    if kind == "db":
+        return SQLITE_HEADER + name.encode()
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w") as tar:
+        tar.addfile(tarfile.TarInfo(name.split(".", 1)[0]))
+    return buffer.getvalue()
+
+
 def make_backup(folder: Path, kind: str, moment: datetime, tier: str | None) -> Path:
     name = db_backup_name("sqlite", moment) if kind == "db" else full_backup_name(moment)
     path = folder / name
-    path.write_bytes(b"backup " + name.encode())
-    (folder / f"{name}.sha256").write_text(f"{'0' * 64}  {name}\n")
+    data = gzip.compress(_content(kind, name), compresslevel=1)
+    path.write_bytes(data)
+    (folder / f"{name}.sha256").write_text(f"{hashlib.sha256(data).hexdigest()}  {name}\n")
     if tier is not None:  # the guide's scripts wrote no marker
         write_meta(path, {"kind": kind, "tier": tier})
     return path

@@ -13,14 +13,31 @@ import sqlite3
 from collections.abc import Iterator
 from pathlib import Path
 from typing import BinaryIO
+from urllib.parse import quote
 
-from tasks.atomic import FILE_MODE, partial_path
+from tasks.atomic import FILE_MODE, OUT_OF_SPACE, partial_path
 from tasks.compress import copy_stream
-from tasks.errors import ConfigError, SourceError
+from tasks.errors import ConfigError, OutOfSpaceError, SourceError
+from tasks.good_backup import SQLITE_HEADER
 from tasks.sources.base import DumpResult
 
-SQLITE_HEADER = b"SQLite format 3\x00"
 BUSY_TIMEOUT_SECONDS = 30.0
+
+
+def sqlite_uri(path: Path, mode: str) -> str:
+    """A `file:` URI that SQLite reads back as exactly `path`, whatever its characters.
+
+    In a URI `?` starts the parameters, `#` a fragment and `%XX` is an escape, so a
+    path pasted in raw (`file:/data/a?b.db?mode=ro`) names another file — SQLite then
+    opens, or creates, that one. Every byte outside the unreserved set is escaped.
+    """
+    quoted = quote(os.fsencode(os.path.abspath(path)), safe="/")
+    return f"file:{quoted}?mode={mode}"
+
+
+def connect(path: Path, mode: str = "ro", timeout: float = 5.0) -> sqlite3.Connection:
+    """Open `path` with a URI `mode` (ro: never creates a file; rw: must exist)."""
+    return sqlite3.connect(sqlite_uri(path, mode), uri=True, timeout=timeout)
 
 
 def _quote(identifier: str) -> str:
@@ -46,7 +63,7 @@ def integrity_problem(path: Path) -> str | None:
         with open(path, "rb") as handle:
             if handle.read(len(SQLITE_HEADER)) != SQLITE_HEADER:
                 return "not a SQLite database"
-        connection = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+        connection = connect(path)
         try:
             rows = connection.execute("PRAGMA integrity_check").fetchall()
         finally:
@@ -58,15 +75,20 @@ def integrity_problem(path: Path) -> str | None:
 
 
 def snapshot_database(source: Path, target: Path) -> None:
-    """Copy a live database to `target` through the backup API (one consistent read)."""
+    """Copy a live database to `target` through the backup API (one consistent read).
+
+    A full target folder is the destination's fault, not the database's: it raises
+    DestinationError naming the folder (SQLite reports it as "database or disk is full",
+    which read as if the live database had a problem).
+    """
     try:
-        src = sqlite3.connect(f"file:{source}?mode=rw", uri=True, timeout=BUSY_TIMEOUT_SECONDS)
+        src = connect(source, "rw", timeout=BUSY_TIMEOUT_SECONDS)
     except sqlite3.Error as exc:
         raise SourceError(f"cannot open SQLite database {source}: {exc}") from None
     try:
         fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, FILE_MODE)
         os.close(fd)
-        dst = sqlite3.connect(target)
+        dst = connect(target, "rw")
         try:
             src.backup(dst)
             # A WAL-mode source yields a WAL-mode copy; a single-file artifact is what
@@ -75,12 +97,24 @@ def snapshot_database(source: Path, target: Path) -> None:
         finally:
             dst.close()
     except OSError as exc:
+        if exc.errno in OUT_OF_SPACE:
+            raise _target_full(source, target) from None
         raise SourceError(f"cannot write the snapshot of {source} to {target.parent}: {exc.strerror}") from None
     except sqlite3.DatabaseError as exc:
+        if getattr(exc, "sqlite_errorcode", None) == sqlite3.SQLITE_FULL:
+            raise _target_full(source, target) from None
         busy = "locked" in str(exc) or "busy" in str(exc)
         raise SourceError(f"SQLite backup of {source} failed: {exc}", transient=busy) from None
     finally:
         src.close()
+
+
+def _target_full(source: Path, target: Path) -> OutOfSpaceError:
+    return OutOfSpaceError(
+        f"no space left in {target.parent} while writing the snapshot of {source.name}; "
+        "nothing was kept — free some space there and run again",
+        target.parent,
+    )
 
 
 class SqliteSource:
@@ -119,15 +153,17 @@ class SqliteSource:
                 raise SourceError(
                     f"integrity_check failed on the snapshot of {self.path}: {problem}"
                 )
-            connection = sqlite3.connect(f"file:{target}?mode=ro", uri=True)
+            connection = connect(target)
             try:
                 counts = table_row_counts(connection)
             finally:
                 connection.close()
             yield target, counts
         finally:
-            with contextlib.suppress(FileNotFoundError):
-                target.unlink()
+            # SQLite may leave the copy's rollback journal beside it (a full disk does).
+            for path in (target, *(Path(f"{target}{s}") for s in ("-journal", "-wal", "-shm"))):
+                with contextlib.suppress(FileNotFoundError):
+                    path.unlink()
 
     def dump(self, out: BinaryIO) -> DumpResult:
         with self.snapshot() as (snapshot, counts), open(snapshot, "rb") as handle:
