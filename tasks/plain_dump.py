@@ -4,6 +4,10 @@
   comment (then `\\unrestrict KEY` on 15.14+). A file without it was cut short — a
   `pg_dump | gzip` whose pg_dump died, a copy that stopped — even when it ends at a
   statement boundary and would load without an error, replacing tables by empty ones.
+- No empty statement right after COPY data: after a lone `;` there, psql 15 takes the
+  lines that follow for more COPY data and drops them, silently (exit 0), up to the
+  next end of COPY data — rows, statements, the restore's own check and COMMIT. pg_dump
+  never writes one; a dump that has one is refused before COMMIT.
 - pg_dump's own transaction: it wraps the large objects' data in `BEGIN;` … `COMMIT;`.
   Inside a restore's single transaction that COMMIT would commit everything loaded so
   far, so exactly those two lines (right after the `Type: BLOBS` section header) become
@@ -17,7 +21,7 @@ from __future__ import annotations
 
 import re
 
-from tasks.errors import VerifyError
+from tasks.errors import RestoreError, VerifyError
 
 TRAILER = "-- PostgreSQL database dump complete"
 _TRAILER_AT_END = re.compile(
@@ -29,7 +33,9 @@ _TAIL_BYTES = 4096
 _BLOBS_BEGIN = re.compile(rb"; Type: BLOBS; Schema: -; Owner: [^\n]{0,200}\n--\n\nBEGIN;\n")
 _BEGIN = b"BEGIN;\n"
 _COMMIT = b"\nCOMMIT;\n"
-_HOLD = 320  # longer than any match above
+# The end of COPY data, then (blank or comment lines and) an empty statement.
+_EMPTY_AFTER_COPY = re.compile(rb"\n\\\.\n(?:[ \t\r\n]|--[^\n]{0,400}\n){0,64};")
+_HOLD = 32 * 1024  # longer than any match above
 _BEGIN_KEPT = b"-- BEGIN; (pg_dump's; the restore's own transaction holds the large objects)\n"
 _COMMIT_KEPT = b"\n-- COMMIT; (pg_dump's; the restore commits once, at its end)\n"
 
@@ -42,6 +48,7 @@ class PlainDumpStream:
         self._carry = b""
         self._in_blobs = False
         self._tail = b""
+        self._lines = 0  # lines passed on so far (the rewrites keep line numbers)
 
     def feed(self, chunk: bytes) -> bytes:
         self._tail = (self._tail + chunk)[-_TAIL_BYTES:]
@@ -58,6 +65,14 @@ class PlainDumpStream:
         return rest
 
     def _rewrite(self, data: bytes, final: bool) -> bytes:
+        empty = _EMPTY_AFTER_COPY.search(data)
+        if empty is not None:
+            line = self._lines + data.count(b"\n", 0, empty.end()) + 1
+            raise RestoreError(
+                f"psql stopped before COMMIT: {self._name} has a lone ';' right after COPY "
+                f"data (SQL line {line}), after which psql 15 silently skips what follows; "
+                "not a whole pg_dump, nothing was changed"
+            )
         out = bytearray()
         pos = 0
         while True:
@@ -78,4 +93,5 @@ class PlainDumpStream:
         keep = 0 if final else min(_HOLD, len(data) - pos)
         out += data[pos : len(data) - keep]
         self._carry = data[len(data) - keep :] if keep else b""
+        self._lines += out.count(b"\n")
         return bytes(out)

@@ -126,8 +126,9 @@ def _dollar_tag(body: str) -> str:
 # -- the prologue ----------------------------------------------------------------------
 
 
-def guard_prologue(token: str) -> list[str]:
-    """BEGIN, the commit guard, and the notice that announces the transaction's id."""
+def guard_prologue(token: str, first: list[str] | None = None) -> list[str]:
+    """BEGIN, `first` (event triggers go before any DDL of ours can fire them), the commit
+    guard, and the notice that announces the transaction's id."""
     guard = _guard_name(token)
     refuse = (
         "the restore's transaction was asked to COMMIT before its check ran (a COMMIT, or "
@@ -145,7 +146,9 @@ def guard_prologue(token: str) -> list[str]:
     )
     return [
         "BEGIN",
+        "SET client_encoding = 'UTF8'",  # what this SQL is written in
         f"SET LOCAL lock_timeout = '{LOCK_TIMEOUT}'",
+        *(first or []),
         f"CREATE TEMPORARY TABLE {guard} (xid bigint NOT NULL) ON COMMIT DROP",
         f"CREATE FUNCTION pg_temp.{guard}() RETURNS trigger LANGUAGE plpgsql AS {tag}{body}{tag}",
         f"CREATE CONSTRAINT TRIGGER {guard} AFTER INSERT ON pg_temp.{guard} "
@@ -313,7 +316,7 @@ def reset_prologue(connection: psycopg.Connection, token: str) -> bytes:
         )
     ]
     before, after = _database_level_drops(connection)
-    statements = guard_prologue(token) + before
+    statements = guard_prologue(token, before)
     statements += [
         sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(sql.Identifier(s)).as_string(connection)
         for s in schemas
@@ -455,7 +458,8 @@ BEGIN
 END
 """
     tag = _dollar_tag(body)
-    return f"\nDO {tag}{body}{tag};\n".encode()
+    # The dump set its own client_encoding; this block is UTF-8.
+    return f"\nSET client_encoding = 'UTF8';\nDO {tag}{body}{tag};\n".encode()
 
 
 # -- the dump, checked as it streams ----------------------------------------------------------
