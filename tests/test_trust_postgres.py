@@ -124,11 +124,27 @@ def test_table_data_last_is_restored_by_restore_all(platform: Platform, settings
     assert live_files(platform) == files
 
 
+def quit_after_the_dump(sql: bytes) -> bytes:
+    """A psql `\\q` after the whole dump (then pg_dump's trailer again): psql exits 0
+    there, before anything the restore sends after the dump."""
+    return sql + b"\\q\n--\n-- PostgreSQL database dump complete\n--\n"
+
+
+STOP_EARLY = {
+    "lone ; after the last table's data": lone_semicolon_after_copy,
+    "lone ; between two tables' data": lone_semicolon_after_copy,
+    "psql exits 0 after the dump": quit_after_the_dump,
+}
+
+
+@pytest.mark.parametrize("how", list(STOP_EARLY))
 def test_psql_stopping_early_is_refused_everywhere(
-    platform: Platform, settings_db: str, tmp_path: Path
+    platform: Platform, settings_db: str, tmp_path: Path, how: str
 ) -> None:
+    if "between" in how:  # psql then skips the next table's rows and goes on: exit 0
+        pg_execute(settings_db, "CREATE TABLE notes (n text)", "INSERT INTO notes VALUES ('kept')")
     artifact = make_backup(platform)
-    bad = hand_made(tmp_path, lone_semicolon_after_copy(sql_of(artifact)))
+    bad = hand_made(tmp_path, STOP_EARLY[how](sql_of(artifact)))
     change(settings_db)
     before = pg_dump_text(settings_db)
 
@@ -140,6 +156,8 @@ def test_psql_stopping_early_is_refused_everywhere(
 
     verdict = verdict_of(platform, bad)
     assert verdict["database"] == "FAIL", verdict
+    if how != "lone ; after the last table's data":
+        return
 
     # restore-all: the same dump inside a full backup; the files it swapped go back.
     populate(platform.root)
