@@ -467,7 +467,8 @@ END
 
 class GatedDump(io.RawIOBase):
     """The decompressed dump, ending only once the whole file matched its sha256 and the
-    SQL ended with pg_dump's trailer (else VerifyError: the check and COMMIT are never sent).
+    SQL passed tasks.plain_dump's checks (else it raises: the check and COMMIT are never
+    sent).
 
     The file is read once (tasks.restore_stream: hashed and inflated in a background
     thread while psql is fed), so damage or a sha256 mismatch shows only as the stream
@@ -564,13 +565,14 @@ def load_checked(
         )
     finally:
         dump.close()
-    status = transaction_status(params, outcome.xid, dbname) if outcome.xid is not None else None
-    if status != "committed":
+    xid = outcome.xid
+    status = transaction_status(params, xid, dbname) if xid is not None else None
+    if xid is None or status != "committed":
         if outcome.code != 0:
             raise RestoreError(f"psql stopped on an error, nothing was applied: {outcome.error}")
-        if status is None and outcome.xid is not None:
+        if status is None and xid is not None:
             raise RestoreError(
-                f"cannot tell whether the restore's transaction {outcome.xid} committed: "
+                f"cannot tell whether the restore's transaction {xid} committed: "
                 "PostgreSQL no longer knows it; check the database"
             )
         raise RestoreError(
@@ -588,7 +590,7 @@ def load_checked(
         raise RestoreError(  # the check inside the transaction makes this unreachable
             "the restore committed, but the row counts it reported differ from the backup's"
         )
-    return LoadedDump(dump.sha256, dump.dump_bytes, tables, outcome.xid)  # type: ignore[arg-type]
+    return LoadedDump(dump.sha256, dump.dump_bytes, tables, xid)
 
 
 def restore_postgres(
