@@ -51,7 +51,7 @@ class PlainDumpStream:
         self._lines = 0  # lines passed on so far (the rewrites keep line numbers)
 
     def feed(self, chunk: bytes) -> bytes:
-        self._tail = (self._tail + chunk)[-_TAIL_BYTES:]
+        self._tail = (self._tail + chunk[-_TAIL_BYTES:])[-_TAIL_BYTES:]
         return self._rewrite(self._carry + chunk, final=False)
 
     def finish(self) -> bytes:
@@ -73,25 +73,26 @@ class PlainDumpStream:
                 f"data (SQL line {line}), after which psql 15 silently skips what follows; "
                 "not a whole pg_dump, nothing was changed"
             )
-        out = bytearray()
+        out: list[bytes] = []
         pos = 0
         while True:
             if not self._in_blobs:
                 match = _BLOBS_BEGIN.search(data, pos)
                 if match is None:
                     break
-                out += data[pos : match.end() - len(_BEGIN)] + _BEGIN_KEPT
+                out += [data[pos : match.end() - len(_BEGIN)], _BEGIN_KEPT]
                 pos = match.end()
                 self._in_blobs = True
             else:
                 found = data.find(_COMMIT, max(pos - 1, 0))
                 if found < 0:
                     break
-                out += data[pos:found] + _COMMIT_KEPT
+                out += [data[pos:found], _COMMIT_KEPT]
                 pos = found + len(_COMMIT)
                 self._in_blobs = False
         keep = 0 if final else min(_HOLD, len(data) - pos)
-        out += data[pos : len(data) - keep]
+        out.append(data[pos : len(data) - keep])
         self._carry = data[len(data) - keep :] if keep else b""
-        self._lines += out.count(b"\n")
-        return bytes(out)
+        passed = out[0] if len(out) == 1 else b"".join(out)
+        self._lines += passed.count(b"\n")
+        return passed
