@@ -137,6 +137,7 @@ STOP_EARLY = {
 }
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("how", list(STOP_EARLY))
 def test_psql_stopping_early_is_refused_everywhere(
     platform: Platform, settings_db: str, tmp_path: Path, how: str
@@ -182,6 +183,7 @@ def test_psql_stopping_early_is_refused_everywhere(
 # -- 5. a dump cut short -----------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_dump_cut_short_is_refused(platform: Platform, settings_db: str, tmp_path: Path) -> None:
     artifact = make_backup(platform)
     sql = sql_of(artifact)
@@ -200,6 +202,7 @@ def test_dump_cut_short_is_refused(platform: Platform, settings_db: str, tmp_pat
     assert "dump complete" in reason(platform.run("test-restore", "--backup-file", str(cut)).stdout, "database")
 
 
+@pytest.mark.slow
 def test_large_objects_restore_in_the_one_transaction(
     platform: Platform, settings_db: str, tmp_path: Path
 ) -> None:
@@ -259,6 +262,7 @@ DOTTED = (
 )
 
 
+@pytest.mark.slow
 def test_dotted_and_quoted_table_names(
     platform: Platform, pg_database: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -282,6 +286,7 @@ def test_dotted_and_quoted_table_names(
     assert verdict_of(platform, archive)["database"] == "PASS"
 
 
+@pytest.mark.slow
 def test_row_count_keys_of_old_backups_still_read(
     platform: Platform, pg_database: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -366,6 +371,7 @@ def app_role() -> Iterator[str]:
             conn.execute(f"DROP ROLE IF EXISTS {role}")
 
 
+@pytest.mark.slow
 def test_non_superuser_owner_restores_what_it_can_own(
     platform: Platform, app_role: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
