@@ -11,6 +11,14 @@ Schema (format "chatbot-backup/1"):
   files: [{path, type: file|dir|symlink, size, sha256, target, mode, changed}],
   skipped: [{path, reason}]
 Paths are relative to the archive's top folder and use "/" (e.g. "uploads/a/b.png").
+
+Table keys of `tables` (also in `NAME.meta.json`): SQLite, the table's name; PostgreSQL,
+`table` for a table in `public` and `schema.table` otherwise, where a part that holds a
+dot or a double quote is written as a quoted SQL identifier (`"audit.log"`,
+`"my.schema"."we""ird"`), so every key names one table (tasks.sources.postgres.table_key).
+Backups made before the quoting wrote every part bare (`audit.log` for a public
+"audit.log"); a restore reads such a set of keys in that old way when none of them
+holds a quote and only the old reading matches the restored tables.
 """
 
 from __future__ import annotations

@@ -121,30 +121,38 @@ def swap_in_with_postgres(
     sha256: str,
     expected: dict[str, int] | None,
     discard: list[Path],
-) -> list[str]:
-    """Files swapped in just before the database's COMMIT; commit point: that COMMIT."""
+) -> tuple[list[str], dict[str, int] | None]:
+    """Files swapped in just before the database's COMMIT; commit point: that COMMIT.
+
+    Returns the labels swapped and the row counts the committed transaction found (None
+    when the restore committed but the process could not read them back)."""
     journal = new_journal(plan, swapper.token, discard, "postgres", params.get("dbname"))
     write_journal(backups, journal)
     fault_point("journal written")
     swapped: list[str] = []
 
-    def before_commit() -> None:
+    def before_commit(xid: int) -> None:
+        journal.pg_xid = xid  # durable before COMMIT is sent: recovery asks about it
+        write_journal(backups, journal)
         swapped.extend(swapper.apply(plan))
 
+    failure: BaseException | None = None
+    tables: dict[str, int] | None = None
     try:
-        restore_postgres_with_files(
+        tables = restore_postgres_with_files(
             params,
             artifact,
             compression,
             sha256,
             expected,
-            journal.marker,
+            journal.token,
             journal.app_name,
             before_commit,
-        )
+        ).tables
     except BaseException as exc:
-        # Usually psql stopped before COMMIT; but a connection lost during COMMIT may
-        # have committed. The marker decides, as it would for a killed restore.
+        # Usually the transaction did not commit (the restore said so after asking a
+        # fresh session); but a connection lost during COMMIT may have committed.
+        # PostgreSQL decides, as it would for a killed restore.
         try:
             committed = postgres_committed(journal, params)
         except RestoreError:
@@ -154,10 +162,12 @@ def swap_in_with_postgres(
             ) from None
         if not committed:
             raise _undo(backups, journal, exc) from None
+        failure = exc  # committed, files swapped: finish, then still report what failed
     fault_point("database committed")
     _commit(backups, journal)
-    drop_marker(journal, params)
-    fault_point("marker dropped")
+    drop_marker(journal, params)  # only an older version's journal has one
     finish(journal)
     remove_journal(backups)
-    return swapped
+    if failure is not None:
+        raise failure
+    return swapped, tables

@@ -46,9 +46,9 @@ def swap_all_postgres(
     expected: dict[str, int] | None,
     discard: list[Path],
 ) -> tuple[list[str], dict[str, int]]:
-    """One transaction; the files renamed in just before its COMMIT; the row counts after."""
+    """One transaction; the files renamed in just before its COMMIT; the row counts it committed."""
     params = postgres_params(settings)
-    swapped = swap_in_with_postgres(
+    swapped, tables = swap_in_with_postgres(
         settings.backups, plan, swapper, params, artifact, compression, sha256, expected, discard
     )
-    return swapped, live_row_counts(params)
+    return swapped, tables if tables is not None else live_row_counts(params)

@@ -28,10 +28,12 @@ from tasks.errors import BackupError, VerifyError
 from tasks.manifest import MANIFEST_JSON, MANIFEST_TXT, FileEntry, Manifest
 from tasks.manifest_read import read_manifest
 from tasks.naming import parse_backup_name
-from tasks.psql import create_database, drop_database, load_sql_dump
+from tasks.psql import create_database, drop_database
 from tasks.redact import redact
+from tasks.restore_postgres import load_checked
+from tasks.restore_source import sniff_content
 from tasks.safe_extract import Extraction, extract_archive
-from tasks.sources.postgres import connect, row_counts
+from tasks.sources.postgres import connect, keyed_like, relation_counts
 from tasks.sources.sqlite import connect as sqlite_connect
 from tasks.sources.sqlite import integrity_problem, table_row_counts
 from tasks.verify import sniff_compression, verify_compressed_file
@@ -323,15 +325,20 @@ def restore_sqlite(artifact: Path, workdir: Path) -> dict[str, int]:
         target.unlink(missing_ok=True)
 
 
-def restore_postgres(artifact: Path, params: dict[str, str]) -> tuple[str, dict[str, int]]:
-    """Load the dump into a temporary database (created here, always dropped); its row counts."""
+def restore_postgres(
+    artifact: Path, params: dict[str, str], expected: dict[str, int] | None = None
+) -> tuple[str, dict[str, int]]:
+    """Load the dump into a temporary database (created here, always dropped) by the same
+    guarded transaction db-restore runs (so the same end-of-dump and COMMIT checks), then
+    count its rows in a fresh session, keyed as `expected` keys them."""
     name = SCRATCH_DB_PREFIX + secrets.token_hex(6)
     create_database(params, name)
     try:
-        with open(artifact, "rb") as raw:
-            load_sql_dump(params, open_decompressed(raw, sniff_compression(artifact)), dbname=name)
+        load_checked(
+            params, artifact, sniff_compression(artifact), None, None, reset=False, dbname=name
+        )
         with connect(params, dbname=name) as connection:
-            return name, row_counts(connection)
+            return name, keyed_like(expected, relation_counts(connection))
     finally:
         drop_database(params, name)
 
@@ -348,6 +355,12 @@ def check_database(
         return CheckOutcome.failed(DATABASE, "the backup holds no database artifact")
     parsed = parse_backup_name(artifact.name)
     kind = parsed.db_type if parsed is not None and parsed.db_type else db_type
+    if kind is None:  # a hand-made file by any name: its content says, as for db-restore
+        try:
+            held = sniff_content(artifact, sniff_compression(artifact))
+        except BackupError as exc:
+            return CheckOutcome.failed(DATABASE, str(exc))
+        kind = {"sqlite": "sqlite", "sql": "postgres"}.get(held)
     try:
         if kind == "sqlite":
             counts = restore_sqlite(artifact, workdir)
@@ -359,7 +372,7 @@ def check_database(
                     "restoring a PostgreSQL dump needs a PostgreSQL server: set "
                     "ADMIN_DATABASE_URL (a temporary database is created there and dropped)",
                 )
-            scratch, counts = restore_postgres(artifact, pg_params)
+            scratch, counts = restore_postgres(artifact, pg_params, expected_tables)
             where = f"temporary PostgreSQL database {scratch} (dropped)"
         else:
             return CheckOutcome.failed(DATABASE, f"{artifact.name}: unknown database type")

@@ -10,12 +10,14 @@ The commit point, and so the recovery rule:
 - SQLite: all renames (the database file's included) are done and the journal is
   rewritten as `committed`. Before that, recovery rolls back; after, it rolls forward
   (deletes the replaced copies).
-- PostgreSQL: the restore's transaction COMMIT. The file renames happen just before it,
-  while the transaction is still open; the transaction creates a marker schema named in
-  the journal right before COMMIT, so it becomes visible exactly when the data does.
-  Recovery first ends any session still running under the journal's application name
-  (a killed restore's orphan `psql`), then: marker present → roll forward; absent →
-  PostgreSQL rolled back, so the files are rolled back too.
+- PostgreSQL: the restore's transaction COMMIT. The transaction's id is written into the
+  journal (`pg_xid`) and the file renames happen just before it, while the transaction
+  is still open. Recovery first ends any session still running under the journal's
+  application name (a killed restore's orphan `psql`), then asks PostgreSQL about that
+  id (`txid_status`, a fresh session): committed → roll forward; aborted, or no id
+  recorded (COMMIT is never sent before it is) → PostgreSQL rolled back, so the files
+  are rolled back too. Nothing is left in the database to clean up. (Journals of older
+  versions name a marker schema instead: present → committed; it is dropped.)
 
 Replaced copies are deleted only after the commit point, so the before-state always
 survives until the restored state is complete. The pre-restore snapshot is never
@@ -82,10 +84,12 @@ class Journal:
     swaps: list[JournalSwap]
     discard: list[str] = field(default_factory=list)  # staging left to delete at the end
     db_kind: str = "sqlite"
-    pg_dbname: str | None = None  # which database the marker lives in (no secrets here)
+    pg_dbname: str | None = None  # which database the transaction ran in (no secrets here)
+    pg_xid: int | None = None  # the restore transaction's id, recorded before its COMMIT
 
     @property
     def marker(self) -> str:
+        """The marker schema older versions created right before COMMIT."""
         return MARKER_PREFIX + self.token
 
     @property
@@ -197,10 +201,11 @@ def _live_params() -> dict[str, str]:
 
 
 def postgres_committed(journal: Journal, params: dict[str, str]) -> bool:
-    """Whether the restore's transaction committed: end its orphan session, then look
-    for the marker schema it creates right before COMMIT."""
+    """Whether the restore's transaction committed: end its orphan session, then ask a
+    fresh session about the transaction id recorded before COMMIT."""
     import psycopg
 
+    from tasks.psql import transaction_status
     from tasks.sources.postgres import connect
 
     if journal.pg_dbname is not None and params.get("dbname") != journal.pg_dbname:
@@ -226,17 +231,29 @@ def postgres_committed(journal: Journal, params: dict[str, str]) -> bool:
                         "stop it and run the command again"
                     )
                 time.sleep(0.2)
-            row = conn.execute(
-                "SELECT 1 FROM pg_namespace WHERE nspname = %s", (journal.marker,)
-            ).fetchone()
-            return row is not None
+            if journal.pg_xid is None:  # COMMIT not sent yet; or an older version's journal
+                row = conn.execute(
+                    "SELECT 1 FROM pg_namespace WHERE nspname = %s", (journal.marker,)
+                ).fetchone()
+                return row is not None
     except psycopg.Error as exc:
         raise RestoreError(
             f"cannot check an interrupted restore-all's database transaction: {exc}"
         ) from None
+    status = transaction_status(params, journal.pg_xid)
+    if status is None or status == "in progress":
+        raise RestoreError(
+            f"cannot tell whether the interrupted restore-all's transaction {journal.pg_xid} "
+            f"committed (PostgreSQL says: {status or 'unknown'}); the journal in BACKUP_DIR "
+            "names every path involved"
+        )
+    return status == "committed"
 
 
 def drop_marker(journal: Journal, params: dict[str, str]) -> None:
+    """Drop an older version's marker schema (a no-op for journals with `pg_xid`)."""
+    if journal.pg_xid is not None:
+        return
     from psycopg import sql
 
     from tasks.sources.postgres import connect

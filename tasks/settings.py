@@ -170,7 +170,15 @@ class Settings(BaseSettings):
                 "ADMIN_DATABASE_URL is not set: ADMIN_DB_TYPE=postgres needs "
                 "postgresql://user:password@host:port/db"
             )
-        return self.admin_database_url.get_secret_value()
+        url = self.admin_database_url.get_secret_value()
+        if not _names_a_database(url):
+            # libpq would fall back to a database named like the user (often `postgres`):
+            # backups of the wrong database, restores into CREATE DATABASE "".
+            raise ConfigError(
+                "ADMIN_DATABASE_URL has no database name: write it after the host, "
+                "postgresql://user:password@host:port/DATABASE"
+            )
+        return url
 
 
 def check_retention_days(value: object) -> int:
@@ -227,6 +235,18 @@ def load_settings(check_folders: bool = True, **overrides: object) -> Settings:
     if check_folders:
         check_folder_rules(settings)  # before any job reads, writes or locks anything
     return settings
+
+
+def _names_a_database(url: str) -> bool:
+    """Whether a libpq URL or keyword string sets `dbname` (a malformed one is reported
+    where it is parsed, by tasks.sources.postgres.parse_database_url)."""
+    import psycopg
+    from psycopg.conninfo import conninfo_to_dict
+
+    try:
+        return bool(str(conninfo_to_dict(url).get("dbname") or "").strip())
+    except psycopg.ProgrammingError:
+        return True
 
 
 def _register_url_password(url: str) -> None:

@@ -538,9 +538,9 @@ def test_dump_failing_on_its_last_statement_changes_nothing(
     change_postgres(dbname)
     before = pg_dump_text(dbname)
     bad = tmp_path / "bad.sql.gz"
-    bad.write_bytes(
-        gzip.compress(gzip.decompress(artifact.read_bytes()) + b"\nSELECT no_such_function();\n")
-    )
+    sql = gzip.decompress(artifact.read_bytes())
+    end = sql.rindex(b"\n--\n-- PostgreSQL database dump complete")  # last, before the trailer
+    bad.write_bytes(gzip.compress(sql[:end] + b"\nSELECT no_such_function();\n" + sql[end:]))
     done = pg_platform.run("db-restore", "--yes", str(bad))
     line = one_error_line(done)
     assert "nothing was applied" in line and "no_such_function" in line

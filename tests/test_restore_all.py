@@ -437,8 +437,9 @@ def test_postgres_dump_failing_at_the_end_puts_everything_back(
 
     def break_last_statement(top: Path) -> None:
         [dump] = list((top / "database").iterdir())
-        sql = gzip.decompress(dump.read_bytes()) + b"\nSELECT no_such_function();\n"
-        dump.write_bytes(gzip.compress(sql))
+        sql = gzip.decompress(dump.read_bytes())
+        end = sql.rindex(b"\n--\n-- PostgreSQL database dump complete")  # before the trailer
+        dump.write_bytes(gzip.compress(sql[:end] + b"\nSELECT no_such_function();\n" + sql[end:]))
         set_manifest_entry(top, f"database/{dump.name}")
 
     bad = rewrite_archive(

@@ -366,7 +366,9 @@ def test_postgres_backup_restores_into_a_scratch_database(pg_platform: Platform)
 def test_postgres_dump_that_does_not_restore(pg_platform: Platform, tmp_path: Path) -> None:
     assert pg_platform.run("backup-all").returncode == 0
     [archive] = pg_platform.backup_files("full_backup_*.tar.gz")
-    broken = gzip.compress(b"CREATE TABLE ok_so_far (id int);\nTHIS IS NOT SQL;\n")
+    broken = gzip.compress(  # whole (it ends as pg_dump ends a dump), but not SQL
+        b"CREATE TABLE ok_so_far (id int);\nTHIS IS NOT SQL;\n--\n-- PostgreSQL database dump complete\n--\n"
+    )
     import hashlib
 
     def swap(name: str, data: bytes) -> bytes:

@@ -13,6 +13,7 @@ import fcntl
 import os
 import subprocess
 import tempfile
+from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
 from typing import BinaryIO
 
@@ -88,20 +89,70 @@ def first_line(message: str) -> str:
     return redact(useful[-1] if useful else (lines[-1] if lines else "unknown error"))
 
 
-def row_counts(connection: psycopg.Connection) -> dict[str, int]:
-    tables = connection.execute(
-        "SELECT schemaname, tablename FROM pg_tables "
-        "WHERE schemaname NOT IN ('pg_catalog', 'information_schema') "
-        "AND schemaname NOT LIKE 'pg_temp%' ORDER BY schemaname, tablename"
-    ).fetchall()
-    counts: dict[str, int] = {}
-    for schema, table in tables:
+# The tables whose rows a backup records and a restore checks: ordinary and partitioned
+# tables of every schema but the system ones. Temporary tables (this or another
+# session's `pg_temp_N`) are not the database's content and cannot even be read across
+# sessions. tasks/restore_postgres.py runs the same query inside the restore.
+USER_TABLES_SQL = (
+    "SELECT n.nspname, c.relname FROM pg_catalog.pg_class c "
+    "JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace "
+    "WHERE c.relkind IN ('r', 'p') AND c.relpersistence <> 't' "
+    "AND n.nspname NOT IN ('pg_catalog', 'information_schema') "
+    "AND n.nspname !~ '^pg_(toast_)?temp_' AND n.nspname !~ '^pg_toast' "
+    "ORDER BY 1, 2"
+)
+
+
+def _key_part(name: str) -> str:
+    if "." in name or '"' in name:
+        return '"' + name.replace('"', '""') + '"'
+    return name
+
+
+def table_key(schema: str, table: str) -> str:
+    """The row-count key of a table (format: see tasks/manifest.py): `table` in `public`,
+    `schema.table` elsewhere, a part holding a dot or a double quote quoted as SQL does."""
+    if schema == "public":
+        return _key_part(table)
+    return f"{_key_part(schema)}.{_key_part(table)}"
+
+
+def legacy_table_key(schema: str, table: str) -> str:
+    """The key backups made before the quoting recorded (ambiguous with dots in names)."""
+    return table if schema == "public" else f"{schema}.{table}"
+
+
+def may_be_legacy(keys: Iterable[str]) -> bool:
+    """Whether recorded keys may be the old, unquoted format: none holds a quote (a dict
+    without quotes reads the same in both formats unless a name holds a dot)."""
+    return not any('"' in key for key in keys)
+
+
+def keyed_like(expected: dict[str, int] | None, relations: dict[tuple[str, str], int]) -> dict[str, int]:
+    """Counts per table, keyed as `expected` keys them: the current format, or the old one
+    when `expected` may be old and only the old keys match it."""
+    current = {table_key(s, t): n for (s, t), n in relations.items()}
+    if expected is None or current == expected or not may_be_legacy(expected):
+        return current
+    legacy = {legacy_table_key(s, t): n for (s, t), n in relations.items()}
+    return legacy if set(legacy) == set(expected) else current
+
+
+def relation_counts(connection: psycopg.Connection) -> dict[tuple[str, str], int]:
+    """Rows per (schema, table) of every user table."""
+    counts: dict[tuple[str, str], int] = {}
+    for schema, table in connection.execute(USER_TABLES_SQL).fetchall():
         query = sql.SQL("SELECT count(*) FROM {}.{}").format(
             sql.Identifier(schema), sql.Identifier(table)
         )
         row = connection.execute(query).fetchone()
-        counts[table if schema == "public" else f"{schema}.{table}"] = int(row[0]) if row else 0
+        counts[(str(schema), str(table))] = int(row[0]) if row else 0
     return counts
+
+
+def row_counts(connection: psycopg.Connection) -> dict[str, int]:
+    """Rows per table, keyed by `table_key`: what a backup records."""
+    return {table_key(s, t): n for (s, t), n in relation_counts(connection).items()}
 
 
 class PostgresSource:
