@@ -256,28 +256,6 @@ def _parent(name: str) -> str:
     return name.rsplit("/", 1)[0] if "/" in name else ""
 
 
-class _KindOfNames:
-    """One kind of names in MemberRules' table (one table: scratch space is one page each)."""
-
-    def __init__(self, db: sqlite3.Connection, kind: int) -> None:
-        self._db = db
-        self._kind = kind
-
-    def add(self, name: str) -> None:
-        with scratch_writes():
-            self._db.execute(
-                "INSERT OR IGNORE INTO member_names (kind, name) VALUES (?, ?)",
-                (self._kind, encode_text(name)),
-            )
-
-    def __contains__(self, name: str) -> bool:
-        found = self._db.execute(
-            "SELECT 1 FROM member_names WHERE kind = ? AND name = ?",
-            (self._kind, encode_text(name)),
-        ).fetchone()
-        return found is not None
-
-
 class MemberRules:
     """What an archive's member names may be, member after member (all names on disk).
 
@@ -286,31 +264,42 @@ class MemberRules:
     both ask here, so they refuse exactly the same archives.
     """
 
+    FILE, DIR_MEMBER, FOLDER, LINK = range(4)  # FILE: files and hard links
+
     def __init__(self, db: sqlite3.Connection) -> None:
+        self._db = db
         with scratch_writes():
+            # One table (scratch space costs a page per table), one lookup per name.
             db.execute(
-                "CREATE TABLE member_names (kind INTEGER, name BLOB, PRIMARY KEY (kind, name))"
+                "CREATE TABLE member_names (name BLOB, kind INTEGER, PRIMARY KEY (name, kind))"
                 " WITHOUT ROWID"
             )
-        self.files = _KindOfNames(db, 0)  # files and hard links
-        self.dir_members = _KindOfNames(db, 1)
-        self.folders = _KindOfNames(db, 2)  # every folder some member lies in
-        self.links = _KindOfNames(db, 3)
         self._last_folder = ""
+
+    def _kinds(self, name: str) -> set[int]:
+        rows = self._db.execute(
+            "SELECT kind FROM member_names WHERE name = ?", (encode_text(name),)
+        )
+        return {kind for (kind,) in rows}
+
+    def _note(self, name: str, kind: int) -> None:
+        with scratch_writes():
+            self._db.execute(
+                "INSERT OR IGNORE INTO member_names (name, kind) VALUES (?, ?)",
+                (encode_text(name), kind),
+            )
 
     def admit(self, member: tarfile.TarInfo, name: str) -> None:
         """Refuse `member` (named `name`, already cleaned) if it breaks a rule; note it."""
-        if (
-            name in self.links
-            or name in self.files
-            or (name in self.dir_members and not member.isdir())
-        ):
+        kinds = self._kinds(name)
+        twice = self.LINK in kinds or self.FILE in kinds
+        if twice or (self.DIR_MEMBER in kinds and not member.isdir()):
             raise UnsafeArchiveError(f"{name}: appears twice in the archive; refused")
         if member.isdir():
-            self._folders(name, name)
-            self.dir_members.add(name)
+            self._folders(name, name, known=self.FOLDER in kinds)
+            self._note(name, self.DIR_MEMBER)
             return
-        if name in self.folders:
+        if self.FOLDER in kinds:
             if member.issym():
                 raise UnsafeArchiveError(
                     f"{name}: a link where other members lie below (a path through a link) refused"
@@ -318,39 +307,41 @@ class MemberRules:
             raise UnsafeArchiveError(f"{name}: something is already there; refused")
         self._folders(_parent(name), name)
         if member.issym():
-            self.links.add(name)
+            self._note(name, self.LINK)
         elif member.isfile():
-            self.files.add(name)
+            self._note(name, self.FILE)
         elif member.islnk():
             target = _hard_link_target(member)
-            if target not in self.files:
+            if self.FILE not in self._kinds(target):
                 raise UnsafeArchiveError(
                     f"{name}: hard link to {member.linkname}, which is not a file extracted "
                     "before it; refused"
                 )
-            self.files.add(name)
+            self._note(name, self.FILE)
         else:
             raise UnsafeArchiveError(
                 f"{name}: {_kind(member)} refused (only files, folders and links are extracted)"
             )
 
-    def _folders(self, folder: str, member: str) -> None:
+    def _folders(self, folder: str, member: str, known: bool = False) -> None:
         """`folder` and its parents are folders: none may be a link or a file."""
-        if folder == self._last_folder or not folder:
+        if folder == self._last_folder or not folder or known:
+            self._last_folder = folder
             return
         parts = folder.split("/")
         new: list[str] = []
         for depth in range(len(parts), 0, -1):
             prefix = "/".join(parts[:depth])
-            if prefix in self.folders:
+            kinds = self._kinds(prefix)
+            if self.FOLDER in kinds:
                 break  # it and its parents were checked when it was added
-            if prefix in self.links:
+            if self.LINK in kinds:
                 raise UnsafeArchiveError(f"{member}: a path through a link ({prefix}) refused")
-            if prefix in self.files:
+            if self.FILE in kinds:
                 raise UnsafeArchiveError(f"{member}: {prefix} is in the way and is not a folder")
             new.append(prefix)
         for prefix in new:
-            self.folders.add(prefix)
+            self._note(prefix, self.FOLDER)
         self._last_folder = folder
 
 
