@@ -380,3 +380,25 @@ def test_a_swap_that_does_not_bring_in_what_was_checked_is_put_back(tmp_path: Pa
     restored = tree_facts(data / "uploads")
     assert restored[b"b.txt"][-1] == (b"a.txt", b"b.txt")
     assert restored[b"shared"] == ("link", b"/srv/shared")
+
+
+def test_manifests_without_hard_links_stay_readable() -> None:
+    """A file's `target` is new (hard links); manifests that lack it, or carry null, read as
+    before, and a target that climbs out is malformed like any bad path."""
+    from tasks.errors import VerifyError
+    from tasks.manifest import FORMAT, parse_manifest
+
+    def manifest(files: list[dict]) -> str:  # type: ignore[type-arg]
+        return json.dumps(
+            {"name": "full_backup_20250101_000000", "created_at": "2025-01-01T00:00:00+00:00",
+             "tier": "daily", "host": "h", "db_type": "sqlite", "database": None,
+             "files": files, "skipped": [], "format": FORMAT}
+        )  # fmt: skip
+
+    a = {"path": "uploads/a", "type": "file", "size": 1, "sha256": "a" * 64, "mode": 420}
+    old = parse_manifest(manifest([a, {**a, "path": "uploads/b", "target": None}]))
+    assert [e.hardlink for e in old.files] == [None, None]
+    new = parse_manifest(manifest([a, {**a, "path": "uploads/b", "target": "uploads/a"}]))
+    assert [e.hardlink for e in new.files] == [None, "uploads/a"]
+    with pytest.raises(VerifyError, match="malformed"):
+        parse_manifest(manifest([a, {**a, "path": "uploads/b", "target": "../etc/passwd"}]))
