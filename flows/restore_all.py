@@ -4,10 +4,12 @@ Order: confirm; then, holding the backup folder's lock: verify the archive (chec
 stream); extract it safely into a staging folder beside the live data and check every
 file against MANIFEST.json; verify and stage the database artifact it holds; plan the
 swaps (uploads, configuration files, application data — never the live database file,
-its snapshots or the backup folder); write the pre-restore snapshot. Only then the swap
-phase (tasks/restore_all_swap.py): a durable journal in BACKUP_DIR, the renames in quick
-succession (SQLite: the database file is one of them; PostgreSQL: they run just before
-the checked transaction's COMMIT), the commit point, then the replaced copies deleted.
+its snapshots, pre-restore snapshots anywhere in the folders, or the backup folder);
+write the pre-restore snapshot. Only then the swap phase (tasks/restore_all_swap.py): a
+durable journal in BACKUP_DIR, the renames in quick succession (SQLite: the database
+file is one of them; PostgreSQL: they run just before the checked transaction's COMMIT),
+the proof that the live tree is what was staged and checked (`prove_restored_tree`),
+the commit point, then the replaced copies deleted.
 A failure before the commit point puts everything back; a kill -9 is rolled back or
 finished by the next command that takes the backup lock (tasks/restore_journal.py).
 """
@@ -15,6 +17,7 @@ finished by the next command that takes the backup lock (tasks/restore_journal.p
 from __future__ import annotations
 
 import time
+from functools import partial
 from pathlib import Path
 
 from prefect import flow
@@ -35,12 +38,19 @@ from tasks.lock import backup_dir_lock
 from tasks.manifest import Manifest
 from tasks.prefect_tasks import verify_backup
 from tasks.restore_all_tasks import swap_all_postgres, swap_all_sqlite
-from tasks.restore_archive import StagedArchive, discard_staging, new_staging_dir
+from tasks.restore_archive import (
+    StagedArchive,
+    discard_staging,
+    new_staging_dir,
+    prove_restored_tree,
+)
 from tasks.restore_files import (
     Swap,
     SwapJournal,
     SwapPlan,
     discard_incoming,
+    find_pre_restore_snapshots,
+    normal,
     plan_tree,
     remove_stale_staging,
     stage_beside,
@@ -58,14 +68,28 @@ from tasks.restore_tasks import (
 from tasks.settings import Settings, load_settings
 
 
-def protected_paths(settings: Settings, staging: Path, staged_db: Path | None) -> list[Path]:
-    """What a data-folder swap must never move: restored on its own, or not ours to touch."""
+def live_snapshots(settings: Settings, staging: Path) -> list[Path]:
+    """Pre-restore snapshots in the restored folders (beside the database, or anywhere):
+    in no backup, yet not live-only files to remove — they stay where they are."""
     db = settings.db_path
-    snapshots = (
+    beside_db = (
         [p for p in db.parent.iterdir() if p.name.startswith(db.name + SNAPSHOT_MARKER)]
         if db.parent.is_dir()
         else []
     )
+    found = [*beside_db]
+    found += find_pre_restore_snapshots(
+        settings.app_data, exclude=[settings.backups, staging, settings.uploads]
+    )
+    found += find_pre_restore_snapshots(settings.uploads, exclude=[settings.backups, staging])
+    return found
+
+
+def protected_paths(
+    settings: Settings, staging: Path, staged_db: Path | None, snapshots: list[Path]
+) -> list[Path]:
+    """What a data-folder swap must never move: restored on its own, or not ours to touch."""
+    db = settings.db_path
     return [
         db,
         *companions(db),
@@ -78,6 +102,10 @@ def protected_paths(settings: Settings, staging: Path, staged_db: Path | None) -
     ]
 
 
+def _inside(path: Path, folder: Path) -> bool:
+    return normal(folder) in normal(path).parents
+
+
 def plan_file_swaps(
     settings: Settings, staged: StagedArchive, staged_db: Path | None
 ) -> tuple[SwapPlan, list[str]]:
@@ -85,8 +113,15 @@ def plan_file_swaps(
     root = staged.root
     plan = SwapPlan()
     notes: list[str] = []
+    snapshots = live_snapshots(settings, staged.staging)
+    in_uploads = [p for p in snapshots if _inside(p, settings.uploads)]
     if (root / "uploads").is_dir() and not (root / "uploads").is_symlink():
-        plan.swaps.append(Swap(settings.uploads, root / "uploads", "uploads"))
+        if in_uploads:  # swapped entry by entry around the snapshots, which stay
+            uploads = plan_tree(settings.uploads, root / "uploads", in_uploads, "uploads")
+            plan.swaps += uploads.swaps
+            notes += uploads.skipped
+        else:
+            plan.swaps.append(Swap(settings.uploads, root / "uploads", "uploads"))
     else:
         notes.append("uploads: not in the backup; live uploads kept")
     config_dir = root / "config"
@@ -107,7 +142,7 @@ def plan_file_swaps(
         data = plan_tree(
             settings.app_data,
             root / "data",
-            protected_paths(settings, staged.staging, staged_db),
+            protected_paths(settings, staged.staging, staged_db, snapshots),
             "data",
         )
         plan.swaps += data.swaps
@@ -152,6 +187,9 @@ def restore_all(backup_file: str, confirm: bool = False) -> RestoreResult:
         try:
             staged = stage_full_backup(path, staging)
             manifest = staged.manifest
+            # Once renamed in, the live tree must be proven to be what was staged and
+            # checked, before the restore's commit point (else it is all put back).
+            swapper.proof = partial(prove_restored_tree, staged)
             if staged.database is None:
                 raise VerifyError(f"{path.name}: the manifest records no database backup")
             db_file = verify_backup(staged.database, manifest.database.sha256)  # type: ignore[union-attr]

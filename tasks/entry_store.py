@@ -151,8 +151,13 @@ class EntryStore:
         return int(self._db.execute(f"SELECT count(*) FROM entries{where}", args).fetchone()[0])
 
     def total_size(self, section: str | None = None, kind: str | None = "file") -> int:
+        """Bytes of content: a hard link (a file with a target) is a second name, not more."""
         where, args = self._filter(section, kind)
-        total = self._db.execute(f"SELECT sum(size) FROM entries{where}", args).fetchone()[0]
+        total = self._db.execute(
+            "SELECT sum(CASE WHEN type = 'file' AND target IS NOT NULL THEN 0 ELSE size END)"
+            f" FROM entries{where}",
+            args,
+        ).fetchone()[0]
         return int(total or 0)
 
     def changed(self, section: str | None = None) -> Iterator[str]:

@@ -10,6 +10,11 @@ folders hold is handled, not crashed on: links are stored as links (never follow
 empty files and folders are kept, a file that vanishes is noted in `skipped`, one that
 changes while it is read is stored as read and marked `changed`. A file that cannot be
 read is an error naming it, unless `skip_unreadable` is set.
+
+Hard links stay hard links: the first name of an inode met is stored with its content,
+every later name as a tar hard-link member pointing to it (so `tar -xzf` recreates the
+link too), recorded in the manifest with that first name as its `target`. Pre-restore
+snapshots lying in the folders (SPEC: never archived) are left out without a note.
 """
 
 from __future__ import annotations
@@ -31,11 +36,18 @@ from itertools import islice
 from pathlib import Path
 from typing import BinaryIO
 
-from tasks.entry_store import EntryStore, scratch_space_error, scratch_writes
+from tasks.entry_store import (
+    EntryStore,
+    encode_text,
+    open_scratch_database,
+    scratch_space_error,
+    scratch_writes,
+)
 from tasks.errors import SourceError
 from tasks.file_tree import TreeEntry, walk_tree
 from tasks.manifest import MANIFEST_JSON, MANIFEST_TXT, DatabaseEntry, FileEntry, Manifest
 from tasks.manifest_write import write_manifest_json, write_manifest_text
+from tasks.naming import is_pre_restore_snapshot
 from tasks.tar_stream import TarStreamWriter
 
 SECTIONS = ("uploads", "config", "data")
@@ -120,6 +132,37 @@ def _info(
     return info
 
 
+class FirstNames:
+    """(device, inode) -> the first name archived for it, of files with several names.
+
+    On disk like the entries: a tree of hard-linked files (a deduplicated upload store)
+    may have as many as it has files.
+    """
+
+    def __init__(self) -> None:
+        self._db = open_scratch_database()
+        self._db.execute(
+            "CREATE TABLE first_names (dev INTEGER, ino INTEGER, rel BLOB NOT NULL,"
+            " PRIMARY KEY (dev, ino)) WITHOUT ROWID"
+        )
+
+    def get(self, st: os.stat_result) -> str | None:
+        row = self._db.execute(
+            "SELECT rel FROM first_names WHERE dev = ? AND ino = ?", (st.st_dev, st.st_ino)
+        ).fetchone()
+        return None if row is None else bytes(row[0]).decode("utf-8", "surrogatepass")
+
+    def add(self, st: os.stat_result, rel: str) -> None:
+        with scratch_writes():
+            self._db.execute(
+                "INSERT OR IGNORE INTO first_names (dev, ino, rel) VALUES (?, ?, ?)",
+                (st.st_dev, st.st_ino, encode_text(rel)),
+            )
+
+    def close(self) -> None:
+        self._db.close()
+
+
 class FullArchiveBuilder:
     """Writes one full backup into `out` (the uncompressed tar stream)."""
 
@@ -127,6 +170,7 @@ class FullArchiveBuilder:
         self.content = content
         self.tar = TarStreamWriter(out)
         self.entries = EntryStore()  # on disk: memory stays flat however many files
+        self.first_names = FirstNames()
         self.summary_sections: dict[str, list[int]] = {s: [0, 0] for s in SECTIONS}
 
     # -- members ----------------------------------------------------------------------
@@ -185,6 +229,8 @@ class FullArchiveBuilder:
             if not stat.S_ISREG(before.st_mode):
                 self._skip(rel, "changed into something that is not a file while the backup ran")
                 return
+            if before.st_nlink > 1 and self._add_hard_link(rel, before):
+                return
             info = _info(self._member(rel), tarfile.REGTYPE, before)
             info.size = before.st_size
             copied = self.tar.add_fd(info, fd)
@@ -210,10 +256,38 @@ class FullArchiveBuilder:
                 changed=changed,
             )
         )
+        if before.st_nlink > 1 and copied.error is None:
+            self.first_names.add(before, rel)  # later names of this inode link to this one
+        self._count(rel, info.size)
+
+    def _add_hard_link(self, rel: str, st: os.stat_result) -> bool:
+        """Store `rel` as a hard link to the first name of its inode, if one was stored."""
+        first = self.first_names.get(st)
+        stored = self.entries.get(first) if first is not None else None
+        if first is None or stored is None:
+            return False
+        info = _info(self._member(rel), tarfile.LNKTYPE, st)
+        info.linkname = self._member(first)
+        self.tar.add_header(info)
+        self.entries.add(
+            FileEntry(
+                path=rel,
+                type="file",
+                size=stored.size,
+                sha256=stored.sha256,
+                mode=info.mode,
+                changed=stored.changed,
+                target=first,
+            )
+        )
+        self._count(rel, 0)  # a second name: no more bytes
+        return True
+
+    def _count(self, rel: str, size: int) -> None:
         section = rel.split("/", 1)[0]
         if section in self.summary_sections:
             self.summary_sections[section][0] += 1
-            self.summary_sections[section][1] += info.size
+            self.summary_sections[section][1] += size
 
     # -- sections ---------------------------------------------------------------------
     def add_tree(self, section: str, root: Path | None, exclude: frozenset[Path]) -> None:
@@ -237,6 +311,8 @@ class FullArchiveBuilder:
             self._add_entry(section, entry)
 
     def _add_entry(self, section: str, entry: TreeEntry) -> None:
+        if entry.kind != "dir" and is_pre_restore_snapshot(entry.rel.rsplit("/", 1)[-1]):
+            return  # SPEC: pre-restore snapshots are never archived (they are not data)
         rel = f"{section}/{entry.rel}" if entry.rel else section
         if entry.kind == "dir":
             self.add_dir(rel, entry.stat)
@@ -277,6 +353,7 @@ class FullArchiveBuilder:
             return self._build()
         finally:
             self.entries.close()
+            self.first_names.close()
 
     def _build(self) -> ArchiveSummary:
         c = self.content

@@ -10,7 +10,19 @@ Schema (format "chatbot-backup/1"):
   database: {artifact: "database/<file>", size, sha256, tables: {table: rows}} | null,
   files: [{path, type: file|dir|symlink, size, sha256, target, mode, changed}],
   skipped: [{path, reason}]
-Paths are relative to the archive's top folder and use "/" (e.g. "uploads/a/b.png").
+Paths are relative to the archive's top folder and use "/" (e.g. "uploads/a/b.png"). A
+name may hold any byte a Linux name may (all but NUL and "/"): backslashes, newlines,
+quotes; bytes that are not UTF-8 are written as `\\udcXX` escapes (PEP 383).
+
+`target` of a symlink is what it points to, exactly as read from the live tree (absolute,
+relative, leading out, dangling: restored as that link). `target` of a file is null, or
+the path of an earlier file entry that is the same inode — a hard link: the archive
+holds the second name as a tar hard-link member to the first, and a restore recreates
+it as a link; `size` and `sha256` are the shared content's. Manifests written before
+hard links were kept have `target: null` on every file, and readers that predate them
+ignore a file's `target` and still verify its size and sha256.
+Files named like pre-restore snapshots (`*.before_restore.<stamp>*`, `*_before_restore_<stamp>*`)
+are never archived, and listed in neither `files` nor `skipped`.
 
 Table keys of `tables` (also in `NAME.meta.json`): SQLite, the table's name; PostgreSQL,
 `table` for a table in `public` and `schema.table` otherwise, where a part that holds a
@@ -43,9 +55,15 @@ class FileEntry:
     type: str = "file"
     size: int = 0
     sha256: str | None = None
-    target: str | None = None  # symlinks only
+    # symlink: where it points; file: the earlier entry it is a hard link of (else None)
+    target: str | None = None
     mode: int = 0o644
     changed: bool = False  # the file changed or vanished while it was read
+
+    @property
+    def hardlink(self) -> str | None:
+        """For a file that is a hard link: the path of the earlier entry of its inode."""
+        return self.target if self.type == "file" else None
 
 
 @dataclass
@@ -145,10 +163,18 @@ def file_entry_from(item: Any) -> FileEntry:
         type=kind,
         size=_int(item.get("size", 0), "size"),
         sha256=_sha(item["sha256"]) if kind == "file" and item.get("sha256") is not None else None,
-        target=_str(item["target"], "target") if kind == "symlink" else None,
+        target=_target(kind, item),
         mode=_int(item.get("mode", 0o644), "mode") & 0o7777,
         changed=bool(item.get("changed", False)),
     )
+
+
+def _target(kind: str, item: dict[str, Any]) -> str | None:
+    if kind == "symlink":
+        return _str(item["target"], "target")
+    if kind == "file" and item.get("target") is not None:
+        return _safe_path(_str(item["target"], "target"))  # a hard link's first name
+    return None
 
 
 def skipped_from(item: Any) -> tuple[str, str]:
@@ -159,8 +185,12 @@ def skipped_from(item: Any) -> tuple[str, str]:
 
 
 def _safe_path(path: str) -> str:
-    """Manifest paths are relative, '/'-separated, and never climb out."""
+    """Manifest paths are relative, '/'-separated, and never climb out.
+
+    Any other character is a legal name: a backslash is a name's own character on Linux
+    (issue 15: `invoice\\2024.pdf` made every full backup unrestorable).
+    """
     parts = path.split("/")
-    if not path or path.startswith("/") or "\\" in path or "\x00" in path or any(p in ("", ".", "..") for p in parts):
+    if not path or path.startswith("/") or "\x00" in path or any(p in ("", ".", "..") for p in parts):
         raise ValueError("path")
     return path

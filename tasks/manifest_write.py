@@ -52,6 +52,29 @@ def json_pieces(manifest: Manifest) -> Iterator[str]:
     yield f',\n  "format": {json.dumps(manifest.format)}\n}}\n'
 
 
+_NAMED_ESCAPES = {"\n": "\\n", "\r": "\\r", "\t": "\\t"}
+
+
+def shown(name: str) -> str:
+    """A name on one line of MANIFEST.txt: control characters and line breaks escaped.
+
+    A name may hold a newline (any byte but NUL and "/" is legal): shown raw, it would
+    split its line in two. Other characters, a backslash included, are shown as they are.
+    """
+    if name.isprintable():
+        return name
+    out = []
+    for char in name:
+        if char.isprintable() or "\ud800" <= char <= "\udfff":  # surrogates: _text_bytes
+            out.append(char)
+        elif char in _NAMED_ESCAPES:
+            out.append(_NAMED_ESCAPES[char])
+        else:
+            code = ord(char)
+            out.append(f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}")
+    return "".join(out)
+
+
 def text_lines(manifest: Manifest) -> Iterator[str]:
     entries = manifest.entries
     yield "GPT Chatbot platform — full backup manifest"
@@ -74,15 +97,15 @@ def text_lines(manifest: Manifest) -> Iterator[str]:
     if entries.changed_count():
         yield "Changed while being read (re-run the backup for a clean copy):"
         for path in entries.changed():
-            yield f"  {path}"
+            yield f"  {shown(path)}"
     if entries.skipped_count():
         yield "Skipped:"
         for item in entries.skipped():
-            yield f"  {item['path']}: {item['reason']}"
+            yield f"  {shown(item['path'])}: {shown(item['reason'])}"
     yield ""
     yield "Checksums (sha256  size  path):"
     for entry in entries.entries(kind="file"):
-        yield f"{entry.sha256}  {entry.size}  {entry.path}"
+        yield f"{entry.sha256}  {entry.size}  {shown(entry.path)}"
 
 
 def _json_bytes(text: str) -> bytes:

@@ -169,3 +169,15 @@ def sidecar_name(name: str) -> str:
 
 def meta_name(name: str) -> str:
     return name + META_SUFFIX
+
+
+# A pre-restore snapshot, wherever it lies: SQLite's `{DB_PATH}.before_restore.STAMP`
+# (and its -wal/-shm, or a half-written hidden copy), PostgreSQL's
+# `admin_postgres_before_restore_STAMP.sql.gz`, restore-all's `full_before_restore_STAMP...`.
+# The stamp is required: a file that merely mentions "before_restore" is the operator's.
+_PRE_RESTORE_SNAPSHOT = re.compile(r"(?:\.before_restore\.|_before_restore_)\d{8}_\d{6}")
+
+
+def is_pre_restore_snapshot(name: str) -> bool:
+    """Whether a file name is one of the snapshots restores keep (SPEC: never archived)."""
+    return _PRE_RESTORE_SNAPSHOT.search(name) is not None

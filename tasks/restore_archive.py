@@ -1,9 +1,13 @@
-"""A full backup made ready to restore: extracted into staging and proven by its manifest.
+"""A full backup made ready to restore: extracted into staging and proven by its manifest,
+and, after the swap, the live tree proven to be what was staged.
 
-The archive is extracted (safely: no member may land outside the staging folder) into a
-hidden staging folder beside the live data, then every file is checked against
-`MANIFEST.json` — presence, type, size and sha256 — and a file the manifest does not
-list is refused too. Only a staged tree that passed all of this is ever swapped in.
+The archive's headers are read first (nothing written) and refused if any member is
+unsafe or any link is not the one MANIFEST.json records; then it is extracted into a
+hidden staging folder beside the live data and judged by `tasks.archive_verdict` —
+the same extraction and the same verdict as test-restore's. Only a staged tree that
+passed is ever swapped in; once the renames are done, `prove_restored_tree` checks each
+live path against the manifest and the staged entry it was (same inode, type, size,
+link target, hard-link partner), before the restore may call itself done.
 """
 
 from __future__ import annotations
@@ -14,27 +18,21 @@ import os
 import secrets
 import shutil
 import stat
-from collections.abc import Callable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from itertools import chain
 from pathlib import Path
 
-from tasks.archive_scan import (
-    MANIFEST_BYTES_PER_MEMBER,
-    MAX_MANIFEST_BYTES,
-    PLAIN_MANIFEST_BYTES,
-)
+from tasks.archive_verdict import ManifestLinks, Problem, archive_problems
 from tasks.atomic import DIR_MODE
 from tasks.compress import BLOCK_SIZE
-from tasks.errors import VerifyError
-from tasks.manifest import MANIFEST_JSON, MANIFEST_TXT, Manifest
-from tasks.manifest_read import read_manifest
+from tasks.errors import RestoreError, VerifyError
+from tasks.manifest import MANIFEST_JSON, FileEntry, Manifest
 from tasks.naming import timestamp
-from tasks.restore_files import STAGING_PREFIX
+from tasks.restore_files import STAGING_PREFIX, Swap
+from tasks.safe_extract import Extraction
 
-# The sha256 the extraction computed while writing a staged file ("uploads/a.png"), if any.
-WrittenHash = Callable[[str], "str | None"]
+SHOWN_PROBLEMS = 5
 
 
 @dataclass(frozen=True)
@@ -44,6 +42,7 @@ class StagedArchive:
     manifest: Manifest
     database: Path | None  # root/database/<artifact>, verified against the manifest
     files: int  # regular files verified
+    extraction: Extraction | None = None  # what was written (sizes, hashes, inodes)
 
 
 def new_staging_dir(beside: Path) -> Path:
@@ -63,41 +62,57 @@ def discard_staging(staging: Path) -> None:
 def stage_archive(archive: Path, staging: Path) -> StagedArchive:
     """Extract `archive` into `staging` and verify it against its manifest.
 
-    Unsafe members (absolute paths, `..`, links pointing out, devices) are refused by a
-    header pass before anything is written; the extraction checks them all again.
+    Unsafe members (absolute paths, `..`, paths through links, devices, hard links to
+    anything but an earlier file) and links the manifest does not record are refused by
+    a header pass before anything is written; the extraction checks them all again.
     """
     from tasks.safe_extract import extract_archive, refuse_unsafe_members
 
-    refuse_unsafe_members(archive)  # refuse before a single byte is written, even in staging
-    extraction = extract_archive(archive, staging, preserve_owner=os.geteuid() == 0)
-    tops: set[str] = set()
-    names = 0
-    for name in chain(extraction.files, extraction.dirs, extraction.symlinks):
-        if name:
-            names += 1
-            tops.add(name.split("/", 1)[0])
+    header = ManifestLinks()
+    try:
+        refuse_unsafe_members(archive, links=header)  # before a byte is written, even here
+    finally:
+        header.close()
+    if header.too_large:  # a bomb posing as the manifest is refused before it is written
+        raise VerifyError(f"{archive.name}: {MANIFEST_JSON} is implausibly large")
+    links = ManifestLinks()
+    extraction = extract_archive(
+        archive, staging, preserve_owner=os.geteuid() == 0, links=links
+    )
+    tops = extraction.top_folders
     if len(tops) != 1:
+        links.close()
         raise VerifyError(
             f"{archive.name}: not a full backup (expected one top folder, found {len(tops)})"
         )
-    top = tops.pop()
-    root = staging / top
-    manifest_path = root / MANIFEST_JSON
-    if manifest_path.is_symlink() or not manifest_path.is_file():
-        raise VerifyError(f"{archive.name}: no MANIFEST.json — not a full backup of chatbot-backup")
-    limit = max(PLAIN_MANIFEST_BYTES, names * MANIFEST_BYTES_PER_MEMBER)
-    if manifest_path.stat().st_size > min(limit, MAX_MANIFEST_BYTES):
-        # A bomb posing as the manifest is refused before it is read.
-        raise VerifyError(f"{archive.name}: MANIFEST.json is implausibly large")
-    with open(manifest_path, "rb") as handle:
-        manifest = read_manifest(handle)
+    manifest = links.manifest
+    if manifest is None:
+        if links.member is None:
+            raise VerifyError(
+                f"{archive.name}: no MANIFEST.json — not a full backup of chatbot-backup"
+            )
+        raise VerifyError(links.problem or f"{archive.name}: {MANIFEST_JSON} cannot be read")
+    refuse_problems(archive_problems(extraction, manifest))
+    root = staging / manifest.name
+    database = root / manifest.database.artifact if manifest.database is not None else None
+    files = manifest.entries.count(kind="file")
+    return StagedArchive(staging, root, manifest, database, files, extraction)
 
-    def written(rel: str) -> str | None:
-        done = extraction.files.get(f"{top}/{rel}")
-        return None if done is None else done.sha256
 
-    database, files = verify_staged_tree(root, manifest, written)
-    return StagedArchive(staging, root, manifest, database, files)
+def refuse_problems(problems: Iterable[Problem]) -> None:
+    """VerifyError naming the first few problems (and how many more), if there are any."""
+    shown: list[str] = []
+    count = 0
+    for problem in problems:
+        count += 1
+        if len(shown) < SHOWN_PROBLEMS:
+            shown.append(problem.text("restore"))
+    if count:
+        more = f"; and {count - len(shown)} more" if count > len(shown) else ""
+        raise VerifyError(f"the archive does not match its MANIFEST.json: {'; '.join(shown)}{more}")
+
+
+# -- after the swap: the live tree is what the manifest recorded --------------------------
 
 
 def _sha256(path: Path) -> str:
@@ -108,71 +123,88 @@ def _sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
-def _check_file(
-    root: Path, rel: str, size: int, sha256: str | None, written: WrittenHash
+def _live_path(swaps: dict[str, Swap], rel: str) -> tuple[Swap, Path] | None:
+    """The swap that brought `rel` (a manifest path) in, and where `rel` now lives."""
+    parts = rel.split("/")
+    for depth in range(len(parts), 0, -1):
+        swap = swaps.get("/".join(parts[:depth]))
+        if swap is not None:
+            return swap, swap.target.joinpath(*parts[depth:])
+    return None
+
+
+def _live_problem(
+    entry: FileEntry,
+    live: Path,
+    staged: StagedArchive,
+    renamed: bool,
+    swaps: dict[str, Swap],
 ) -> str | None:
-    path = root / rel
+    """How the live path differs from the manifest entry (and from the staged entry)."""
     try:
-        info = os.lstat(path)
+        info = os.lstat(live)
     except FileNotFoundError:
-        return f"{rel} missing"
-    if not stat.S_ISREG(info.st_mode):
-        return f"{rel} is not a regular file"
-    if info.st_size != size:
-        return f"{rel} has {info.st_size} bytes, the manifest says {size}"
-    # The extraction hashed each file as it wrote it; anything else is read again.
-    if sha256 is not None and (written(rel) or _sha256(path)) != sha256:
-        return f"{rel} does not match its sha256"
+        return f"{entry.path}: missing after the swap"
+    if entry.type == "dir":
+        return None if stat.S_ISDIR(info.st_mode) else f"{entry.path}: not a folder after the swap"
+    if entry.type == "symlink":
+        if not stat.S_ISLNK(info.st_mode) or os.readlink(live) != entry.target:
+            return f"{entry.path}: not the recorded link after the swap"
+        return None
+    if not stat.S_ISREG(info.st_mode) or info.st_size != entry.size:
+        return f"{entry.path}: not the recorded file after the swap"
+    if renamed:
+        # The staged file was hashed as it was extracted; the live one must be that file.
+        extraction = staged.extraction
+        written = extraction.files.get(f"{staged.manifest.name}/{entry.path}") if extraction else None
+        if written is None or written.inode != info.st_ino:
+            return f"{entry.path}: not the file that was staged and checked"
+    elif _sha256(live) != entry.sha256:  # copied across filesystems: read it again
+        return f"{entry.path}: the copy does not match its sha256"
+    first = entry.hardlink
+    placed = _live_path(swaps, first) if first is not None else None
+    if placed is not None:  # both names restored: one inode, as recorded
+        try:
+            partner = os.lstat(placed[1])
+        except FileNotFoundError:
+            return f"{entry.path}: its hard-link partner {first} is missing after the swap"
+        # (Names on two filesystems now, one of them copied over, cannot share an inode.)
+        if partner.st_dev == info.st_dev and partner.st_ino != info.st_ino:
+            return f"{entry.path}: no longer a hard link of {first} after the swap"
     return None
 
 
-def _not_hashed(rel: str) -> str | None:
-    return None
+def prove_restored_tree(staged: StagedArchive, swaps: list[Swap]) -> None:
+    """After the renames: every manifest entry that was swapped in is, live, what was staged.
 
-
-def verify_staged_tree(
-    root: Path, manifest: Manifest, written: WrittenHash = _not_hashed
-) -> tuple[Path | None, int]:
-    """Every entry of the manifest present and intact; nothing unlisted. VerifyError else."""
+    Cheap: one lstat per entry. A file renamed in from staging must be the very inode
+    the extraction wrote and hashed; one copied in from another filesystem is hashed
+    again. Folders, links (by target) and hard links (one inode with their first name)
+    are checked as recorded. RestoreError naming the first few differences.
+    """
+    by_label = {swap.label: swap for swap in swaps if swap.incoming is not None}
     problems: list[str] = []
-    shown = 5
     count = 0
-
-    def problem(text: str | None) -> None:
-        nonlocal count
-        if text is not None:
+    for entry in _entries_swapped(staged.manifest, by_label):
+        placed = _live_path(by_label, entry.path)
+        if placed is None:
+            continue
+        swap, live = placed
+        renamed = swap.incoming == staged.root / swap.label
+        problem = _live_problem(entry, live, staged, renamed, by_label)
+        if problem is not None:
             count += 1
-            if len(problems) < shown:
-                problems.append(text)
-
-    database = None
-    artifact = None
-    if manifest.database is not None:
-        entry = manifest.database
-        artifact = entry.artifact
-        problem(_check_file(root, entry.artifact, entry.size, entry.sha256, written))
-        database = root / entry.artifact
-    files = 0
-    for item in manifest.entries.entries():
-        path = root / item.path
-        if item.type == "file":
-            files += 1
-            problem(_check_file(root, item.path, item.size, item.sha256, written))
-        elif item.type == "dir":
-            if path.is_symlink() or not path.is_dir():
-                problem(f"{item.path}/ missing")
-        elif item.type == "symlink":
-            if not path.is_symlink() or os.readlink(path) != item.target:
-                problem(f"{item.path} is not the recorded link")
-    for dirpath, dirnames, filenames in os.walk(root):
-        for name in filenames + [d for d in dirnames if os.path.islink(os.path.join(dirpath, d))]:
-            rel = os.path.relpath(os.path.join(dirpath, name), root).replace(os.sep, "/")
-            if rel in (MANIFEST_JSON, MANIFEST_TXT, artifact):
-                continue
-            listed = manifest.entries.get(rel)
-            if listed is None or listed.type not in ("file", "symlink"):
-                problem(f"{rel} is not listed in the manifest")
+            if len(problems) < SHOWN_PROBLEMS:
+                problems.append(problem)
     if count:
-        more = f"; and {count - shown} more" if count > shown else ""
-        raise VerifyError(f"the archive does not match its MANIFEST.json: {'; '.join(problems)}{more}")
-    return database, files
+        more = f"; and {count - len(problems)} more" if count > len(problems) else ""
+        raise RestoreError(
+            f"the restored tree is not what MANIFEST.json records: {'; '.join(problems)}{more}"
+        )
+
+
+def _entries_swapped(manifest: Manifest, by_label: dict[str, Swap]) -> Iterator[FileEntry]:
+    sections = {label.split("/", 1)[0] for label in by_label}
+    for section in sorted(sections):
+        yield from manifest.entries.entries(section=section)
+

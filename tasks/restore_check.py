@@ -6,16 +6,16 @@ into a scratch database with the manifest's row counts; configuration files pres
 uploaded files intact; application data intact. (The staging-server check lives in
 `tasks.staging`.) A check never raises for a problem with the backup: it returns a
 failed `CheckOutcome` whose reason says what is wrong, so every check gets reported.
+The extraction and the manifest check are restore-all's own (`tasks.archive_verdict`),
+so an archive test-restore passes is one restore-all accepts, and the other way round.
 """
 
 from __future__ import annotations
 
 import contextlib
-import os
 import secrets
 import shutil
 import sqlite3
-import stat
 import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -23,10 +23,15 @@ from itertools import islice
 from pathlib import Path
 
 from tasks.archive_scan import ArchiveScan, scan_archive
+from tasks.archive_verdict import (
+    ManifestLinks,
+    archive_problems,
+    entry_problem,
+    read_extracted_manifest,
+)
 from tasks.compress import copy_stream, open_decompressed
-from tasks.errors import BackupError, VerifyError
-from tasks.manifest import MANIFEST_JSON, MANIFEST_TXT, FileEntry, Manifest
-from tasks.manifest_read import read_manifest
+from tasks.errors import BackupError
+from tasks.manifest import MANIFEST_JSON, Manifest
 from tasks.naming import parse_backup_name
 from tasks.psql import create_database, drop_database
 from tasks.redact import redact
@@ -159,50 +164,30 @@ def check_extraction(
             ),
             None,
         )
+    links = ManifestLinks()  # exactly the links MANIFEST.json records, as restore-all makes them
     try:
         # The scan counted the bytes; an archive that now holds more is not the one scanned.
-        extraction = extract_archive(
-            path, workdir, skip_external_links=True, max_bytes=scan.content_bytes
-        )
+        extraction = extract_archive(path, workdir, max_bytes=scan.content_bytes, links=links)
     except BackupError as exc:
         return CheckOutcome.failed(EXTRACTION, str(exc)), None
     except OSError as exc:
         return CheckOutcome.failed(EXTRACTION, f"extraction into {workdir} failed: {exc}"), None
+    finally:
+        links.close()
     reason = (
         f"{len(extraction.files)} files ({extraction.bytes} bytes), {len(extraction.dirs)} "
-        f"folders, {len(extraction.symlinks) + len(extraction.external_links)} links extracted "
+        f"folders, {len(extraction.symlinks)} links (as MANIFEST.json records them) extracted "
         "safely into a temporary folder"
     )
     if extraction.external_links:
-        reason += f" ({len(extraction.external_links)} links pointing outside were not created)"
+        reason += (
+            f" ({len(extraction.external_links)} links not created: no {MANIFEST_JSON} "
+            "to check them against)"
+        )
     return CheckOutcome.ok(EXTRACTION, reason), extraction
 
 
 # -- 4. manifest -----------------------------------------------------------------------
-
-
-def entry_problem(entry: FileEntry, extraction: Extraction, top: str) -> str | None:
-    """What differs between a manifest entry and what was extracted, or None."""
-    name = f"{top}/{entry.path}"
-    if entry.type == "dir":
-        return None if name in extraction.dirs else f"{entry.path}: folder missing"
-    if entry.type == "symlink":
-        target = extraction.link_target(name)
-        if target is None:
-            return f"{entry.path}: link missing"
-        return (
-            None
-            if target == entry.target
-            else f"{entry.path}: link points to {target!r}, manifest says {entry.target!r}"
-        )
-    found = extraction.files.get(name)
-    if found is None:
-        return f"{entry.path}: file missing"
-    if found.size != entry.size:
-        return f"{entry.path}: {found.size} bytes, manifest says {entry.size}"
-    if found.sha256 != entry.sha256:
-        return f"{entry.path}: sha256 differs from the manifest"
-    return None
 
 
 class _Problems:
@@ -225,26 +210,6 @@ class _Problems:
         )
 
 
-def read_extracted_manifest(extraction: Extraction, member: str) -> Manifest:
-    """MANIFEST.json as extracted (never through a link), read entry by entry onto disk."""
-    path = extraction.dest / member
-    try:
-        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
-    except OSError as exc:
-        raise VerifyError(f"{MANIFEST_JSON} was not extracted: {exc.strerror}") from None
-    with os.fdopen(fd, "rb") as handle:
-        if not stat.S_ISREG(os.fstat(handle.fileno()).st_mode):
-            raise VerifyError(f"{MANIFEST_JSON} is not a regular file")
-        return read_manifest(handle)
-
-
-def _extracted_names(extraction: Extraction) -> Iterator[str]:
-    yield from extraction.files
-    yield from extraction.dirs  # on disk, already in name order
-    yield from sorted(extraction.symlinks)
-    yield from sorted(extraction.external_links)
-
-
 def check_manifest(
     scan: ArchiveScan, extraction: Extraction
 ) -> tuple[CheckOutcome, Manifest | None]:
@@ -257,30 +222,9 @@ def check_manifest(
         manifest = read_extracted_manifest(extraction, scan.manifest_member)
     except BackupError as exc:
         return CheckOutcome.failed(MANIFEST, str(exc)), None
-    top = scan.top
-    if top is None or top != manifest.name:
-        found = ", ".join(sorted(scan.top_folders)[:3])
-        return CheckOutcome.failed(
-            MANIFEST, f"the archive should hold one folder {manifest.name}/, it holds: {found}"
-        ), manifest
     problems = _Problems()
-    for entry in manifest.entries.entries():
-        problems.add(entry_problem(entry, extraction, top))
-    special = {top, f"{top}/{MANIFEST_JSON}", f"{top}/{MANIFEST_TXT}", f"{top}/database"}
-    if manifest.database is not None:
-        artifact = f"{top}/{manifest.database.artifact}"
-        special.add(artifact)
-        db_file = extraction.files.get(artifact)
-        if db_file is None:
-            problems.add(f"{manifest.database.artifact}: database artifact missing")
-        elif (db_file.size, db_file.sha256) != (manifest.database.size, manifest.database.sha256):
-            problems.add(f"{manifest.database.artifact}: differs from the manifest")
-    for name in _extracted_names(extraction):
-        rel = name.removeprefix(top + "/")
-        if name not in special and (rel == name or rel not in manifest.entries):
-            problems.add(f"{rel}: in the archive, not in the manifest")
-    if not scan.manifest_is_last:
-        problems.add("the manifest is not the last member: the backup did not finish")
+    for problem in archive_problems(extraction, manifest):
+        problems.add(problem.text("check"))
     if problems.count:
         return CheckOutcome.failed(MANIFEST, problems.summary()), manifest
     files = manifest.entries.count(kind="file")
@@ -406,7 +350,8 @@ def check_section(check: str, manifest: Manifest, extraction: Extraction, top: s
     problems = _Problems()
     files = size = changed = 0
     for entry in manifest.entries.entries(section=section):
-        problems.add(entry_problem(entry, extraction, top))
+        problem = entry_problem(entry, extraction, top)
+        problems.add(None if problem is None else problem.text("check"))
         if entry.type == "file":
             files += 1
             size += entry.size

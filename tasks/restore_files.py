@@ -6,7 +6,13 @@ filesystem, so carrying the plan out is renames only: the live entry moves aside
 hidden `.NAME.replaced-TOKEN` sibling, the staged one takes its name. The journal
 remembers each rename; `rollback` undoes them in reverse order, `commit` deletes the
 replaced copies. Protected paths (the live database, its snapshots, the backup folder,
-a folder restored on its own) are never moved, however deep they lie.
+a folder restored on its own) are never moved, however deep they lie; pre-restore
+snapshots anywhere in a restored folder are found first and protected the same way.
+
+Success is what was checked: once every rename is done, each target must be the very
+entry that was staged (same device and inode; a removed path gone), and the journal's
+`proof` (restore-all: the live tree against the manifest) must pass — else everything
+is put back. Copies across filesystems keep hard links between the names they copy.
 """
 
 from __future__ import annotations
@@ -15,12 +21,13 @@ import contextlib
 import os
 import secrets
 import shutil
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from tasks.atomic import exchange_paths, fsync_dir, is_partial
 from tasks.errors import RestoreError
+from tasks.naming import is_pre_restore_snapshot
 from tasks.restore_journal import fault_point
 
 REPLACED_MARKER = ".replaced-"
@@ -103,17 +110,64 @@ def _plan_into(
         plan.swaps.append(Swap(live, staged, where))
 
 
+def find_pre_restore_snapshots(folder: Path, exclude: Iterable[Path] = ()) -> list[Path]:
+    """Pre-restore snapshots anywhere below `folder` (links not followed), as found.
+
+    They are not in any backup (backup-all never archives them) but are not live-only
+    data to remove either: a restore must leave every one where it is.
+    """
+    skip = {normal(p) for p in exclude}
+    found: list[Path] = []
+    for dirpath, dirnames, filenames in os.walk(folder):
+        here = Path(dirpath)
+        dirnames[:] = [d for d in dirnames if normal(here / d) not in skip]
+        for name in filenames + [d for d in dirnames if (here / d).is_symlink()]:
+            if is_pre_restore_snapshot(name):
+                found.append(here / name)
+    return found
+
+
+class _LinkKeepingCopier:
+    """Copies entries across filesystems; names of one inode stay one inode in the copy."""
+
+    def __init__(self) -> None:
+        self._first: dict[tuple[int, int], str] = {}  # only files with several names
+
+    def copy_file(self, source: str, target: str) -> str:
+        st = os.lstat(source)
+        if st.st_nlink > 1:
+            first = self._first.get((st.st_dev, st.st_ino))
+            if first is not None:
+                try:
+                    os.link(first, target)
+                    return target
+                except OSError:
+                    pass  # another filesystem again: a copy is the best there is
+            else:
+                self._first[(st.st_dev, st.st_ino)] = target
+        return str(shutil.copy2(source, target))
+
+    def copy_entry(self, source: Path, target: Path) -> None:
+        if source.is_symlink():
+            os.symlink(os.readlink(source), target)
+        elif source.is_dir():
+            shutil.copytree(source, target, symlinks=True, copy_function=self.copy_file)
+        else:
+            self.copy_file(str(source), str(target))
+
+
 def stage_beside(plan: SwapPlan, token: str) -> SwapPlan:
     """Make every incoming path rename-able onto its target: copy it next to the target
     when it lies on another filesystem. Creates missing parent folders of targets."""
     ready = SwapPlan(skipped=list(plan.skipped))
+    copier = _LinkKeepingCopier()
     for swap in plan.swaps:
         incoming = swap.incoming
         if incoming is not None:
             swap.target.parent.mkdir(parents=True, exist_ok=True)
             if os.lstat(incoming).st_dev != os.stat(swap.target.parent).st_dev:
                 beside = swap.target.with_name(f".{swap.target.name}{INCOMING_MARKER}{token}")
-                _copy_entry(incoming, beside)
+                copier.copy_entry(incoming, beside)
                 incoming = beside
         ready.swaps.append(Swap(swap.target, incoming, swap.label))
     return ready
@@ -126,15 +180,6 @@ def discard_incoming(plan: SwapPlan) -> None:
         if incoming is not None and INCOMING_MARKER in incoming.name:
             if incoming.exists() or incoming.is_symlink():
                 _remove(incoming)
-
-
-def _copy_entry(source: Path, target: Path) -> None:
-    if source.is_symlink():
-        os.symlink(os.readlink(source), target)
-    elif source.is_dir():
-        shutil.copytree(source, target, symlinks=True)
-    else:
-        shutil.copy2(source, target)
 
 
 def _remove(path: Path) -> None:
@@ -161,24 +206,45 @@ class _Done:
     exchanged: bool = False  # exchanged in, live entry still at the staging name
 
 
+def _identity(path: Path | None) -> tuple[int, int] | None:
+    if path is None:
+        return None
+    info = os.lstat(path)
+    return info.st_dev, info.st_ino
+
+
+# Called with the swaps once all are renamed in; raises RestoreError if the live tree is
+# not what was meant (restore-all: `tasks.restore_archive.prove_restored_tree`).
+SwapProof = Callable[[list[Swap]], None]
+
+
 class SwapJournal:
     """Carries out a plan by renames and remembers how to undo it."""
 
-    def __init__(self, token: str | None = None) -> None:
+    def __init__(self, token: str | None = None, proof: SwapProof | None = None) -> None:
         self.token = token or secrets.token_hex(4)
+        self.proof = proof
         self._done: list[_Done] = []
 
     def apply(self, plan: SwapPlan) -> list[str]:
-        """Swap every entry in; on any error undo what was done and raise RestoreError."""
+        """Swap every entry in and prove it; on any error undo what was done and raise
+        RestoreError."""
         try:
+            staged = [(swap, _identity(swap.incoming)) for swap in plan.swaps]
             for swap in plan.swaps:
                 self._swap(swap)
+            _check_swapped(staged)
+            if self.proof is not None:
+                self.proof(plan.swaps)
         except OSError as exc:
             self.rollback()
             raise RestoreError(
                 f"could not swap {exc.filename or 'a restored entry'} into place ({exc.strerror}); "
                 "everything swapped so far was put back"
             ) from None
+        except RestoreError:
+            self.rollback()
+            raise
         return [swap.label for swap in plan.swaps]
 
     def _swap(self, swap: Swap) -> None:
@@ -235,6 +301,22 @@ class SwapJournal:
             if done.stash is not None:
                 _remove(done.stash)
         self._done.clear()
+
+
+def _check_swapped(staged: list[tuple[Swap, tuple[int, int] | None]]) -> None:
+    """Each target is now the entry that was staged for it (or gone, if none was)."""
+    wrong = []
+    for swap, identity in staged:
+        try:
+            now = _identity(swap.target)
+        except FileNotFoundError:
+            now = None
+        if now != identity:
+            wrong.append(swap.label)
+    if wrong:
+        raise RestoreError(
+            f"after the swap, {', '.join(wrong[:5])} is not what was staged and checked"
+        )
 
 
 def remove_stale_staging(folder: Path) -> list[Path]:

@@ -1,19 +1,24 @@
 """Extracting a tar archive without letting any member land outside the target folder.
 
 Refused, with the member named: absolute paths, `..` anywhere in a path, devices,
-FIFOs and other special files, hard links to anything but a file already extracted,
-a member whose folder is not a real folder, names too long to create, and the
-same name twice. Symbolic links
-pointing out of the target are refused too, or, with `skip_external_links`, recorded and
-not created (a backup may hold such links legitimately; test-restore compares them with
-the manifest without creating them).
+FIFOs and other special files, hard links to anything but a file extracted before them,
+a member whose path goes through a link (or whose folder is not a real folder), names
+too long to create, and the same name twice (`MemberRules`, shared by the header pass
+and the extraction, so both refuse the same archives).
+
+Symbolic links are decided once everything else is in, by a `LinkRule`: a full backup's
+rule creates exactly the links its manifest records, with the recorded target wherever
+it points (absolute, leading out, dangling) and refuses every other one. Without a rule,
+links pointing out of the target are refused, or, with `skip_external_links`, recorded
+and not created.
 
 Writes never go through a link: every link is created after all files and folders,
-files are opened with O_NOFOLLOW|O_EXCL, and a final pass resolves every created link
-and removes any that reaches out (a chain of inside-looking links can). Each file is
-hashed while it is written, so checking it against a manifest needs no second read.
-Folder modes are applied last, deepest first, so a read-only folder still gets its
-content; setuid, setgid and sticky bits are dropped.
+files are opened with O_NOFOLLOW|O_EXCL, no member may lie below a link, and (without a
+rule) a final pass resolves every created link and removes any that reaches out (a chain
+of inside-looking links can). Each file is hashed while it is written, and its inode
+noted, so checking it against a manifest needs no second read. Folder modes are applied
+last, deepest first, so a read-only folder still gets its content; setuid, setgid and
+sticky bits are dropped.
 """
 
 from __future__ import annotations
@@ -29,10 +34,10 @@ import sqlite3
 import stat
 import tarfile
 import zlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import BinaryIO
+from typing import BinaryIO, Protocol, cast
 
 import zstandard
 
@@ -66,6 +71,8 @@ def _shorten(text: str) -> str:
 class ExtractedFile:
     size: int
     sha256: str
+    inode: int = 0  # of the file written (a hard link: its target's)
+    hardlink: str | None = None  # a hard-link member: the earlier member it links to
 
 
 class ExtractedFiles:
@@ -74,24 +81,31 @@ class ExtractedFiles:
 
     def __init__(self, db: sqlite3.Connection) -> None:
         self._db = db
-        self._db.execute(
-            "CREATE TABLE files (name BLOB PRIMARY KEY, size INTEGER, sha256 TEXT) WITHOUT ROWID"
-        )
+        with scratch_writes():
+            self._db.execute(
+                "CREATE TABLE files (name BLOB PRIMARY KEY, size INTEGER, sha256 TEXT,"
+                " inode INTEGER, hardlink BLOB) WITHOUT ROWID"
+            )
         self._count = 0
 
     def __setitem__(self, name: str, value: ExtractedFile) -> None:
+        hardlink = None if value.hardlink is None else encode_text(value.hardlink)
         with scratch_writes():
             self._db.execute(
-                "INSERT INTO files (name, size, sha256) VALUES (?, ?, ?)",
-                (encode_text(name), value.size, value.sha256),
+                "INSERT INTO files (name, size, sha256, inode, hardlink) VALUES (?, ?, ?, ?, ?)",
+                (encode_text(name), value.size, value.sha256, value.inode, hardlink),
             )
         self._count += 1
 
     def get(self, name: str) -> ExtractedFile | None:
         row = self._db.execute(
-            "SELECT size, sha256 FROM files WHERE name = ?", (encode_text(name),)
+            "SELECT size, sha256, inode, hardlink FROM files WHERE name = ?",
+            (encode_text(name),),
         ).fetchone()
-        return None if row is None else ExtractedFile(row[0], row[1])
+        if row is None:
+            return None
+        size, sha256, inode, hardlink = row
+        return ExtractedFile(size, sha256, inode, None if hardlink is None else decode_text(hardlink))
 
     def __getitem__(self, name: str) -> ExtractedFile:
         found = self.get(name)
@@ -110,8 +124,10 @@ class ExtractedFiles:
             yield decode_text(name)
 
     def items(self) -> Iterator[tuple[str, ExtractedFile]]:
-        for name, size, sha256 in self._db.execute("SELECT name, size, sha256 FROM files"):
-            yield decode_text(name), ExtractedFile(size, sha256)
+        rows = self._db.execute("SELECT name, size, sha256, inode, hardlink FROM files")
+        for name, size, sha256, inode, hardlink in rows:
+            link = None if hardlink is None else decode_text(hardlink)
+            yield decode_text(name), ExtractedFile(size, sha256, inode, link)
 
 
 class NameSet:
@@ -120,7 +136,8 @@ class NameSet:
     def __init__(self, db: sqlite3.Connection, table: str) -> None:
         self._db = db
         self._table = table
-        self._db.execute(f"CREATE TABLE {table} (name BLOB PRIMARY KEY) WITHOUT ROWID")
+        with scratch_writes():
+            self._db.execute(f"CREATE TABLE {table} (name BLOB PRIMARY KEY) WITHOUT ROWID")
         self._count = 0
 
     def add(self, name: str) -> None:
@@ -153,11 +170,54 @@ class Extraction:
     files: ExtractedFiles  # name -> what was written
     dirs: NameSet  # folders that were members of the archive
     symlinks: dict[str, str] = field(default_factory=dict)  # created: name -> target
-    external_links: dict[str, str] = field(default_factory=dict)  # not created
+    external_links: dict[str, str] = field(default_factory=dict)  # not created (withheld)
     bytes: int = 0
+    members: int = 0
+    last_members: list[str] = field(default_factory=list)  # the last two member names
+    top_folders: set[str] = field(default_factory=set)  # the first few names at the top
+
+    def note_member(self, name: str) -> None:
+        self.members += 1
+        self.last_members = [*self.last_members[-1:], name]
+        if len(self.top_folders) <= 3:  # enough to tell one from several, and name some
+            self.top_folders.add(name.split("/", 1)[0])
 
     def link_target(self, name: str) -> str | None:
         return self.symlinks.get(name, self.external_links.get(name))
+
+
+class Withheld:
+    """A link verdict: not created and not refused here (recorded in `external_links`);
+    the caller refuses the archive on other grounds (a full backup without a manifest)."""
+
+
+WITHHELD = Withheld()
+
+# (member name, link target) -> None: create the link exactly so; WITHHELD: leave it
+# out; a string: why the link, and so the archive, is refused.
+LinkRule = Callable[[str, str], "str | Withheld | None"]
+
+
+class LinkPolicy(Protocol):
+    """Decides an archive's symbolic links from what the archive itself says.
+
+    The header pass offers it the content of regular file members it asks for (a full
+    backup's MANIFEST.json); the extraction lets it read what was extracted. Either way
+    `rule` then judges every link, before any link is created.
+    """
+
+    def wants(self, name: str, size: int, members_seen: int) -> bool:
+        """Shown every regular file member (name, size, members so far): whether the
+        header pass is to pass its content to `read` (the extraction reads nothing)."""
+        ...
+
+    def read(self, name: str, content: BinaryIO) -> None:
+        """Header pass: the content of a member it wanted (read it now or never)."""
+        ...
+
+    def rule(self, extraction: Extraction | None) -> LinkRule:
+        """The rule: from what the header pass read (None), or from the extracted tree."""
+        ...
 
 
 def new_extraction(dest: Path) -> tuple[Extraction, sqlite3.Connection]:
@@ -192,6 +252,112 @@ def _inside(dest: str, path: str) -> bool:
     return path == dest or path.startswith(dest + os.sep)
 
 
+def _parent(name: str) -> str:
+    return name.rsplit("/", 1)[0] if "/" in name else ""
+
+
+class MemberRules:
+    """What an archive's member names may be, member after member (all names on disk).
+
+    One name, one member (a folder may repeat); nothing below a link or below a file; a
+    hard link only to a file that came before it. The header pass and the extraction
+    both ask here, so they refuse exactly the same archives.
+    """
+
+    FILE, DIR_MEMBER, FOLDER, LINK = range(4)  # FILE: files and hard links
+
+    def __init__(self, db: sqlite3.Connection) -> None:
+        self._db = db
+        with scratch_writes():
+            # One table (scratch space costs a page per table), one lookup per name.
+            db.execute(
+                "CREATE TABLE member_names (name BLOB, kind INTEGER, PRIMARY KEY (name, kind))"
+                " WITHOUT ROWID"
+            )
+        self._last_folder = ""
+
+    def _kinds(self, name: str) -> set[int]:
+        rows = self._db.execute(
+            "SELECT kind FROM member_names WHERE name = ?", (encode_text(name),)
+        )
+        return {kind for (kind,) in rows}
+
+    def _note(self, name: str, kind: int) -> None:
+        with scratch_writes():
+            self._db.execute(
+                "INSERT OR IGNORE INTO member_names (name, kind) VALUES (?, ?)",
+                (encode_text(name), kind),
+            )
+
+    def admit(self, member: tarfile.TarInfo, name: str) -> None:
+        """Refuse `member` (named `name`, already cleaned) if it breaks a rule; note it."""
+        kinds = self._kinds(name)
+        twice = self.LINK in kinds or self.FILE in kinds
+        if twice or (self.DIR_MEMBER in kinds and not member.isdir()):
+            raise UnsafeArchiveError(f"{name}: appears twice in the archive; refused")
+        if member.isdir():
+            self._folders(name, name, known=self.FOLDER in kinds)
+            self._note(name, self.DIR_MEMBER)
+            return
+        if self.FOLDER in kinds:
+            if member.issym():
+                raise UnsafeArchiveError(
+                    f"{name}: a link where other members lie below (a path through a link) refused"
+                )
+            raise UnsafeArchiveError(f"{name}: something is already there; refused")
+        self._folders(_parent(name), name)
+        if member.issym():
+            self._note(name, self.LINK)
+        elif member.isfile():
+            self._note(name, self.FILE)
+        elif member.islnk():
+            target = _hard_link_target(member)
+            if self.FILE not in self._kinds(target):
+                raise UnsafeArchiveError(
+                    f"{name}: hard link to {member.linkname}, which is not a file extracted "
+                    "before it; refused"
+                )
+            self._note(name, self.FILE)
+        else:
+            raise UnsafeArchiveError(
+                f"{name}: {_kind(member)} refused (only files, folders and links are extracted)"
+            )
+
+    def _folders(self, folder: str, member: str, known: bool = False) -> None:
+        """`folder` and its parents are folders: none may be a link or a file."""
+        if folder == self._last_folder or not folder or known:
+            self._last_folder = folder
+            return
+        parts = folder.split("/")
+        new: list[str] = []
+        for depth in range(len(parts), 0, -1):
+            prefix = "/".join(parts[:depth])
+            kinds = self._kinds(prefix)
+            if self.FOLDER in kinds:
+                break  # it and its parents were checked when it was added
+            if self.LINK in kinds:
+                raise UnsafeArchiveError(f"{member}: a path through a link ({prefix}) refused")
+            if self.FILE in kinds:
+                raise UnsafeArchiveError(f"{member}: {prefix} is in the way and is not a folder")
+            new.append(prefix)
+        for prefix in new:
+            self._note(prefix, self.FOLDER)
+        self._last_folder = folder
+
+
+def _hard_link_target(member: tarfile.TarInfo) -> str:
+    try:
+        target = clean_name(member.linkname)
+    except UnsafeArchiveError:
+        target = ""
+    if not target:
+        raise UnsafeArchiveError(
+            f"{member.name}: hard link to {member.linkname}, which leads out of the archive; "
+            "refused"
+        )
+    return target
+
+
 class _Extractor:
     def __init__(
         self,
@@ -199,10 +365,13 @@ class _Extractor:
         skip_external_links: bool,
         max_bytes: int | None,
         preserve_owner: bool,
+        links: LinkPolicy | None = None,
     ) -> None:
         dest.mkdir(mode=0o700, parents=True, exist_ok=True)
+        self.links = links
         self.root = os.path.realpath(dest)
         self.result, self.db = new_extraction(Path(self.root))
+        self.rules = MemberRules(self.db)
         self.skip_external_links = skip_external_links
         self.max_bytes = max_bytes
         self.preserve_owner = preserve_owner
@@ -211,13 +380,17 @@ class _Extractor:
         self.real_dirs = NameSet(self.db, "real_dirs")
         self.real_dirs.add("")  # the target itself
         self.last_real_dir = ""
-        # Folder modes and times, applied last (deepest first) so content can be written.
-        self.db.execute(
-            "CREATE TABLE dir_meta (name BLOB, depth INTEGER, mode INTEGER, mtime INTEGER,"
-            " uid INTEGER, gid INTEGER)"
-        )
-        self.links: list[tuple[str, tarfile.TarInfo]] = []
-        self.link_names: set[str] = set()  # links are made last; their names are known now
+        with scratch_writes():
+            # Folder modes and times, applied last (deepest first) so content can be written.
+            self.db.execute(
+                "CREATE TABLE dir_meta (name BLOB, depth INTEGER, mode INTEGER, mtime INTEGER,"
+                " uid INTEGER, gid INTEGER)"
+            )
+            # Links, made last (in archive order) once the rule that judges them is known.
+            self.db.execute(
+                "CREATE TABLE links (name BLOB NOT NULL, target BLOB NOT NULL, uid INTEGER,"
+                " gid INTEGER)"
+            )
 
     def path(self, name: str) -> str:
         return os.path.join(self.root, name) if name else self.root
@@ -249,14 +422,11 @@ class _Extractor:
             if member.isdir():
                 return  # "./": the target folder itself
             raise UnsafeArchiveError(f"{member.name!r}: a member without a name refused")
-        # Every name seen so far is a folder, a file written, or a link still to make.
-        if (
-            name in self.link_names
-            or (name in self.result.dirs and not member.isdir())
-            or name in self.result.files
-        ):
-            raise UnsafeArchiveError(f"{name}: appears twice in the archive; refused")
-        parent = name.rsplit("/", 1)[0] if "/" in name else ""
+        self.rules.admit(member, name)  # twice, through a link, hard link targets, kinds
+        self.result.note_member(name)
+        if member.isfile() and self.links is not None:
+            self.links.wants(name, member.size, self.result.members)  # it reads later
+        parent = _parent(name)
         if member.isdir():
             self.ensure_dir(name, name)
             self.result.dirs.add(name)
@@ -278,15 +448,14 @@ class _Extractor:
             self.write_file(tar, member, name)
         elif member.issym():
             check_link_target(name, member.linkname)
-            self.links.append((name, member))
-            self.link_names.add(name)
+            with scratch_writes():
+                self.db.execute(
+                    "INSERT INTO links (name, target, uid, gid) VALUES (?, ?, ?, ?)",
+                    (encode_text(name), encode_text(member.linkname), member.uid, member.gid),
+                )
         elif member.islnk():
             self.ensure_dir(parent, name)
             self.hard_link(member, name)
-        else:
-            raise UnsafeArchiveError(
-                f"{name}: {_kind(member)} refused (only files, folders and links are extracted)"
-            )
 
     def write_file(self, tar: tarfile.TarFile, member: tarfile.TarInfo, name: str) -> None:
         if self.max_bytes is not None and self.result.bytes + member.size > self.max_bytes:
@@ -307,56 +476,75 @@ class _Extractor:
                     digest.update(chunk)
                     out.write(chunk)
             self._apply_meta(fd, member, is_dir=False)
+            inode = os.fstat(fd).st_ino
         finally:
             os.close(fd)
-        self.result.files[name] = ExtractedFile(member.size, digest.hexdigest())
+        self.result.files[name] = ExtractedFile(member.size, digest.hexdigest(), inode)
         self.result.bytes += member.size
 
     def hard_link(self, member: tarfile.TarInfo, name: str) -> None:
-        try:
-            target = clean_name(member.linkname)
-        except UnsafeArchiveError:
-            target = ""
-        linked = self.result.files.get(target) if target else None
+        target = _hard_link_target(member)
+        linked = self.result.files.get(target)
         if linked is None:
             raise UnsafeArchiveError(
                 f"{name}: hard link to {member.linkname}, which is not a file extracted "
                 "before it; refused"
             )
-        os.link(self.path(target), self.path(name), follow_symlinks=False)
-        self.result.files[name] = linked
+        try:
+            os.link(self.path(target), self.path(name), follow_symlinks=False)
+        except FileExistsError:
+            raise UnsafeArchiveError(f"{name}: something is already there; refused") from None
+        self.result.files[name] = ExtractedFile(linked.size, linked.sha256, linked.inode, target)
 
     def _external(self, name: str, target: str) -> None:
         if not self.skip_external_links:
             raise UnsafeArchiveError(f"{name}: link pointing outside the target ({target}) refused")
         self.result.external_links[name] = target
 
-    def make_links(self) -> None:
+    def pending_links(self) -> Iterator[tuple[str, str, int, int]]:
+        rows = self.db.execute("SELECT name, target, uid, gid FROM links ORDER BY rowid")
+        for name, target, uid, gid in rows.fetchall():
+            yield decode_text(name), decode_text(target), uid, gid
+
+    def make_links(self, rule: LinkRule | None) -> None:
+        """Create the links: each as `rule` allows it, or (no rule) only those staying inside."""
+        if rule is not None:
+            for name, target, uid, gid in self.pending_links():
+                verdict = rule(name, target)
+                if isinstance(verdict, Withheld):
+                    self.result.external_links[name] = target
+                elif verdict is not None:
+                    raise UnsafeArchiveError(verdict)
+                else:
+                    self._symlink(name, target, uid, gid)
+            return
         try:
-            self._create_links()
+            self._create_inside_links()
         finally:
             # Even when a link is refused half-way, none already made may stay leading out.
             escaped = self._remove_links_leading_out()
         for name, target in escaped:
             self._external(name, target)
 
-    def _create_links(self) -> None:
-        for name, member in self.links:
-            target = member.linkname
+    def _create_inside_links(self) -> None:
+        for name, target, uid, gid in self.pending_links():
             joined = os.path.normpath(os.path.join(os.path.dirname(name), target))
             if os.path.isabs(target) or joined == ".." or joined.startswith("../"):
                 self._external(name, target)
                 continue
-            parent = name.rsplit("/", 1)[0] if "/" in name else ""
-            self.ensure_dir(parent, name)
-            try:
-                os.symlink(target, self.path(name))
-            except FileExistsError:
-                raise UnsafeArchiveError(f"{name}: something is already there; refused") from None
-            if self.preserve_owner:
-                with contextlib.suppress(OSError):
-                    os.lchown(self.path(name), member.uid, member.gid)
-            self.result.symlinks[name] = target
+            self._symlink(name, target, uid, gid)
+
+    def _symlink(self, name: str, target: str, uid: int, gid: int) -> None:
+        """The link, exactly as recorded; what it points to is never looked at or followed."""
+        self.ensure_dir(_parent(name), name)
+        try:
+            os.symlink(target, self.path(name))
+        except FileExistsError:
+            raise UnsafeArchiveError(f"{name}: something is already there; refused") from None
+        if self.preserve_owner:
+            with contextlib.suppress(OSError):
+                os.lchown(self.path(name), uid, gid)
+        self.result.symlinks[name] = target
 
     def _remove_links_leading_out(self) -> list[tuple[str, str]]:
         """A chain of links that each look inside can still resolve outside: check them all."""
@@ -406,15 +594,16 @@ def extract_stream(
     skip_external_links: bool = False,
     max_bytes: int | None = None,
     preserve_owner: bool = False,
+    links: LinkPolicy | None = None,
 ) -> Extraction:
     """Extract the uncompressed tar read from `stream` into `dest` (new or empty)."""
-    extractor = _Extractor(dest, skip_external_links, max_bytes, preserve_owner)
+    extractor = _Extractor(dest, skip_external_links, max_bytes, preserve_owner, links)
     try:
         with tarfile.open(fileobj=stream, mode="r|") as tar:
             while (member := tar.next()) is not None:
                 extractor.add(tar, member)
                 tar.members.clear()  # type: ignore[attr-defined]  # tarfile keeps every header; we need none
-        extractor.make_links()
+        extractor.make_links(links.rule(extractor.result) if links is not None else None)
         extractor.finish_dirs()
     except OSError as exc:
         if exc.errno not in _UNUSABLE_NAME:
@@ -440,6 +629,7 @@ def extract_archive(
     skip_external_links: bool = False,
     max_bytes: int | None = None,
     preserve_owner: bool = False,
+    links: LinkPolicy | None = None,
 ) -> Extraction:
     """Extract a compressed tar file; damage or an unsafe member is a VerifyError."""
     try:
@@ -450,6 +640,7 @@ def extract_archive(
                 skip_external_links=skip_external_links,
                 max_bytes=max_bytes,
                 preserve_owner=preserve_owner,
+                links=links,
             )
     except (EOFError, gzip.BadGzipFile, zlib.error, zstandard.ZstdError) as exc:
         raise VerifyError(f"{path.name}: damaged or truncated archive ({exc})") from None
@@ -457,48 +648,74 @@ def extract_archive(
         raise VerifyError(f"{path.name}: not a readable tar archive ({exc})") from None
 
 
-def refuse_unsafe_members(path: Path) -> int:
+def _leads_out(name: str, target: str) -> bool:
+    joined = posixpath.normpath(posixpath.join(posixpath.dirname(name), target))
+    return target.startswith("/") or joined == ".." or joined.startswith("../")
+
+
+def refuse_unsafe_members(path: Path, links: LinkPolicy | None = None) -> int:
     """Read every header of a compressed tar and refuse it if any member is unsafe.
 
     A pass that writes nothing, for callers that must refuse "before anything is
-    written" (restore-all): absolute names, `..`, devices and other special files, hard
-    links to outside names, and symbolic links whose target leaves the archive's tree.
-    The extraction still applies every check again. Returns the number of members.
+    written" (restore-all): every rule of `MemberRules` (absolute names, `..`, special
+    files, a name twice, a path through a link, hard links to anything but an earlier
+    file), and links: judged by `links` once the whole archive was read, or (without a
+    policy) refused when their target leaves the archive's tree. The extraction applies
+    every check again. Returns the number of members.
     """
     count = 0
+    db = open_scratch_database()
     try:
+        rules = MemberRules(db)
+        with scratch_writes():
+            db.execute("CREATE TABLE links (name BLOB NOT NULL, target BLOB NOT NULL)")
         with open_archive(path) as stream, tarfile.open(fileobj=stream, mode="r|") as tar:
             while (member := tar.next()) is not None:
                 count += 1
                 name = clean_name(member.name)
+                if not name and member.isdir():
+                    continue
+                if not name:
+                    raise UnsafeArchiveError(f"{member.name!r}: a member without a name refused")
+                rules.admit(member, name)
                 if member.issym():
                     target = member.linkname
                     check_link_target(name, target)
-                    joined = posixpath.normpath(posixpath.join(posixpath.dirname(name), target))
-                    if target.startswith("/") or joined == ".." or joined.startswith("../"):
+                    if links is None and _leads_out(name, target):
                         raise UnsafeArchiveError(
                             f"{name}: link pointing out of the archive ({target}) refused"
                         )
-                elif member.islnk():
-                    clean_name(member.linkname)
-                elif not (member.isfile() or member.isdir()):
-                    raise UnsafeArchiveError(
-                        f"{name}: {_kind(member)} refused (only files, folders and links are extracted)"
-                    )
+                    with scratch_writes():
+                        db.execute(
+                            "INSERT INTO links (name, target) VALUES (?, ?)",
+                            (encode_text(name), encode_text(target)),
+                        )
+                elif member.isfile() and links is not None and links.wants(name, member.size, count):
+                    content = tar.extractfile(member)
+                    assert content is not None
+                    links.read(name, cast(BinaryIO, content))
                 tar.members.clear()  # type: ignore[attr-defined]
+        if links is not None:
+            rule = links.rule(None)
+            for raw_name, raw_target in db.execute("SELECT name, target FROM links ORDER BY rowid"):
+                verdict = rule(decode_text(raw_name), decode_text(raw_target))
+                if isinstance(verdict, str):
+                    raise UnsafeArchiveError(verdict)
     except (EOFError, gzip.BadGzipFile, zlib.error, zstandard.ZstdError) as exc:
         raise VerifyError(f"{path.name}: damaged or truncated archive ({exc})") from None
     except tarfile.TarError as exc:
         raise VerifyError(f"{path.name}: not a readable tar archive ({exc})") from None
+    finally:
+        db.close()
     return count
 
 
 def extract_safely(archive: Path, dest: Path, *, preserve_owner: bool = False) -> list[str]:
     """Extract `archive` into `dest`, refusing every unsafe member; the names extracted.
 
-    Links pointing out of `dest` are refused here (SPEC.md, Restore); callers that
-    must keep such links of their own backups use `extract_archive(...,
-    skip_external_links=True)` and read `Extraction.external_links`.
+    Links pointing out of `dest` are refused here; full backups are extracted with their
+    manifest's `LinkPolicy` instead (`tasks.archive_verdict`), which creates exactly the
+    links the manifest records.
     """
     extraction = extract_archive(archive, dest, preserve_owner=preserve_owner)
     return sorted({*extraction.files, *extraction.dirs, *extraction.symlinks})

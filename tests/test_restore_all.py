@@ -98,8 +98,15 @@ def rewrite_archive(archive: Path, target: Path, edit: Callable[[Path], None], t
         tar.extractall(work, filter="tar")
     [top] = list(work.iterdir())
     edit(top)
+    manifests = ("MANIFEST.txt", "MANIFEST.json")  # last, as backup-all writes them
     with tarfile.open(target, "w:gz") as tar:
-        tar.add(top, arcname=top.name)
+        tar.add(top, arcname=top.name, recursive=False)
+        for entry in sorted(top.iterdir()):
+            if entry.name not in manifests:
+                tar.add(entry, arcname=f"{top.name}/{entry.name}")
+        for name in manifests:
+            if (top / name).exists():
+                tar.add(top / name, arcname=f"{top.name}/{name}")
     return target
 
 
