@@ -22,9 +22,8 @@ from pathlib import Path
 from tasks.atomic import FILE_MODE, atomic_writer
 from tasks.errors import ConfigError
 from tasks.naming import timestamp
-from tasks.redact import strip_url_password
 
-_ASSIGNMENT = re.compile(r"^(?P<head>\s*(?:export\s+)?(?P<key>[A-Za-z_][A-Za-z0-9_]*)\s*=)")
+_ASSIGNMENT = re.compile(r"^(?P<head>\s*(?:export\s+)?(?P<key>[A-Za-z_][A-Za-z0-9_]*)\s*=[ \t]*)")
 _PLAIN_VALUE = re.compile(r"^[A-Za-z0-9_.:/@%+=?&,~\-\[\]]+$")
 
 
@@ -39,8 +38,23 @@ def new_values(url: str) -> dict[str, str]:
     return {"ADMIN_DB_TYPE": "postgres", "ADMIN_DATABASE_URL": url}
 
 
+def without_password(url: str) -> str:
+    """The URL as it may be shown: its password, whatever characters it holds, as ***."""
+    scheme, separator, rest = url.partition("://")
+    if not separator:
+        return "(a connection string with a password)" if "password" in url else url
+    head = rest.split("/", 1)[0]
+    where = head if "@" in head else rest  # a password may hold an unencoded '/'
+    if "@" not in where:
+        return url
+    userinfo = where.rsplit("@", 1)[0]
+    if ":" not in userinfo:
+        return url
+    return f"{scheme}://{userinfo.split(':', 1)[0]}:***@{rest[len(userinfo) + 1:]}"
+
+
 def shown_lines(url: str) -> tuple[str, ...]:
-    return tuple(f"{k}={strip_url_password(v)}" for k, v in new_values(url).items())
+    return tuple(f"{k}={without_password(v) if k == 'ADMIN_DATABASE_URL' else v}" for k, v in new_values(url).items())
 
 
 def quote_value(value: str) -> str:

@@ -364,7 +364,8 @@ class Translation:
 def _join(parts: list[str]) -> str:
     out = ""
     for part in parts:
-        if not out or out.endswith(("(", ".")) or part in (")", ",", ".") or part.startswith("::"):
+        call = part == "(" and bool(out) and (out[-1].isalnum() or out[-1] in '_"')
+        if not out or out.endswith(("(", ".")) or part in (")", ",", ".") or call:
             out += part
         else:
             out += " " + part

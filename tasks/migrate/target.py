@@ -87,7 +87,7 @@ def inspect_target(connection: psycopg.Connection, description: str) -> TargetIn
             "ELSE has_schema_privilege(current_schema(), 'CREATE') END"
         ).fetchone()
         assert row is not None
-        encoding, schema, version, can_create = row
+        encoding, schema, version, can_create = (v.decode() if isinstance(v, bytes) else v for v in row)
         if encoding != "UTF8":
             raise ConfigError(
                 f"migration target {description} uses encoding {encoding}; SQLite text is "
