@@ -74,6 +74,8 @@ def same_value(sqlite_value: Any, pg_value: Any, pg_type: str) -> bool:
     if pg_type == "double precision":
         return isinstance(sqlite_value, float) and _float_bits(sqlite_value) == _float_bits(pg_value)
     if pg_type == "numeric":
+        if isinstance(sqlite_value, float) and pg_value.is_infinite():
+            return float(pg_value) == sqlite_value
         if isinstance(sqlite_value, float):
             return float(pg_value) == sqlite_value and pg_value.as_tuple().exponent < 0
         return Decimal(sqlite_value) == pg_value and pg_value.as_tuple().exponent == 0
