@@ -11,7 +11,8 @@ it when SQLite's text does not decode.
 from __future__ import annotations
 
 import sqlite3
-from dataclasses import dataclass, field
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field, replace
 
 from tasks.migrate.catalog import Column, Table, quote_sqlite
 from tasks.migrate.types import CLASSES, ColumnFacts, affinity, declared_intent
@@ -70,29 +71,26 @@ def _int(value: object) -> int:
 
 def _checked_values(
     connection: sqlite3.Connection, table: Table, column: Column
-) -> list[tuple[int | None, object]] | None:
-    """Non-NULL values of one column with their rowids; None if some text does not decode."""
+) -> Iterator[tuple[int | None, object]]:
+    """Non-NULL values of one column with their rowids, streamed (sqlite3.OperationalError
+    when some text does not decode: the caller then leaves the column unchecked)."""
     rowid = quote_sqlite(table.rowid_name) if table.rowid_name else "NULL"
     q = quote_sqlite(column.name)
-    try:
-        cursor = connection.execute(
-            f"SELECT {rowid}, {q} FROM {quote_sqlite(table.name)} WHERE {q} IS NOT NULL"
-        )
-        return [(r[0], r[1]) for r in cursor]
-    except sqlite3.OperationalError as exc:
-        if "decode" in str(exc):
-            return None
-        raise
+    cursor = connection.execute(
+        f"SELECT {rowid}, {q} FROM {quote_sqlite(table.name)} WHERE {q} IS NOT NULL"
+    )
+    while batch := cursor.fetchmany(2000):
+        yield from batch
 
 
-def _json_check(values: list[tuple[int | None, object]]) -> tuple[bool, int | None]:
+def _json_check(values: Iterable[tuple[int | None, object]]) -> tuple[bool, int | None]:
     for rowid, value in values:
         if jsonb_problem(value) is not None:
             return False, rowid
     return True, None
 
 
-def _timestamp_check(values: list[tuple[int | None, object]]) -> tuple[str | None, int | None]:
+def _timestamp_check(values: Iterable[tuple[int | None, object]]) -> tuple[str | None, int | None]:
     forms: set[bool] = set()
     for rowid, value in values:
         parsed = parse_timestamp(value) if isinstance(value, str) else None
@@ -104,7 +102,7 @@ def _timestamp_check(values: list[tuple[int | None, object]]) -> tuple[str | Non
     return ("zoned" if forms == {True} else "naive"), None
 
 
-def _date_check(values: list[tuple[int | None, object]]) -> tuple[bool, int | None]:
+def _date_check(values: Iterable[tuple[int | None, object]]) -> tuple[bool, int | None]:
     for rowid, value in values:
         if not isinstance(value, str) or parse_date(value) is None:
             return False, rowid
@@ -152,21 +150,22 @@ def _typed_checks(
     held = {kind for kind, count in profile.counts.items() if count}
     if not held or "blob" in held:
         return profile
+    if intent != "json" and held != {"text"}:
+        return profile
     values = _checked_values(connection, table, column)
-    if values is None:
-        return profile
-    from dataclasses import replace
-
-    if intent == "json":
-        ok, odd = _json_check(values)
-        return replace(profile, json_ok=ok, first_odd=odd)
-    if held != {"text"}:
-        return profile
-    if intent == "timestamp":
-        form, odd = _timestamp_check(values)
-        return replace(profile, timestamps=form, first_odd=odd)
-    ok, odd = _date_check(values)
-    return replace(profile, dates=ok, first_odd=odd)
+    try:
+        if intent == "json":
+            ok, odd = _json_check(values)
+            return replace(profile, json_ok=ok, first_odd=odd)
+        if intent == "timestamp":
+            form, odd = _timestamp_check(values)
+            return replace(profile, timestamps=form, first_odd=odd)
+        ok, odd = _date_check(values)
+        return replace(profile, dates=ok, first_odd=odd)
+    except sqlite3.OperationalError as exc:
+        if "decode" in str(exc).lower():
+            return profile  # text that is not UTF-8: the copy finds it and widens the column
+        raise
 
 
 def invalid_utf8(connection: sqlite3.Connection, table: Table) -> dict[str, tuple[int, int | None]]:
