@@ -336,12 +336,15 @@ def _after_the_data(
     plans: list[TablePlan], log: Log,
 ) -> list[StepResult]:
     steps: list[StepResult] = []
+    # SQLite's own index names first: the keys' indexes are named by PostgreSQL, which
+    # then picks names that are free.
+    for plan in plans:
+        steps += [run_step(pg, s) for s in index_steps(schema, plan)]
     for plan in plans:
         steps += [run_step(pg, s) for s in key_steps(schema, plan)]
     for plan in plans:
         steps += [run_step(pg, s) for s in default_steps(schema, plan)]
         steps += [run_step(pg, s) for s in check_steps(schema, plan)]
-        steps += [run_step(pg, s) for s in index_steps(schema, plan)]
     for plan in plans:
         violations = foreign_key_violations(source, plan.source.name) if plan.source.foreign_keys else {}
         for key in plan.source.foreign_keys:
