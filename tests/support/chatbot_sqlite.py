@@ -80,13 +80,18 @@ def _stamp(rng: random.Random, base: int) -> str:
 
 
 def make_chatbot_db(
-    path: Path, messages: int = 1000, agents: int = 20, conversations: int = 200, seed: int = 7
+    path: Path, messages: int = 1000, agents: int = 20, conversations: int = 200, seed: int = 7,
+    plain_defaults: bool = False,
 ) -> Path:
-    """Create the database at `path` (which must not exist) and return it."""
+    """Create the database at `path` (which must not exist) and return it.
+
+    `plain_defaults`: messages.created_at defaults to CURRENT_TIMESTAMP instead of
+    `(datetime('now'))` (pgloader 3.6.7 cannot create a table with the latter)."""
     rng = random.Random(seed)
     path.parent.mkdir(parents=True, exist_ok=True)
     db = sqlite3.connect(path)
-    db.executescript(SCHEMA)
+    schema = SCHEMA.replace("DEFAULT (datetime('now'))", "DEFAULT CURRENT_TIMESTAMP") if plain_defaults else SCHEMA
+    db.executescript(schema)
     db.execute("PRAGMA foreign_keys = ON")
     agent_rows = []
     for i in range(1, agents + 1):
