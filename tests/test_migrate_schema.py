@@ -13,9 +13,10 @@ from pathlib import Path
 import psycopg
 import pytest
 
+from tasks.errors import SourceError
 from tasks.migrate.report import ReportContext, render
 from tasks.migrate.target import describe, target_params
-from tasks.migrate.transaction import MigrationOutcome, migrate, watch_source
+from tasks.migrate.transaction import MigrationFailed, MigrationOutcome, migrate, watch_source
 from tests.conftest import PG_ADMIN, create_database, drop_database, pg_url
 
 SCHEMA = """
@@ -114,3 +115,44 @@ def test_schema_objects_are_created_or_reported(migrated: tuple[MigrationOutcome
         assert pg.execute(
             "SELECT count(*) FROM pg_indexes WHERE tablename = 'parent' AND indexname LIKE 'parent\\_pkey%'"
         ).fetchone() == (2,)
+
+
+def test_a_write_to_sqlite_during_the_migration_stops_the_commit(tmp_path: Path) -> None:
+    path = tmp_path / "admin.db"
+    db = sqlite3.connect(path)
+    db.execute("PRAGMA journal_mode = WAL")  # the application keeps writing beside a reader
+    db.executescript("CREATE TABLE a (id INTEGER PRIMARY KEY, v TEXT); CREATE TABLE b (id INTEGER PRIMARY KEY);")
+    db.executemany("INSERT INTO a (v) VALUES (?)", [("x",), ("y",)])
+    db.commit()
+    name = f"cbschema_{uuid.uuid4().hex[:10]}"
+    create_database(name)
+    watch = watch_source(path)
+
+    def meanwhile(message: str) -> None:
+        if message.startswith("a:"):  # table a copied and compared: the application writes
+            db.execute("UPDATE a SET v = 'changed' WHERE id = 1")
+            db.commit()
+
+    try:
+        params = target_params(pg_url(name))
+        with pytest.raises(MigrationFailed) as failed:
+            migrate(watch, params, describe(params), meanwhile)
+        assert isinstance(failed.value.error, SourceError)
+        assert "the SQLite database changed while it was being migrated (table a)" in str(failed.value.error)
+        with psycopg.connect(**{**PG_ADMIN, "dbname": name}) as pg:  # type: ignore[arg-type]
+            assert pg.execute("SELECT count(*) FROM pg_tables WHERE schemaname = 'public'").fetchone() == (0,)
+        # Only a checkpoint, no change of the data: no refusal.
+        watch.close()
+        watch = watch_source(path)
+        checkpoint = sqlite3.connect(path)
+
+        def checkpointing(message: str) -> None:
+            if message.startswith("a:"):
+                checkpoint.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+
+        assert migrate(watch, params, describe(params), checkpointing).committed
+        checkpoint.close()
+    finally:
+        watch.close()
+        db.close()
+        drop_database(name)
