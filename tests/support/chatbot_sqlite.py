@@ -56,6 +56,9 @@ CREATE INDEX conversations_live ON conversations (agent_id) WHERE archived = 0;
 CREATE VIEW agent_stats AS
     SELECT a.id, a.name, count(c.id) AS conversations
     FROM agents a LEFT JOIN conversations c ON c.agent_id = a.id GROUP BY a.id, a.name;
+"""
+# Created once the rows are in (it would run once per generated message).
+TRIGGER = """
 CREATE TRIGGER messages_touch AFTER INSERT ON messages BEGIN
     UPDATE conversations SET updated_at = NEW.created_at WHERE id = NEW.conversation_id;
 END;
@@ -144,6 +147,11 @@ def make_chatbot_db(
     newest = db.execute("SELECT max(id) FROM messages").fetchone()[0] or 0
     db.execute("DELETE FROM messages WHERE id > ?", (newest - 3,))
     db.execute("DELETE FROM agents WHERE id = ?", (agents,))  # cascades to its conversations
+    db.execute(
+        "UPDATE conversations SET updated_at = (SELECT max(created_at) FROM messages m "
+        "WHERE m.conversation_id = conversations.id)"
+    )
+    db.executescript(TRIGGER)
     db.executemany(
         "INSERT INTO settings VALUES (?, ?, ?)",
         [("theme", "dark", 1735689600), ("welcome", "Willkommen 👋\n", None), ("limits", '{"rpm": 60}', 2)],
