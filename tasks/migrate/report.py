@@ -50,7 +50,8 @@ def render(outcome: MigrationOutcome, context: ReportContext) -> str:
         f"({outcome.seconds:.1f} s)",
         f"- from: {outcome.source}",
         f"- to: {outcome.target}, schema `{outcome.schema or '?'}`",
-        f"- final SQLite backup: {context.final_backup or 'none'}",
+        f"- final SQLite backup: {context.final_backup or 'none'}"
+        + (" (tier monthly: rotation keeps it 365 days)" if context.final_backup else ""),
         f"- tables: {len(outcome.tables)}, rows: {outcome.rows}",
     ]
     if outcome.failure:
