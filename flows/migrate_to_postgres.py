@@ -38,9 +38,10 @@ from tasks import clock
 from tasks.errors import AbortedByOperator, ConfigError
 from tasks.lock import backup_dir_lock
 from tasks.migrate.envfile import shown_lines
+from tasks.migrate.outcome import MigrationFailed, MigrationOutcome
 from tasks.migrate.report import ReportContext, render
 from tasks.migrate.target import TargetInfo, check_target, target_params
-from tasks.migrate.transaction import MigrationFailed, MigrationOutcome, still_empty
+from tasks.migrate.transaction import still_empty
 from tasks.redact import redact
 from tasks.settings import Settings, load_settings
 from tasks.steps.migrate import (

@@ -19,8 +19,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from tasks.migrate.plan import SYSTEM_COLUMNS
+from tasks.migrate.source import watch_source
 from tasks.migrate.target import describe, target_params
-from tasks.migrate.transaction import migrate, watch_source
+from tasks.migrate.transaction import migrate
 from tests.conftest import PG_ADMIN, create_database, drop_database, pg_url
 from tests.test_migrate import pg_types, same_value
 

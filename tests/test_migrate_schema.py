@@ -14,9 +14,11 @@ import psycopg
 import pytest
 
 from tasks.errors import SourceError
+from tasks.migrate.outcome import MigrationFailed, MigrationOutcome
 from tasks.migrate.report import ReportContext, render
+from tasks.migrate.source import watch_source
 from tasks.migrate.target import describe, target_params
-from tasks.migrate.transaction import MigrationFailed, MigrationOutcome, migrate, watch_source
+from tasks.migrate.transaction import migrate
 from tests.conftest import PG_ADMIN, create_database, drop_database, pg_url
 
 SCHEMA = """

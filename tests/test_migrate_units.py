@@ -15,19 +15,14 @@ import psycopg
 import pytest
 
 from tasks.errors import ConfigError
-from tasks.migrate.ddl import pg_default
+from tasks.migrate.canonical import canonical_pg, canonical_sqlite
+from tasks.migrate.defaults import pg_default
 from tasks.migrate.envfile import quote_value, update_env_file, updated_text
-from tasks.migrate.sqltext import parse_create_table, tokenize, translate_expression
+from tasks.migrate.expressions import translate_expression
+from tasks.migrate.sqltext import parse_create_table, tokenize
 from tasks.migrate.target import check_target
 from tasks.migrate.types import ColumnFacts, Conversion, affinity, choose_type
-from tasks.migrate.values import (
-    canonical_json,
-    canonical_pg,
-    canonical_sqlite,
-    jsonb_problem,
-    parse_timestamp,
-    real_as_numeric,
-)
+from tasks.migrate.values import canonical_json, jsonb_problem, parse_timestamp, real_as_numeric
 from tests.conftest import PG_ADMIN, create_database, drop_database, pg_url
 
 # -- SQLite's affinity rules (datatype3.html, section 3.1 and its examples) -------------------

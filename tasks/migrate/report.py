@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from tasks.atomic import ensure_private_dir, write_text_atomic
-from tasks.migrate.transaction import MigrationOutcome, StepResult
+from tasks.migrate.outcome import MigrationOutcome, StepResult
 from tasks.naming import timestamp
 from tasks.redact import redact
 

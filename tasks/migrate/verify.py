@@ -6,7 +6,7 @@ order); the PostgreSQL side is read back in the open transaction, in the table's
 physical order, which for a table created and filled by one COPY in this transaction
 is the order the rows were sent (the caller turns parallel and synchronized scans off,
 and verifies before any index exists). Every value is put in its canonical form
-(tasks.migrate.values) on its own side; the checksum is sha256 over the canonical rows.
+(tasks.migrate.canonical) on its own side; the checksum is sha256 over the canonical rows.
 Should PostgreSQL ever return rows in another order, the result is a mismatch and a
 rollback: a false alarm, never a false "verified".
 """
@@ -23,9 +23,10 @@ from typing import Any
 import psycopg
 from psycopg import sql
 
+from tasks.migrate.canonical import describe_value, pg_canonical, sqlite_canonical
 from tasks.migrate.ddl import relation
 from tasks.migrate.plan import TablePlan
-from tasks.migrate.values import describe_value, pg_canonical, pg_select, sqlite_canonical
+from tasks.migrate.values import pg_select
 
 FETCH_ROWS = 2000
 
