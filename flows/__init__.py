@@ -21,6 +21,8 @@ _EXPORTS = {
     "db_backup": "flows.db_backup",
     "RestoreResult": "flows.db_restore",
     "db_restore": "flows.db_restore",
+    "MigrationResult": "flows.migrate_to_postgres",
+    "migrate_to_postgres": "flows.migrate_to_postgres",
     "MonitorResult": "flows.monitor",
     "monitor_backups": "flows.monitor",
     "OffsiteResult": "flows.offsite",
@@ -36,6 +38,7 @@ _EXPORTS = {
 __all__ = [
     "BackupAllResult",
     "DbBackupResult",
+    "MigrationResult",
     "MonitorResult",
     "OffsiteResult",
     "OffsiteSetupResult",
@@ -45,6 +48,7 @@ __all__ = [
     "backup_all",
     "db_backup",
     "db_restore",
+    "migrate_to_postgres",
     "monitor_backups",
     "offsite_setup",
     "offsite_sync",
@@ -67,6 +71,7 @@ if TYPE_CHECKING:
     from flows.backup_all import BackupAllResult, backup_all
     from flows.db_backup import DbBackupResult, db_backup
     from flows.db_restore import RestoreResult, db_restore
+    from flows.migrate_to_postgres import MigrationResult, migrate_to_postgres
     from flows.monitor import MonitorResult, monitor_backups
     from flows.offsite import (
         OffsiteResult,

@@ -95,6 +95,9 @@ class Settings(BaseSettings):
     monitor_check_deployments: bool = True
     alert_timeout: float = Field(default=10.0, gt=0)
 
+    # migrate-to-postgres: the target (a secret; the CLI's --target-url lands here).
+    migrate_target_database_url: SecretStr | None = None
+
     @field_validator("admin_db_type")
     @classmethod
     def _known_db_type(cls, value: str) -> str:
@@ -180,6 +183,16 @@ class Settings(BaseSettings):
             )
         return url
 
+    def migration_target_url(self) -> str:
+        """The migration's target URL (a secret). Raises ConfigError when it is not set."""
+        url = self.migrate_target_database_url
+        if url is None or not url.get_secret_value():
+            raise ConfigError(
+                "no migration target: pass --target-url postgresql://user:password@host:port/db "
+                "(or set MIGRATE_TARGET_DATABASE_URL)"
+            )
+        return url.get_secret_value()
+
 
 def check_retention_days(value: object) -> int:
     """Retention must be a whole number of days, from 1 to MAX_RETENTION_DAYS."""
@@ -226,8 +239,11 @@ def load_settings(check_folders: bool = True, **overrides: object) -> Settings:
     ):
         if secret is not None:
             register_secret(secret.get_secret_value())
-    if settings.admin_database_url is not None:
-        _register_url_password(settings.admin_database_url.get_secret_value())
+    # The migration target's URL is shown (user@host/db) in its report: only its password
+    # is the secret.
+    for url in (settings.admin_database_url, settings.migrate_target_database_url):
+        if url is not None:
+            _register_url_password(url.get_secret_value())
     for name in _SDK_SECRET_VARIABLES:
         register_secret(os.environ.get(name))
     if settings.db_type == "postgres":
