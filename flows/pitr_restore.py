@@ -24,7 +24,7 @@ from flows.hooks import FAILURE_HOOKS
 from flows.pitr_precheck import default_program, precheck
 from flows.reporting import publish_table, run_logger
 from tasks import clock
-from tasks.errors import RestoreError
+from tasks.errors import ConfigError, RestoreError
 from tasks.lock import backup_dir_lock
 from tasks.pitr.commands import program_words, restore_command, wal_env
 from tasks.pitr.pgserver import data_dir_major, find_bindir, server_owner
@@ -110,8 +110,11 @@ def pitr_restore(target_time: str, data_dir: str, verify: bool = False) -> PitrR
         raise
     check: RecoveryCheck | None = None
     if verify:
-        dbname = parse_database_url(settings.pitr_url()).get("dbname")
-        user = parse_database_url(settings.pitr_url()).get("user")
+        try:  # the application's database, whose row counts the check reports
+            params = parse_database_url(settings.pitr_url())
+        except ConfigError:
+            params = {}
+        dbname, user = params.get("dbname"), params.get("user")
         try:
             check = verify_recovery_step(
                 folder, target, bindir, owner, dbname, tuple(u for u in (user,) if u)

@@ -439,6 +439,50 @@ def test_a_push_killed_before_its_sidecar_is_finished_by_the_next_one(
     assert not (archive / f"{name}.zst").exists()
 
 
+def test_wal_push_offsite_copies_every_segment_to_each_destination_verified(
+    tmp_path: Path, pg_wal: Path
+) -> None:
+    name = "000000010000000000000007"
+    archive, first, second = tmp_path / "archive", tmp_path / "nas1", tmp_path / "nas2"
+    first.mkdir()
+    second.mkdir()
+    env = {
+        "APP_ROOT": str(tmp_path),
+        "WAL_ARCHIVE_DIR": str(archive),
+        "WAL_PUSH_OFFSITE": "true",
+        "OFFSITE_DESTINATION": f"{first},{second}",
+    }
+    done = cli("wal-push", f"pg_wal/{name}", cwd=tmp_path, **env)
+    assert done.returncode == 0, done.stderr
+    local = (archive / f"{name}.gz").read_bytes()
+    for nas in (first, second):
+        assert (nas / "wal" / f"{name}.gz").read_bytes() == local
+        check = subprocess.run(["sha256sum", "-c", f"{name}.gz.sha256"], cwd=nas / "wal")
+        assert check.returncode == 0
+    again = cli("wal-push", f"pg_wal/{name}", cwd=tmp_path, **env)
+    assert again.returncode == 0, again.stderr
+    assert (first / "wal" / f"{name}.gz").read_bytes() == local
+
+
+def test_wal_push_offsite_failure_keeps_the_local_copy_and_fails(
+    tmp_path: Path, pg_wal: Path
+) -> None:
+    name = "000000010000000000000007"
+    archive = tmp_path / "archive"
+    env = {
+        "APP_ROOT": str(tmp_path),
+        "WAL_ARCHIVE_DIR": str(archive),
+        "WAL_PUSH_OFFSITE": "true",
+        "OFFSITE_DESTINATION": str(tmp_path / "not-mounted" / "backups"),
+        "OFFSITE_RETRY_SECONDS": "1",
+    }
+    failed = cli("wal-push", f"pg_wal/{name}", cwd=tmp_path, **env)
+    assert failed.returncode == 8, failed.stderr
+    assert "the local archive copy is kept" in failed.stderr
+    assert (archive / f"{name}.gz.sha256").is_file()
+    assert not (tmp_path / "not-mounted").exists()
+
+
 def test_wal_fetch_verifies_and_refuses(tmp_path: Path, pg_wal: Path) -> None:
     name = "000000010000000000000007"
     archive = tmp_path / "archive"

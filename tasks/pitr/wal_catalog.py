@@ -16,7 +16,6 @@ So `cd $WAL_ARCHIVE_DIR && sha256sum -c *.sha256` checks the whole archive.
 from __future__ import annotations
 
 import gzip
-import io
 import os
 import struct
 import zlib
@@ -179,9 +178,3 @@ def header_of_file(path: Path) -> SegmentHeader:
     with open(path, "rb") as handle:
         head = handle.read(_PAGE_HEADER.size + 4 + _LONG_HEADER_TAIL.size)
     return parse_segment_header(head, path.name)
-
-
-def decompressed(entry: ArchivedWal) -> io.BufferedIOBase:
-    """Open an archived file as its uncompressed stream (caller closes)."""
-    raw = open(entry.path, "rb")  # noqa: SIM115 - handed to the caller
-    return open_decompressed(raw, entry.compression)  # type: ignore[return-value]
