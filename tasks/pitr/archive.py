@@ -28,6 +28,7 @@ import os
 import re
 import time
 import zlib
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
@@ -115,10 +116,20 @@ def push_wal(
         written_at = os.fstat(source_handle.fileno()).st_mtime
         tmp = partial_path(final)
         try:
-            raw_sha256, packed_sha256, source_size = _compress_into(
+            packed_sha256, source_size = _compress_into(
                 source_handle, tmp, written_at, compression, level
             )
-            result = _publish(name, tmp, final, archive_dir, raw_sha256, packed_sha256, source_size)
+
+            def content_sha256() -> str:
+                # Only needed when the name is already archived: read the source again
+                # then, rather than hash every segment twice (issue 19's time budget).
+                source_handle.seek(0)
+                digest = hashlib.sha256()
+                while chunk := source_handle.read(BLOCK_SIZE):
+                    digest.update(chunk)
+                return digest.hexdigest()
+
+            result = _publish(name, tmp, final, archive_dir, content_sha256, packed_sha256)
         except OSError as exc:
             if exc.errno in _OUT_OF_SPACE:
                 raise DestinationError(
@@ -137,9 +148,9 @@ def push_wal(
 
 def _compress_into(
     source: BinaryIO, tmp: Path, written_at: float, compression: str, level: int | None
-) -> tuple[str, str, int]:
-    """Source -> compressed partial file (fsynced, mtime of the source); both hashes."""
-    reader = HashingReader(source)
+) -> tuple[str, int]:
+    """Source -> compressed partial file (fsynced, mtime of the source); its sha256, size."""
+    size = 0
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     with os.fdopen(fd, "wb", buffering=BLOCK_SIZE) as out:
         hashed = HashingWriter(out)
@@ -147,14 +158,15 @@ def _compress_into(
         # server that is busy doing its real work.
         writer = compressing_writer(hashed, compression, level, threads=1)  # type: ignore[arg-type]
         try:
-            while chunk := reader.read(BLOCK_SIZE):
+            while chunk := source.read(BLOCK_SIZE):
                 writer.write(chunk)
+                size += len(chunk)
         finally:
             writer.close()
         out.flush()
         os.utime(out.fileno(), (written_at, written_at))
         os.fsync(out.fileno())
-    return reader.sha256.hexdigest(), hashed.sha256.hexdigest(), reader.size
+    return hashed.sha256.hexdigest(), size
 
 
 def _publish(
@@ -162,15 +174,14 @@ def _publish(
     tmp: Path,
     final: Path,
     archive_dir: Path,
-    raw_sha256: str,
+    content_sha256: Callable[[], str],
     packed_sha256: str,
-    source_size: int,
 ) -> tuple[Path, str, int, bool]:
     """(path, sha256, size, already_archived) once `name` is durably archived."""
     for _ in range(3):  # a concurrent push of the same name can win a race, at most once
         existing = find_archived(archive_dir, name)
         if existing is not None:
-            return _settle_existing(existing, raw_sha256, packed_sha256)
+            return _settle_existing(existing, content_sha256, packed_sha256)
         if _link_no_clobber(tmp, final):
             fsync_dir(archive_dir)
             _write_wal_sidecar(final, packed_sha256)
@@ -201,18 +212,19 @@ def _write_wal_sidecar(final: Path, sha256: str) -> None:
 
 
 def _settle_existing(
-    existing: ArchivedWal, raw_sha256: str, packed_sha256: str
+    existing: ArchivedWal, content_sha256: Callable[[], str], packed_sha256: str
 ) -> tuple[Path, str, int, bool]:
     """An archived copy exists: done if it holds the same content, else refuse."""
     recorded = _recorded_sha256(existing) if existing.committed else None
     if recorded is not None and recorded == packed_sha256:
         return existing.path, recorded, existing.size, True
-    content_sha256, file_sha256 = _content_digest(existing, recorded)
-    if content_sha256 != raw_sha256:
+    archived_sha256, file_sha256 = _content_digest(existing, recorded)
+    this_sha256 = content_sha256()
+    if archived_sha256 != this_sha256:
         raise VerifyError(
             f"{existing.name} is already archived with different content "
-            f"({existing.path}, content sha256 {content_sha256[:12]}…, this one "
-            f"{raw_sha256[:12]}…); nothing was overwritten. Is a second cluster archiving "
+            f"({existing.path}, content sha256 {archived_sha256[:12]}…, this one "
+            f"{this_sha256[:12]}…); nothing was overwritten. Is a second cluster archiving "
             "into this WAL_ARCHIVE_DIR? Check before moving the archived copy aside"
         )
     if not existing.committed:  # a push killed after publishing, before its sidecar
