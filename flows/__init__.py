@@ -17,6 +17,8 @@ from typing import TYPE_CHECKING, Any
 _EXPORTS = {
     "BackupAllResult": "flows.backup_all",
     "backup_all": "flows.backup_all",
+    "BaseBackupResult": "flows.base_backup",
+    "base_backup": "flows.base_backup",
     "DbBackupResult": "flows.db_backup",
     "db_backup": "flows.db_backup",
     "RestoreResult": "flows.db_restore",
@@ -30,6 +32,8 @@ _EXPORTS = {
     "OffsiteSyncResult": "flows.offsite",
     "offsite_setup": "flows.offsite",
     "offsite_sync": "flows.offsite",
+    "PitrRestoreResult": "flows.pitr_restore",
+    "pitr_restore": "flows.pitr_restore",
     "restore_all": "flows.restore_all",
     "TestRestoreResult": "flows.test_restore",
     "test_restore": "flows.test_restore",
@@ -37,21 +41,25 @@ _EXPORTS = {
 
 __all__ = [
     "BackupAllResult",
+    "BaseBackupResult",
     "DbBackupResult",
     "MigrationResult",
     "MonitorResult",
     "OffsiteResult",
     "OffsiteSetupResult",
     "OffsiteSyncResult",
+    "PitrRestoreResult",
     "RestoreResult",
     "TestRestoreResult",
     "backup_all",
+    "base_backup",
     "db_backup",
     "db_restore",
     "migrate_to_postgres",
     "monitor_backups",
     "offsite_setup",
     "offsite_sync",
+    "pitr_restore",
     "restore_all",
     "test_restore",
 ]
@@ -69,6 +77,7 @@ sys.modules[__name__].__class__ = _FlowsPackage
 
 if TYPE_CHECKING:
     from flows.backup_all import BackupAllResult, backup_all
+    from flows.base_backup import BaseBackupResult, base_backup
     from flows.db_backup import DbBackupResult, db_backup
     from flows.db_restore import RestoreResult, db_restore
     from flows.migrate_to_postgres import MigrationResult, migrate_to_postgres
@@ -80,5 +89,6 @@ if TYPE_CHECKING:
         offsite_setup,
         offsite_sync,
     )
+    from flows.pitr_restore import PitrRestoreResult, pitr_restore
     from flows.restore_all import restore_all
     from flows.test_restore import TestRestoreResult, test_restore

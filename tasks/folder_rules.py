@@ -49,7 +49,7 @@ def written_paths(settings: Settings) -> list[NamedPath]:
         NamedPath("BACKUP_DIR", backups),
         NamedPath("BACKUP_DIR (its reports/ folder)", backups / "reports"),
         NamedPath("BACKUP_DIR (its metrics/ folder)", backups / "metrics"),
-        NamedPath("WAL_ARCHIVE_DIR", settings.wal_archive_path),
+        NamedPath("WAL_ARCHIVE_DIR", settings.wal_archive),
     ]
     if settings.metrics_file is not None:
         paths.append(NamedPath("METRICS_FILE", settings.metrics_path, is_file=True))

@@ -98,6 +98,15 @@ class Settings(BaseSettings):
     # migrate-to-postgres: the target (a secret; the CLI's --target-url lands here).
     migrate_target_database_url: SecretStr | None = None
 
+    # PostgreSQL point-in-time recovery (tasks/pitr/): WAL archive, base backups.
+    pitr_enabled: bool = False
+    pitr_database_url: SecretStr | None = None  # a role with REPLICATION; default ADMIN_DATABASE_URL
+    wal_push_offsite: bool = False
+    monitor_wal_max_age_minutes: float = Field(default=15.0, gt=0)
+    # How PostgreSQL's archive/restore_command reaches this tool, e.g. a wrapper script;
+    # default: the `chatbot-backup` of the running installation.
+    pitr_command: str | None = None
+
     @field_validator("admin_db_type")
     @classmethod
     def _known_db_type(cls, value: str) -> str:
@@ -157,7 +166,8 @@ class Settings(BaseSettings):
         return self.backups / "metrics" / "chatbot_backup.prom"
 
     @property
-    def wal_archive_path(self) -> Path:
+    def wal_archive(self) -> Path:
+        """WAL_ARCHIVE_DIR, default `$BACKUP_DIR/wal` (flows/wal_cli.py reads it the same way)."""
         if self.wal_archive_dir is not None:
             return self.resolve(self.wal_archive_dir)
         return self.backups / "wal"
@@ -192,6 +202,17 @@ class Settings(BaseSettings):
                 "(or set MIGRATE_TARGET_DATABASE_URL)"
             )
         return url.get_secret_value()
+
+    def pitr_url(self) -> str:
+        """PITR_DATABASE_URL (a secret), else ADMIN_DATABASE_URL; ConfigError when neither."""
+        if self.pitr_database_url is not None and self.pitr_database_url.get_secret_value():
+            return self.pitr_database_url.get_secret_value()
+        if self.admin_database_url is None or not self.admin_database_url.get_secret_value():
+            raise ConfigError(
+                "PITR_DATABASE_URL is not set (nor ADMIN_DATABASE_URL): point-in-time "
+                "recovery needs a postgresql:// URL for a role with REPLICATION"
+            )
+        return self.admin_database_url.get_secret_value()
 
 
 def check_retention_days(value: object) -> int:
@@ -233,6 +254,7 @@ def load_settings(check_folders: bool = True, **overrides: object) -> Settings:
         raise ConfigError(_one_line(exc)) from None
     for secret in (
         settings.admin_database_url,
+        settings.pitr_database_url,
         settings.smtp_password,
         settings.alert_slack_webhook,
         settings.alert_webhook,
@@ -241,7 +263,11 @@ def load_settings(check_folders: bool = True, **overrides: object) -> Settings:
             register_secret(secret.get_secret_value())
     # The migration target's URL is shown (user@host/db) in its report: only its password
     # is the secret.
-    for url in (settings.admin_database_url, settings.migrate_target_database_url):
+    for url in (
+        settings.admin_database_url,
+        settings.migrate_target_database_url,
+        settings.pitr_database_url,
+    ):
         if url is not None:
             _register_url_password(url.get_secret_value())
     for name in _SDK_SECRET_VARIABLES:
