@@ -58,7 +58,7 @@ PREFECT = str(VENV_BIN / "prefect")
 MB = 1024 * 1024
 EMPTY_DB = "chatbot_bench_empty"
 GROWTH_SLACK = (1.25, 64.0)  # factor, MB
-ZSTD_LEVEL = 1  # the product's default zstd level (tasks/compress.py), for the shell reference row
+ZSTD_LEVEL = 1  # the product's default zstd level (tasks/stream/compress.py), for the shell reference row
 STAT = "median"  # how repeated times are summarised; set from --stat
 CODE_PATH: str | None = None  # PYTHONPATH for our runs when measuring a git snapshot
 

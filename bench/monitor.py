@@ -35,8 +35,8 @@ sys.path.insert(0, str(ROOT))
 
 from measure import Measurement, measure  # noqa: E402
 
-from tasks.monitor_checks import Thresholds, inspect_backups  # noqa: E402
-from tasks.naming import db_backup_name, full_backup_name  # noqa: E402
+from tasks.core.naming import db_backup_name, full_backup_name  # noqa: E402
+from tasks.monitor.checks import Thresholds, inspect_backups  # noqa: E402
 from tasks.sources.sqlite import SQLITE_HEADER  # noqa: E402
 from tests.support.services import prefect_server  # noqa: E402
 

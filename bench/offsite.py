@@ -10,7 +10,7 @@ fresh Python process, to a fresh prefix:
 - theirs: `fsspec.filesystem("s3").put(file, key)` — a plain upload, nothing checked;
 - ours put: `Destination.put` alone — the same upload through our interface
             (8 MiB parts, 4 at once: bounded memory);
-- ours copy: `tasks.offsite.copy_backup` — the whole `--offsite` step: local sha256,
+- ours copy: `tasks.offsite.copy.copy_backup` — the whole `--offsite` step: local sha256,
              upload, remote read-back and sha256, meta and sidecar (the commit marker);
 - ours copy+age: the same with client-side encryption (`age` to one recipient).
 
@@ -58,7 +58,7 @@ _OURS_PUT = """
 import sys
 sys.path.insert(0, {root!r})
 from pathlib import Path
-from tasks.destination import parse_destination
+from tasks.storage.destination import parse_destination
 dest = parse_destination({text!r}, ssh_config={ssh_config!r} and Path({ssh_config!r}))
 dest.put(Path({local!r}), Path({local!r}).name)
 """
@@ -67,10 +67,10 @@ _OURS_COPY = """
 import sys
 sys.path.insert(0, {root!r})
 from pathlib import Path
-from tasks.backoff import RetryPolicy
-from tasks.destination import parse_destination
-from tasks.encryption import AgeEncryption, find_age
-from tasks.offsite import copy_backup, staging_dir
+from tasks.core.backoff import RetryPolicy
+from tasks.storage.destination import parse_destination
+from tasks.offsite.encryption import AgeEncryption, find_age
+from tasks.offsite.copy import copy_backup, staging_dir
 dest = parse_destination({text!r}, ssh_config={ssh_config!r} and Path({ssh_config!r}))
 recipient = {recipient!r}
 encryption = AgeEncryption((recipient,), find_age()) if recipient else None

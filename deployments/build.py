@@ -18,7 +18,7 @@ from deployments.tiers import (
     TIER_TABLE,
     Tier,
 )
-from tasks.errors import ConfigError
+from tasks.core.errors import ConfigError
 
 if TYPE_CHECKING:
     from prefect.deployments.runner import RunnerDeployment

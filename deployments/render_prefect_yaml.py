@@ -31,7 +31,7 @@ from deployments.tiers import (
     WORK_POOL,
     Tier,
 )
-from tasks.errors import ConfigError
+from tasks.core.errors import ConfigError
 
 DEFAULT_PATH = Path(__file__).resolve().parent.parent / "prefect.yaml"
 

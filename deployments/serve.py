@@ -26,9 +26,9 @@ from uuid import UUID
 import httpx
 
 from deployments.build import build_deployments, check_timezone
-from tasks.errors import BackupError, ConfigError
-from tasks.folder_rules import check_folder_rules
-from tasks.settings import load_settings
+from tasks.core.errors import BackupError, ConfigError
+from tasks.core.folder_rules import check_folder_rules
+from tasks.core.settings import load_settings
 
 if TYPE_CHECKING:
     from prefect.client.orchestration import SyncPrefectClient

@@ -34,7 +34,7 @@ class Tier:
     description: str
     retention_days: int | None = None  # None: the job keeps no backups (the monitor)
     offsite: bool = False
-    tier: str | None = None  # the retention tier its backups carry (tasks.naming.TIERS)
+    tier: str | None = None  # the retention tier its backups carry (tasks.core.naming.TIERS)
     kind: str | None = None  # "db" or "full": the kind of backup it makes
 
     @property
@@ -68,7 +68,7 @@ TIER_TABLE: tuple[Tier, ...] = (
     Tier(
         deployment="every-6h",
         flow="db-backup",
-        entrypoint="flows.db_backup.db_backup",
+        entrypoint="flows.db_backup_flow.db_backup",
         cron="0 */6 * * *",
         description="Database-only backup every 6 hours, kept 2 days.",
         retention_days=2,
@@ -78,7 +78,7 @@ TIER_TABLE: tuple[Tier, ...] = (
     Tier(
         deployment="daily",
         flow="backup-all",
-        entrypoint="flows.backup_all.backup_all",
+        entrypoint="flows.backup_all_flow.backup_all",
         cron="0 2 * * *",
         description="Full backup every day at 02:00, kept 7 days.",
         retention_days=7,
@@ -88,7 +88,7 @@ TIER_TABLE: tuple[Tier, ...] = (
     Tier(
         deployment="weekly-offsite",
         flow="backup-all",
-        entrypoint="flows.backup_all.backup_all",
+        entrypoint="flows.backup_all_flow.backup_all",
         cron="0 3 * * 0",
         description="Full backup on Sundays at 03:00, copied off-site, kept 30 days.",
         retention_days=30,
@@ -99,7 +99,7 @@ TIER_TABLE: tuple[Tier, ...] = (
     Tier(
         deployment="monthly-offsite",
         flow="backup-all",
-        entrypoint="flows.backup_all.backup_all",
+        entrypoint="flows.backup_all_flow.backup_all",
         cron="0 4 1 * *",
         description="Full backup on the 1st of the month at 04:00, copied off-site, kept 365 days.",
         retention_days=365,
@@ -110,7 +110,7 @@ TIER_TABLE: tuple[Tier, ...] = (
     Tier(
         deployment="hourly",
         flow="monitor-backups",
-        entrypoint="flows.monitor.monitor_backups",
+        entrypoint="flows.monitor_flow.monitor_backups",
         cron="0 * * * *",
         description="Backup health checks every hour: alerts and metrics.",
     ),

@@ -14,8 +14,8 @@ from zoneinfo import ZoneInfo
 
 from deployments.build import check_timezone
 from deployments.tiers import TIER_TABLE, Tier
-from tasks.catalog import BackupRecord, list_backups
-from tasks.settings import load_settings
+from tasks.catalog.records import BackupRecord, list_backups
+from tasks.core.settings import load_settings
 
 
 def next_runs(cron: str, timezone: str, after: datetime, count: int = 3) -> list[datetime]:

@@ -2,7 +2,7 @@
 
 The flows are imported on first use, not here: a CLI run imports only the flow it runs
 (every flow module with its tasks cost ~0.2 s of start-up, issue 8's tiny-database row).
-Five flows share their module's name (`flows.db_backup` holds `db_backup`); the package
+Five flows share their module's name (`flows.db_backup_flow` holds `db_backup`); the package
 attribute is the flow, as it was when this file imported them all, even after something
 imported the module itself (the import system then sets the attribute to the module).
 """
@@ -15,28 +15,28 @@ import types
 from typing import TYPE_CHECKING, Any
 
 _EXPORTS = {
-    "BackupAllResult": "flows.backup_all",
-    "backup_all": "flows.backup_all",
-    "BaseBackupResult": "flows.base_backup",
-    "base_backup": "flows.base_backup",
-    "DbBackupResult": "flows.db_backup",
-    "db_backup": "flows.db_backup",
-    "RestoreResult": "flows.db_restore",
-    "db_restore": "flows.db_restore",
-    "MigrationResult": "flows.migrate_to_postgres",
-    "migrate_to_postgres": "flows.migrate_to_postgres",
-    "MonitorResult": "flows.monitor",
-    "monitor_backups": "flows.monitor",
-    "OffsiteResult": "flows.offsite",
-    "OffsiteSetupResult": "flows.offsite",
-    "OffsiteSyncResult": "flows.offsite",
-    "offsite_setup": "flows.offsite",
-    "offsite_sync": "flows.offsite",
-    "PitrRestoreResult": "flows.pitr_restore",
-    "pitr_restore": "flows.pitr_restore",
-    "restore_all": "flows.restore_all",
-    "TestRestoreResult": "flows.test_restore",
-    "test_restore": "flows.test_restore",
+    "BackupAllResult": "flows.backup_all_flow",
+    "backup_all": "flows.backup_all_flow",
+    "BaseBackupResult": "flows.base_backup_flow",
+    "base_backup": "flows.base_backup_flow",
+    "DbBackupResult": "flows.db_backup_flow",
+    "db_backup": "flows.db_backup_flow",
+    "RestoreResult": "flows.db_restore_flow",
+    "db_restore": "flows.db_restore_flow",
+    "MigrationResult": "flows.migrate_to_postgres_flow",
+    "migrate_to_postgres": "flows.migrate_to_postgres_flow",
+    "MonitorResult": "flows.monitor_flow",
+    "monitor_backups": "flows.monitor_flow",
+    "OffsiteResult": "flows.offsite_flow",
+    "OffsiteSetupResult": "flows.offsite_flow",
+    "OffsiteSyncResult": "flows.offsite_flow",
+    "offsite_setup": "flows.offsite_flow",
+    "offsite_sync": "flows.offsite_flow",
+    "PitrRestoreResult": "flows.pitr_restore_flow",
+    "pitr_restore": "flows.pitr_restore_flow",
+    "restore_all": "flows.restore_all_flow",
+    "TestRestoreResult": "flows.test_restore_flow",
+    "test_restore": "flows.test_restore_flow",
 }
 
 __all__ = [
@@ -76,19 +76,19 @@ class _FlowsPackage(types.ModuleType):
 sys.modules[__name__].__class__ = _FlowsPackage
 
 if TYPE_CHECKING:
-    from flows.backup_all import BackupAllResult, backup_all
-    from flows.base_backup import BaseBackupResult, base_backup
-    from flows.db_backup import DbBackupResult, db_backup
-    from flows.db_restore import RestoreResult, db_restore
-    from flows.migrate_to_postgres import MigrationResult, migrate_to_postgres
-    from flows.monitor import MonitorResult, monitor_backups
-    from flows.offsite import (
+    from flows.backup_all_flow import BackupAllResult, backup_all
+    from flows.base_backup_flow import BaseBackupResult, base_backup
+    from flows.db_backup_flow import DbBackupResult, db_backup
+    from flows.db_restore_flow import RestoreResult, db_restore
+    from flows.migrate_to_postgres_flow import MigrationResult, migrate_to_postgres
+    from flows.monitor_flow import MonitorResult, monitor_backups
+    from flows.offsite_flow import (
         OffsiteResult,
         OffsiteSetupResult,
         OffsiteSyncResult,
         offsite_setup,
         offsite_sync,
     )
-    from flows.pitr_restore import PitrRestoreResult, pitr_restore
-    from flows.restore_all import restore_all
-    from flows.test_restore import TestRestoreResult, test_restore
+    from flows.pitr_restore_flow import PitrRestoreResult, pitr_restore
+    from flows.restore_all_flow import restore_all
+    from flows.test_restore_flow import TestRestoreResult, test_restore

@@ -25,7 +25,7 @@ class OneLineParser(argparse.ArgumentParser):
 
 
 def _retention(value: str) -> int:
-    from tasks.settings import MAX_RETENTION_DAYS
+    from tasks.core.settings import MAX_RETENTION_DAYS
 
     try:
         days = int(value)
@@ -179,7 +179,7 @@ def _hide_target_url(args: argparse.Namespace) -> None:
 
 def _run_migrate(args: argparse.Namespace) -> int:
     from flows import migrate_to_postgres
-    from flows.migrate_to_postgres import ask_operator, check_before_asking, not_confirmed
+    from flows.migrate_to_postgres_flow import ask_operator, check_before_asking, not_confirmed
 
     settings, target = check_before_asking()  # exit 3 before the question when refused
     if not args.yes and not ask_operator(target, settings, args.update_env):
@@ -276,7 +276,7 @@ def _add_pitr_commands(commands: Any) -> None:
 
 def _precheck_base_backup(args: argparse.Namespace) -> None:
     from flows.pitr_precheck import check_base_backup
-    from tasks.settings import load_settings
+    from tasks.core.settings import load_settings
 
     check_base_backup(load_settings(), args.tier)
 
@@ -292,7 +292,7 @@ def _run_base_backup(args: argparse.Namespace) -> int:
 def _precheck_pitr_restore(args: argparse.Namespace) -> None:
     """Refusals (exit 3, 6) before Prefect is even imported."""
     from flows.pitr_precheck import precheck
-    from tasks.settings import load_settings
+    from tasks.core.settings import load_settings
 
     args.data_dir = os.path.abspath(os.path.expanduser(args.data_dir))
     precheck(load_settings(), args.target_time, args.data_dir)
@@ -315,7 +315,7 @@ def _no_prefect(args: argparse.Namespace) -> None:
 
 def _run_pitr_setup(args: argparse.Namespace) -> int:
     from flows.pitr_setup import pitr_setup
-    from tasks.settings import load_settings
+    from tasks.core.settings import load_settings
 
     report = pitr_setup(load_settings(), apply=args.apply)
     print("\n".join(report.summary_lines()))
@@ -341,7 +341,7 @@ def _run_backup_all(args: argparse.Namespace) -> int:
 def _run_test_restore(args: argparse.Namespace) -> int:
     """Print every check; exit 0 only when all passed, else 1 with one line on stderr."""
     from flows import test_restore
-    from tasks.destination import is_remote_url
+    from tasks.storage.destination import is_remote_url
 
     backup_file = args.backup_file
     if backup_file:
@@ -365,8 +365,8 @@ def _run_restore(args: argparse.Namespace) -> int:
     """Ask first (the guide's warning) unless --yes, then run the restore flow confirmed."""
     from flows import db_restore, restore_all
     from flows.restore_confirm import ask_operator, not_confirmed
-    from tasks.errors import VerifyError
-    from tasks.verify import sniff_compression
+    from tasks.core.errors import VerifyError
+    from tasks.verify.backup_file import sniff_compression
 
     full = args.job == "restore-all"
     refuse_impossible_date(args.file)
@@ -408,8 +408,8 @@ def _run_monitor(args: argparse.Namespace) -> int:
 
 def refuse_impossible_date(given: str) -> None:
     """A backup named with a date that never existed was not made by us: say so first."""
-    from tasks.errors import VerifyError
-    from tasks.naming import impossible_timestamp
+    from tasks.core.errors import VerifyError
+    from tasks.core.naming import impossible_timestamp
 
     name = given.rstrip("/").rsplit("/", 1)[-1]
     stamp = impossible_timestamp(name)
@@ -451,7 +451,7 @@ def _run_schedule(args: argparse.Namespace) -> int:
 
 
 def _run_offsite_sync(args: argparse.Namespace) -> int:
-    from flows.offsite import offsite_sync
+    from flows.offsite_flow import offsite_sync
 
     result = offsite_sync(verify=args.verify)
     print("\n".join(result.summary_lines()))
@@ -459,7 +459,7 @@ def _run_offsite_sync(args: argparse.Namespace) -> int:
 
 
 def _run_offsite_setup(args: argparse.Namespace) -> int:
-    from flows.offsite import offsite_setup
+    from flows.offsite_flow import offsite_setup
 
     result = offsite_setup(glacier_days=args.glacier_days, expire_days=args.expire_days)
     print("\n".join(result.summary_lines()))
@@ -529,15 +529,15 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def describe(exc: BaseException) -> str:
-    from tasks.errors import BackupError
-    from tasks.redact import redact
+    from tasks.core.errors import BackupError
+    from tasks.core.redact import redact
 
     text = str(exc) if isinstance(exc, BackupError) else f"{type(exc).__name__}: {exc}"
     return redact(" ".join(text.split()))
 
 
 def exit_code(exc: BaseException) -> int:
-    from tasks.errors import BackupError
+    from tasks.core.errors import BackupError
 
     code: Any = getattr(exc, "exit_code", 1) if isinstance(exc, BackupError) else 1
     return int(code) or 1

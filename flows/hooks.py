@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from tasks.redact import redact
+from tasks.core.redact import redact
 
 log = logging.getLogger("chatbot_backup")
 

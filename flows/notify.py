@@ -11,9 +11,9 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from tasks.alerts import Alert, send_alert
-from tasks.metrics import record_backup_failure, record_job_failure
-from tasks.redact import redact
+from tasks.core.redact import redact
+from tasks.monitor.alerts import Alert, send_alert
+from tasks.monitor.metrics import record_backup_failure, record_job_failure
 
 log = logging.getLogger("chatbot_backup")
 
@@ -36,13 +36,13 @@ def _settings() -> Any:
     overrides the fields the alert does not need, so the alert still goes out."""
     from pydantic import ValidationError
 
-    from tasks.settings import Settings, application_root, load_settings
+    from tasks.core.settings import Settings, application_root, load_settings
 
     try:
         return load_settings()
     except Exception:
         pass
-    try:  # overlapping folders (tasks.folder_rules) do not stop an alert about them
+    try:  # overlapping folders (tasks.core.folder_rules) do not stop an alert about them
         return load_settings(check_folders=False)
     except Exception:
         pass
@@ -137,7 +137,7 @@ def notify_flow_failure(job_name: str, message: str) -> None:
             "failure alert for %s not sent: %s", job_name, redact(f"{type(exc).__name__}: {exc}")
         )
     try:
-        from tasks.folder_rules import folder_problem
+        from tasks.core.folder_rules import folder_problem
 
         if folder_problem(settings) is not None:
             # The metrics file would land in a folder that is backed up: the alert says why.

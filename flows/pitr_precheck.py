@@ -16,13 +16,13 @@ from pathlib import Path
 
 import psycopg
 
-from tasks.errors import ConfigError
-from tasks.naming import TIERS
+from tasks.core.errors import ConfigError
+from tasks.core.naming import TIERS
+from tasks.core.settings import Settings
 from tasks.pitr.archiver_status import read_archive_mode
 from tasks.pitr.base_catalog import list_bases
 from tasks.pitr.recovery import RecoveryPlan, check_target_dir, parse_target_time, plan_recovery
 from tasks.pitr.wal_catalog import list_archive, read_histories
-from tasks.settings import Settings
 from tasks.sources.postgres import connect, parse_database_url
 
 

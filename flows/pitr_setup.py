@@ -12,7 +12,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from flows.pitr_precheck import default_program
-from tasks.errors import BackupError
+from tasks.core.errors import BackupError
+from tasks.core.redact import redact
+from tasks.core.settings import Settings
 from tasks.pitr.commands import archive_command, program_words, wal_env
 from tasks.pitr.setup import (
     SettingCheck,
@@ -21,8 +23,6 @@ from tasks.pitr.setup import (
     read_current,
     wanted_settings,
 )
-from tasks.redact import redact
-from tasks.settings import Settings
 from tasks.sources.postgres import parse_database_url
 
 

@@ -8,7 +8,7 @@ from typing import Any
 from prefect.artifacts import create_table_artifact
 from prefect.context import FlowRunContext
 
-from tasks.redact import redact
+from tasks.core.redact import redact
 
 log = logging.getLogger("chatbot_backup")
 

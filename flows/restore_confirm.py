@@ -15,7 +15,7 @@ from prefect.context import FlowRunContext
 from prefect.input import RunInput
 from pydantic import Field
 
-from tasks.errors import AbortedByOperator
+from tasks.core.errors import AbortedByOperator
 
 # The guide's words, exactly (seed/backup-restore-guide.md, "Interactive Confirmation").
 WARNING = "⚠️  WARNING: This will OVERWRITE the current database!"

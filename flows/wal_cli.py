@@ -6,14 +6,14 @@ here before it imports anything heavy, and this module imports only the WAL arch
 modules, the codec and python-dotenv — no Prefect, pydantic or psycopg (bench/pitr.py
 measures the whole command per segment).
 
-Configuration is read the way `tasks.settings` reads it — the environment first, then
+Configuration is read the way `tasks.core.settings` reads it — the environment first, then
 `.env` in the application root (APP_ROOT, else the current directory, which for
 PostgreSQL is its data directory), parsed by the same python-dotenv, names in any case —
 but only the variables these two commands use: WAL_ARCHIVE_DIR (default
 `$BACKUP_DIR/wal`), BACKUP_DIR, BACKUP_COMPRESSION, BACKUP_COMPRESSION_LEVEL and
 WAL_PUSH_OFFSITE. With WAL_PUSH_OFFSITE=true the full settings are loaded (off-site
 destinations, keys, encryption) and the push also goes to every off-site destination.
-tests/test_pitr_units.py checks that this reader and `tasks.settings` agree.
+tests/test_pitr_units.py checks that this reader and `tasks.core.settings` agree.
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, NoReturn
 
-from tasks.errors import BackupError, ConfigError
+from tasks.core.errors import BackupError, ConfigError
 
 PROG = "chatbot-backup"
 WAL_COMMANDS = ("wal-push", "wal-fetch")
@@ -167,8 +167,8 @@ def run_push(path: str, config: WalConfig) -> int:
 
     result = push_wal(Path(path), config.archive_dir, config.compression, config.level)
     if config.push_offsite:
+        from tasks.core.settings import load_settings
         from tasks.pitr.archive_offsite import push_offsite
-        from tasks.settings import load_settings
 
         push_offsite(load_settings(), result.path)
     return 0
@@ -195,7 +195,7 @@ def main(argv: Sequence[str]) -> int:
     except Exception as exc:
         if debug:
             raise
-        from tasks.redact import redact
+        from tasks.core.redact import redact
 
         text = str(exc) if isinstance(exc, BackupError) else f"{type(exc).__name__}: {exc}"
         print(f"{PROG}: {args.command}: {redact(' '.join(text.split()))}", file=sys.stderr)

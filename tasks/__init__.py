@@ -1,7 +1,7 @@
-"""Building blocks of chatbot-backup.
+"""Building blocks of chatbot-backup, one subpackage (a "wing") per concern.
 
-Plain, typed functions that each do one thing (dump, compress, checksum, manifest,
-rotate, upload, verify, notify). Prefect appears only in the `*_tasks.py` modules
-(`prefect_tasks`, `full_backup_tasks`, `restore_tasks`, ...), whose thin `@task`
-wrappers the flows call.
+Plain, typed functions that each do one thing; Prefect appears only in `tasks.steps`,
+whose thin `@task` wrappers the flows call. Lower wings never import higher ones
+(docs/dev/architecture.md draws them; the import-linter contract in pyproject.toml
+enforces it).
 """

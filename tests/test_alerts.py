@@ -14,9 +14,9 @@ from pathlib import Path
 import pytest
 from pydantic import SecretStr
 
-from tasks.alerts import Alert, send_alert, slack_text, webhook_payload
-from tasks.redact import register_secret
-from tasks.settings import Settings
+from tasks.core.redact import register_secret
+from tasks.core.settings import Settings
+from tasks.monitor.alerts import Alert, send_alert, slack_text, webhook_payload
 from tests.conftest import Platform
 from tests.support.services import HttpReceiver, SmtpService, http_receiver, smtp_server
 

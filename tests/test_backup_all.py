@@ -24,10 +24,10 @@ from pathlib import Path
 
 import pytest
 
-from tasks.catalog import read_meta, write_meta
-from tasks.checksum import sha256_file, write_sidecar
-from tasks.manifest import parse_manifest
-from tasks.naming import db_backup_name, full_backup_name
+from tasks.archive.manifest.model import parse_manifest
+from tasks.catalog.records import read_meta, write_meta
+from tasks.core.naming import db_backup_name, full_backup_name
+from tasks.stream.checksum import sha256_file, write_sidecar
 from tests.conftest import (
     BIN,
     Platform,
@@ -248,7 +248,7 @@ def test_backup_dir_inside_the_data_folder_is_refused(
     full_platform.set(monkeypatch, BACKUP_DIR=str(inside))
     full_platform.backups = inside
     from flows import backup_all
-    from tasks.errors import ConfigError
+    from tasks.core.errors import ConfigError
 
     with pytest.raises(ConfigError, match="BACKUP_DIR .* lies inside APP_DATA_DIR"):
         backup_all()

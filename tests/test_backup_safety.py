@@ -12,10 +12,10 @@ from pathlib import Path
 
 import pytest
 
-from tasks.errors import LockError
-from tasks.lock import backup_dir_lock
-from tasks.naming import parse_backup_name
-from tasks.verify import verify_compressed_file
+from tasks.core.errors import LockError
+from tasks.core.lock import backup_dir_lock
+from tasks.core.naming import parse_backup_name
+from tasks.verify.backup_file import verify_compressed_file
 from tests.conftest import BIN, Platform, make_sqlite_db
 
 
@@ -79,7 +79,7 @@ def test_second_job_waits_then_fails_clearly(sqlite_platform: Platform) -> None:
 
 def test_lock_of_a_killed_process_does_not_block(tmp_path: Path) -> None:
     code = (
-        "import sys, time; from pathlib import Path; from tasks.lock import backup_dir_lock\n"
+        "import sys, time; from pathlib import Path; from tasks.core.lock import backup_dir_lock\n"
         "with backup_dir_lock(Path(sys.argv[1]), 'victim', 0):\n    print('locked', flush=True); time.sleep(60)\n"
     )
     import sys

@@ -24,7 +24,7 @@ from pathlib import Path
 
 import pytest
 
-from tasks.naming import db_backup_name, full_backup_name, parse_backup_name
+from tasks.core.naming import db_backup_name, full_backup_name, parse_backup_name
 from tests.conftest import _PRODUCT_VARIABLES, BIN, make_sqlite_db
 from tests.support.services import PasswordPostgres, S3Service, free_port, moto_s3
 from tests.test_db_restore import NOT_DATA, flip_byte, tree_state

@@ -424,7 +424,7 @@ def test_wrong_kinds_of_backup_are_refused(sqlite_platform: Platform, tmp_path: 
 
 def test_python_api(sqlite_platform: Platform) -> None:
     from flows import RestoreResult, db_restore
-    from tasks.errors import AbortedByOperator
+    from tasks.core.errors import AbortedByOperator
 
     artifact = make_backup(sqlite_platform)
     backed_up = sqlite_dump(sqlite_platform.db_path)

@@ -29,9 +29,9 @@ from deployments.build import build_deployments
 from deployments.render_prefect_yaml import render
 from deployments.tiers import TIER_TABLE, Tier
 from deployments.timetable import next_runs
-from tasks.catalog import read_meta
-from tasks.errors import ConfigError
-from tasks.lock import backup_dir_lock
+from tasks.catalog.records import read_meta
+from tasks.core.errors import ConfigError
+from tasks.core.lock import backup_dir_lock
 from tests.conftest import make_sqlite_db, sqlite_dump
 from tests.support.services import PrefectService, prefect_server
 
@@ -66,7 +66,7 @@ def test_tier_table_is_the_spec_table() -> None:
 
 def test_the_monitor_checks_the_same_deployments_and_retentions() -> None:
     # tasks/ cannot import deployments/ (layers only look down), so it keeps a copy.
-    from tasks.monitor_checks import SCHEDULED_DEPLOYMENTS, TIER_RETENTION_DAYS
+    from tasks.monitor.checks import SCHEDULED_DEPLOYMENTS, TIER_RETENTION_DAYS
 
     assert sorted(SCHEDULED_DEPLOYMENTS) == sorted(SPEC_TABLE)
     assert TIER_RETENTION_DAYS == {t.tier: t.retention_days for t in TIER_TABLE if t.tier}

@@ -129,7 +129,7 @@ _KILLED_UPLOAD = """
 import os, sys, time
 sys.path.insert(0, {repo!r})
 from tests.support.destinations import BackendSet  # noqa: F401  (gcsfs env first)
-from tasks.destination import parse_destination
+from tasks.storage.destination import parse_destination
 from pathlib import Path
 dest = parse_destination({text!r}, ssh_config={ssh_config!r} and Path({ssh_config!r}))
 def progress(done):
@@ -185,7 +185,7 @@ def test_missing_parent_or_bucket_is_a_permanent_error(
         text = backends.text("ssh", "missing-parent/child")
     else:
         text = str(tmp_path / "not-mounted" / "chatbot")
-    from tasks.destination import parse_destination
+    from tasks.storage.destination import parse_destination
 
     env = {**os.environ, **backends.env(backend)}
     ssh_config = Path(env["OFFSITE_SSH_CONFIG"]) if backend == "ssh" else None
@@ -207,7 +207,7 @@ def test_unreachable_server_is_a_transient_error(
     before it gives up, whatever the caller asks; tests/test_offsite_faults.py covers
     the outer retry on S3 and SSH.
     """
-    from tasks.destination import parse_destination
+    from tasks.storage.destination import parse_destination
     from tests.support.services import free_port
 
     port = free_port()

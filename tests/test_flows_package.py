@@ -54,11 +54,11 @@ def test_every_exported_name_is_the_flow_or_result_it_names() -> None:
 
 
 def test_the_flow_wins_over_its_module_once_the_module_was_imported() -> None:
-    # `import flows.db_backup` makes the import system set the package attribute to the
+    # `import flows.db_backup_flow` makes the import system set the package attribute to the
     # module; `from flows import db_backup` must still give the flow.
     out = run_python(
         """
-        import flows.db_backup, flows.backup_all, flows.test_restore
+        import flows.db_backup_flow, flows.backup_all_flow, flows.test_restore_flow
         import flows
         from flows import backup_all, db_backup, test_restore
         print(type(flows.db_backup).__name__, type(db_backup).__name__,
@@ -81,12 +81,12 @@ def test_the_cli_imports_only_the_flow_it_runs() -> None:
     )
     before, after = (line.split() for line in out.splitlines())
     assert before == ["flows.cli"]
-    assert "flows.db_backup" in after
+    assert "flows.db_backup_flow" in after
     for other in (
-        "flows.backup_all",
-        "flows.db_restore",
-        "flows.restore_all",
-        "flows.test_restore",
-        "flows.monitor",
+        "flows.backup_all_flow",
+        "flows.db_restore_flow",
+        "flows.restore_all_flow",
+        "flows.test_restore_flow",
+        "flows.monitor_flow",
     ):
         assert other not in after, other

@@ -9,12 +9,12 @@ from pathlib import Path
 
 import pytest
 
-import tasks.compress as compress
-from tasks.checksum import write_sidecar
-from tasks.compress import ParallelGzipWriter
-from tasks.errors import VerifyError
-from tasks.pipeline import write_artifact
-from tasks.verify import verify_fresh_backup
+import tasks.stream.compress as compress
+from tasks.core.errors import VerifyError
+from tasks.stream.checksum import write_sidecar
+from tasks.stream.compress import ParallelGzipWriter
+from tasks.stream.pipeline import write_artifact
+from tasks.verify.backup_file import verify_fresh_backup
 
 NAME = "admin_postgres_20261126_120000.sql.gz"
 
@@ -104,7 +104,7 @@ def test_a_truncated_zstd_backup_fails_the_full_verify(tmp_path: Path, threads: 
     """zstandard's stream reader ends quietly inside a cut frame; our reader must not."""
     import zstandard
 
-    from tasks.verify import verify_compressed_file
+    from tasks.verify.backup_file import verify_compressed_file
 
     content = b"-- PostgreSQL database dump\n" + os.urandom(1 << 16) * 40
     whole = zstandard.ZstdCompressor(level=3, threads=threads, write_checksum=True).compress(

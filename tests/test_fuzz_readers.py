@@ -41,27 +41,27 @@ import zstandard
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
-from tasks.archive_scan import scan_archive
-from tasks.checksum import read_sidecar, verify_sidecar
-from tasks.errors import VerifyError
-from tasks.manifest import parse_manifest
-from tasks.naming import (
+from tasks.archive.manifest.model import parse_manifest
+from tasks.archive.safe_extract import extract_archive, refuse_unsafe_members
+from tasks.archive.scan import scan_archive
+from tasks.core.errors import VerifyError
+from tasks.core.naming import (
     db_backup_name,
     full_backup_name,
     impossible_timestamp,
     parse_backup_name,
     sidecar_name,
 )
-from tasks.restore_archive import stage_archive
-from tasks.restore_check import (
+from tasks.restore.archive import stage_archive
+from tasks.stream.checksum import read_sidecar, verify_sidecar
+from tasks.verify.backup_file import verify_compressed_file
+from tasks.verify.restore_test import (
     SECTION_CHECKS,
     check_archive_integrity,
     check_extraction,
     check_manifest,
     check_section,
 )
-from tasks.safe_extract import extract_archive, refuse_unsafe_members
-from tasks.verify import verify_compressed_file
 from tests.conftest import make_sqlite_db
 
 settings.register_profile(
@@ -224,7 +224,7 @@ def run_every_archive_reader(box: Box, archive: Path) -> None:
 @pytest.fixture(scope="module")
 def pristine(tmp_path_factory: pytest.TempPathFactory) -> tuple[bytes, bytes]:
     """(the .tar.gz bytes, its uncompressed tar) of a small real full backup."""
-    from tasks.full_backup import FullBackupPlan, write_full_backup
+    from tasks.backup.full_backup import FullBackupPlan, write_full_backup
     from tasks.sources.sqlite import SqliteSource
 
     root = tmp_path_factory.mktemp("pristine")
@@ -562,9 +562,9 @@ _BOMB_READER = textwrap.dedent(
     """
     import sys
     from pathlib import Path
-    from tasks.archive_scan import scan_archive
-    from tasks.errors import VerifyError
-    from tasks.safe_extract import extract_archive
+    from tasks.archive.scan import scan_archive
+    from tasks.core.errors import VerifyError
+    from tasks.archive.safe_extract import extract_archive
     scan = scan_archive(Path(sys.argv[1]))
     try:
         extract_archive(Path(sys.argv[1]), Path(sys.argv[2]), max_bytes=1 << 20)

@@ -24,8 +24,8 @@ from pathlib import Path
 
 import pytest
 
-from tasks.naming import parse_backup_name
-from tasks.verify import verify_compressed_file
+from tasks.core.naming import parse_backup_name
+from tasks.verify.backup_file import verify_compressed_file
 from tests.conftest import Platform, make_sqlite_db
 from tests.support.kill import ForkingCli, Moments, calibrate, new_entry
 
@@ -188,5 +188,5 @@ def test_offsite_sync_killed_at_seeded_moments(
     assert committed >= len(local) and uncommitted == 0
     # Hidden `.NAME.partial-*` uploads of killed runs may remain: another host could still
     # be writing one, so the off-site prune removes them only once older than
-    # STALE_PARTIAL_AGE (tasks/offsite.py). None carries a backup name.
+    # STALE_PARTIAL_AGE (tasks/offsite/copy.py). None carries a backup name.
     assert all(p.name.startswith(".") for p in remote.iterdir() if ".partial-" in p.name)

@@ -33,10 +33,10 @@ from pathlib import Path
 
 import pytest
 
-from tasks.atomic import is_partial
-from tasks.restore_files import is_restore_leftover
-from tasks.restore_journal import JOURNAL_NAME
-from tasks.verify import verify_compressed_file
+from tasks.core.atomic import is_partial
+from tasks.restore.files import is_restore_leftover
+from tasks.restore.journal import JOURNAL_NAME
+from tasks.verify.backup_file import verify_compressed_file
 from tests.conftest import (
     Platform,
     fill_postgres,

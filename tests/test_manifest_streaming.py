@@ -25,14 +25,23 @@ from typing import Any
 
 import pytest
 
-import tasks.entry_store as entry_store
-import tasks.manifest_read as manifest_read
-import tasks.safe_extract as safe_extract
-from tasks.entry_store import EntryStore
-from tasks.errors import ScratchSpaceError, VerifyError
-from tasks.full_archive import SUMMARY_NOTES, ArchiveContent, DatabaseMember, FullArchiveBuilder
-from tasks.manifest import DatabaseEntry, FileEntry, Manifest, parse_manifest
-from tasks.manifest_write import manifest_json_bytes, write_manifest_json, write_manifest_text
+import tasks.archive.manifest.entry_store as entry_store
+import tasks.archive.manifest.read as manifest_read
+import tasks.archive.safe_extract as safe_extract
+from tasks.archive.full_archive import (
+    SUMMARY_NOTES,
+    ArchiveContent,
+    DatabaseMember,
+    FullArchiveBuilder,
+)
+from tasks.archive.manifest.entry_store import EntryStore
+from tasks.archive.manifest.model import DatabaseEntry, FileEntry, Manifest, parse_manifest
+from tasks.archive.manifest.write import (
+    manifest_json_bytes,
+    write_manifest_json,
+    write_manifest_text,
+)
+from tasks.core.errors import ScratchSpaceError, VerifyError
 
 ODD_NAMES = [
     FileEntry("uploads", "dir", mode=0o755),
@@ -261,7 +270,7 @@ def test_full_temporary_space_is_named_not_a_sqlite_error(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """backup-all with TMPDIR full: one error naming TMPDIR, and no backup under a final name."""
-    from tasks.full_backup import FullBackupPlan, write_full_backup
+    from tasks.backup.full_backup import FullBackupPlan, write_full_backup
     from tasks.sources.sqlite import SqliteSource
 
     monkeypatch.setattr(entry_store, "open_scratch_database", _tiny_scratch)
@@ -294,7 +303,7 @@ def test_full_temporary_space_fails_the_extraction_check(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """test-restore with TMPDIR full: the extraction check fails and says why."""
-    from tasks.restore_check import check_archive_integrity, check_extraction
+    from tasks.verify.restore_test import check_archive_integrity, check_extraction
 
     archive = tmp_path / "full_backup_20251104_120000.tar.gz"
     with tarfile.open(archive, "w:gz") as tar:

@@ -14,7 +14,9 @@ from pathlib import Path
 
 import pytest
 
-from tasks.metrics import (
+from tasks.core.naming import parse_backup_name
+from tasks.core.settings import Settings
+from tasks.monitor.metrics import (
     key,
     offsite_scheme,
     parse_metrics,
@@ -22,8 +24,6 @@ from tasks.metrics import (
     record_offsite_status,
     render_metrics,
 )
-from tasks.naming import parse_backup_name
-from tasks.settings import Settings
 from tests.conftest import Platform
 from tests.support.services import HttpReceiver, http_receiver
 from tests.test_monitor import fresh_set, make_backup

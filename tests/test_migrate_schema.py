@@ -13,7 +13,7 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from tasks.errors import SourceError
+from tasks.core.errors import SourceError
 from tasks.migrate.outcome import MigrationFailed, MigrationOutcome
 from tasks.migrate.report import ReportContext, render
 from tasks.migrate.source import watch_source

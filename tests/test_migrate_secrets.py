@@ -174,6 +174,6 @@ def test_the_target_password_is_nowhere(
 
 def test_flow_run_parameters_hold_no_url(platform: Platform, prefect_api_url: str) -> None:
     """The flow's parameters are the two switches; the URL travels in the environment."""
-    from flows.migrate_to_postgres import migrate_to_postgres
+    from flows.migrate_to_postgres_flow import migrate_to_postgres
 
     assert set(migrate_to_postgres.parameters.properties) == {"confirm", "update_env"}

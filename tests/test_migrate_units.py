@@ -14,7 +14,7 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from tasks.errors import ConfigError
+from tasks.core.errors import ConfigError
 from tasks.migrate.canonical import canonical_pg, canonical_sqlite
 from tasks.migrate.defaults import pg_default
 from tasks.migrate.envfile import quote_value, update_env_file, updated_text

@@ -1,7 +1,7 @@
 """`chatbot-backup monitor`: every scenario of the issue, through the real command.
 
 Backups are real gzip files (a SQLite header inside the database ones, a real tar inside
-the full ones) with sha256 sidecars, named by `tasks.naming` with chosen timestamps.
+the full ones) with sha256 sidecars, named by `tasks.core.naming` with chosen timestamps.
 """
 
 from __future__ import annotations
@@ -16,8 +16,8 @@ from pathlib import Path
 
 import pytest
 
-from tasks.checksum import sha256_file, write_sidecar
-from tasks.monitor_checks import (
+from tasks.core.naming import db_backup_name, full_backup_name
+from tasks.monitor.checks import (
     DiskUsage,
     Finding,
     Thresholds,
@@ -28,8 +28,8 @@ from tasks.monitor_checks import (
     inspect_backups,
     worst,
 )
-from tasks.naming import db_backup_name, full_backup_name
 from tasks.sources.sqlite import SQLITE_HEADER
+from tasks.stream.checksum import sha256_file, write_sidecar
 from tests.conftest import Platform
 from tests.support.services import http_receiver
 
@@ -316,7 +316,7 @@ def test_deployment_check_against_the_server(platform: Platform) -> None:
     from prefect.exceptions import ObjectNotFound
 
     from flows import monitor_backups
-    from tasks.monitor_tasks import check_deployments
+    from tasks.steps.monitor import check_deployments
 
     name = "monitor-backups/hourly"
     with get_client(sync_client=True) as client:
@@ -350,8 +350,8 @@ def test_disk_rules() -> None:
 
 
 def inspect_latest_of(size: int) -> dict:  # type: ignore[type-arg]
-    from tasks.catalog import BackupRecord
-    from tasks.naming import parse_backup_name
+    from tasks.catalog.records import BackupRecord
+    from tasks.core.naming import parse_backup_name
 
     name = parse_backup_name(full_backup_name(NOW))
     assert name is not None
@@ -359,7 +359,7 @@ def inspect_latest_of(size: int) -> dict:  # type: ignore[type-arg]
 
 
 def test_rotation_respects_tiers_and_the_kept_minimum(tmp_path: Path) -> None:
-    from tasks.catalog import list_backups
+    from tasks.catalog.records import list_backups
 
     for days in (0, 20, 40, 60):  # monthly tier: all within 365 days
         make_backup(tmp_path, "full", 24 * days + 1, size=100, now=NOW, tier="monthly")

@@ -22,11 +22,11 @@ from pathlib import Path
 
 import pytest
 
-from tasks.backoff import RetryPolicy
-from tasks.checksum import sha256_file, write_sidecar
-from tasks.destination import Destination, parse_destination
-from tasks.errors import DestinationError, VerifyError
-from tasks.offsite import copy_backup, remote_catalog, staging_dir
+from tasks.core.backoff import RetryPolicy
+from tasks.core.errors import DestinationError, VerifyError
+from tasks.offsite.copy import copy_backup, remote_catalog, staging_dir
+from tasks.storage.destination import Destination, parse_destination
+from tasks.stream.checksum import sha256_file, write_sidecar
 from tests.conftest import Platform
 from tests.support.destinations import new_prefix
 from tests.support.services import HOST, SSHD_BIN, free_port
@@ -347,7 +347,7 @@ def test_copy_altered_after_upload_fails_verification_and_is_replaced_later(
 
 def test_destination_is_the_one_interface(tmp_path: Path) -> None:
     """The local backup folder stands on the same class as every off-site target."""
-    from tasks.destination import local_destination
+    from tasks.storage.destination import local_destination
 
     folder = tmp_path / "backups"
     local = backup_file(folder, 1)

@@ -301,8 +301,8 @@ def test_encrypted_copy_fetches_back_for_restores(
     local = only_backup(sqlite_platform)
     for key, value in {**env, "BACKUP_ENCRYPTION_IDENTITY": str(identity)}.items():
         monkeypatch.setenv(key, value)
-    from tasks.destination import fetch_to_local, is_remote_url
-    from tasks.settings import load_settings
+    from tasks.core.settings import load_settings
+    from tasks.storage.destination import fetch_to_local, is_remote_url
 
     url = f"s3://{BUCKET}/{prefix}/{local.name}.age"
     assert is_remote_url(url)
@@ -314,7 +314,7 @@ def test_encrypted_copy_fetches_back_for_restores(
     )
     # Without the identity: a clear error, no half-made file.
     monkeypatch.delenv("BACKUP_ENCRYPTION_IDENTITY")
-    from tasks.errors import ConfigError
+    from tasks.core.errors import ConfigError
 
     with pytest.raises(ConfigError, match="BACKUP_ENCRYPTION_IDENTITY"):
         fetch_to_local(url, load_settings(), tmp_path / "again")
@@ -355,8 +355,8 @@ def test_encryption_that_cannot_apply_fails_loudly(
 def make_local_backups(platform: Platform, count: int) -> list[Path]:
     """`count` real db-backup artifacts, made with the building blocks (no flow run: the
     CLI path is covered above, and each run costs seconds)."""
-    from tasks.atomic import ensure_private_dir
-    from tasks.db_artifact import dump_database_artifact
+    from tasks.backup.db_artifact import dump_database_artifact
+    from tasks.core.atomic import ensure_private_dir
     from tasks.sources import database_source
 
     ensure_private_dir(platform.backups)
@@ -429,7 +429,7 @@ def test_sync_verify_finds_an_altered_copy(sqlite_platform: Platform, backends: 
 
 
 def put_remote_backup(dest: object, name: str, tier: str | None, tmp: Path) -> None:
-    from tasks.destination import Destination
+    from tasks.storage.destination import Destination
 
     assert isinstance(dest, Destination)
     data = gzip.compress(os.urandom(64))
@@ -445,7 +445,7 @@ def put_remote_backup(dest: object, name: str, tier: str | None, tmp: Path) -> N
 def test_offsite_retention_keeps_newest_three_and_ignores_foreign_files(
     sqlite_platform: Platform, backends: BackendSet, backend: str, tmp_path: Path
 ) -> None:
-    from tasks.naming import db_backup_name, full_backup_name
+    from tasks.core.naming import db_backup_name, full_backup_name
 
     prefix = new_prefix()
     dest = backends.destination(backend, prefix)

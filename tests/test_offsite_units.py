@@ -7,10 +7,10 @@ from pathlib import Path
 
 import pytest
 
-from tasks.backoff import RetriesExhausted, RetryPolicy, retry_call
-from tasks.destination import is_remote_url, parse_destination, split_remote_url
-from tasks.errors import ConfigError
-from tasks.transient import is_transient
+from tasks.core.backoff import RetriesExhausted, RetryPolicy, retry_call
+from tasks.core.errors import ConfigError
+from tasks.storage.destination import is_remote_url, parse_destination, split_remote_url
+from tasks.storage.transient import is_transient
 
 S3_ENV = {"AWS_ACCESS_KEY_ID": "id", "AWS_SECRET_ACCESS_KEY": "secret-value-123"}
 AZ_ENV = {"AZURE_STORAGE_CONNECTION_STRING": "AccountName=acct;AccountKey=a2V5a2V5a2V5;"}

@@ -31,7 +31,7 @@ from pathlib import Path
 
 import pytest
 
-from tasks.errors import VerifyError
+from tasks.core.errors import VerifyError
 from tasks.pitr.archiver_status import check_continuity, judge_archiver, read_archiver
 from tasks.pitr.base_catalog import list_bases
 from tasks.pitr.base_manifest import read_base_archive

@@ -2,7 +2,7 @@
 
 WAL names and timelines, recovery planning and retention as tables of synthetic
 catalogs, the archiver verdicts, the wal-push/wal-fetch commands through the real CLI
-on real files, the fast path's settings reader against `tasks.settings`, and the base
+on real files, the fast path's settings reader against `tasks.core.settings`, and the base
 archive check against hand-built pg_basebackup-shaped tars (tampered ones too).
 The end-to-end proofs on real clusters are in tests/test_pitr.py.
 """
@@ -26,7 +26,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from flows.wal_cli import read_config
-from tasks.errors import ConfigError, VerifyError
+from tasks.core.errors import ConfigError, VerifyError
+from tasks.core.settings import Settings
 from tasks.pitr.archiver_status import ArchiverSnapshot, judge_archiver
 from tasks.pitr.base_catalog import BaseRecord, base_backup_name, parse_base_name
 from tasks.pitr.base_manifest import read_base_archive
@@ -51,7 +52,6 @@ from tasks.pitr.segments import (
     timeline_path,
 )
 from tasks.pitr.wal_catalog import ArchivedWal
-from tasks.settings import Settings
 
 BIN = Path(sys.executable).parent
 MB16 = 16 * 1024 * 1024

@@ -28,8 +28,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from tasks.checksum import sha256_file, write_sidecar
-from tasks.naming import is_pre_restore_snapshot
+from tasks.core.naming import is_pre_restore_snapshot
+from tasks.stream.checksum import sha256_file, write_sidecar
 from tests.conftest import Platform, make_sqlite_db
 from tests.support.trees import (
     Facts,
@@ -305,10 +305,10 @@ def _staged_as_live(staged: Facts) -> Facts:
 @settings(TREES, max_examples=60)
 @given(spec=TREE_SPECS)
 def test_generated_trees_stage_exactly_and_pass_test_restore(tmp_path: Path, spec: TreeSpec) -> None:
-    from tasks.full_backup import FullBackupPlan, write_full_backup
-    from tasks.restore_archive import stage_archive
-    from tasks.restore_check import check_archive_integrity, check_extraction, check_manifest
+    from tasks.backup.full_backup import FullBackupPlan, write_full_backup
+    from tasks.restore.archive import stage_archive
     from tasks.sources.sqlite import SqliteSource
+    from tasks.verify.restore_test import check_archive_integrity, check_extraction, check_manifest
 
     base = tmp_path / uuid.uuid4().hex[:8]
     data = base / "data"

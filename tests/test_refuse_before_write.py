@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from tasks.errors import VerifyError
-from tasks.restore_archive import stage_archive
+from tasks.core.errors import VerifyError
+from tasks.restore.archive import stage_archive
 from tests.test_restore_all import EVIL, evil_archive
 
 

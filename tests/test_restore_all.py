@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from tasks.restore_files import is_restore_leftover
+from tasks.restore.files import is_restore_leftover
 from tests.conftest import Platform, fill_postgres, pg_dump_text, pg_url, sqlite_dump
 from tests.test_db_restore import (
     WARNING,
@@ -385,7 +385,7 @@ def test_disaster_recovery_into_an_empty_installation(full_sqlite: Platform) -> 
 
 def test_python_api_needs_confirmation(full_sqlite: Platform) -> None:
     from flows import RestoreResult, restore_all
-    from tasks.errors import AbortedByOperator
+    from tasks.core.errors import AbortedByOperator
 
     archive = full_backup(full_sqlite)
     damage(full_sqlite.root)

@@ -1,6 +1,6 @@
 """restore-all killed (SIGKILL) after each step of its swap phase, then the next command.
 
-The test-only fault point (tasks/restore_journal.py, `CHATBOT_BACKUP_TEST_ONLY_SIGKILL_AT`)
+The test-only fault point (tasks/restore/journal.py, `CHATBOT_BACKUP_TEST_ONLY_SIGKILL_AT`)
 makes the real CLI kill itself right after the N-th step: journal written, each rename,
 the commit point, each replaced copy deleted. For every N until a run completes, the
 next command that takes the backup lock must leave the whole platform — database,
@@ -24,19 +24,19 @@ from pathlib import Path
 
 import pytest
 
-from flows.restore_all import plan_file_swaps
-from tasks import restore_journal
-from tasks.lock import backup_dir_lock
-from tasks.restore_all_swap import swap_in_with_postgres, swap_in_with_sqlite
-from tasks.restore_archive import new_staging_dir, stage_archive
-from tasks.restore_files import SwapJournal, is_restore_leftover, stage_beside
-from tasks.restore_journal import JOURNAL_NAME, TEST_KILL_VARIABLE
-from tasks.restore_postgres import restore_postgres
-from tasks.restore_postgres import snapshot_before_restore as pg_snapshot
-from tasks.restore_sqlite import snapshot_before_restore as sqlite_snapshot
-from tasks.restore_sqlite import stage_sqlite
-from tasks.restore_tasks import postgres_params
-from tasks.settings import load_settings
+from flows.restore_all_flow import plan_file_swaps
+from tasks.core.lock import backup_dir_lock
+from tasks.core.settings import load_settings
+from tasks.restore import journal as restore_journal
+from tasks.restore.all_swap import swap_in_with_postgres, swap_in_with_sqlite
+from tasks.restore.archive import new_staging_dir, stage_archive
+from tasks.restore.files import SwapJournal, is_restore_leftover, stage_beside
+from tasks.restore.journal import JOURNAL_NAME, TEST_KILL_VARIABLE
+from tasks.restore.postgres import restore_postgres
+from tasks.restore.postgres import snapshot_before_restore as pg_snapshot
+from tasks.restore.sqlite import snapshot_before_restore as sqlite_snapshot
+from tasks.restore.sqlite import stage_sqlite
+from tasks.steps.restore import postgres_params
 from tests.conftest import (
     Platform,
     fill_postgres,
@@ -101,7 +101,7 @@ def run_killed_at(platform: Platform, archive: Path, step: int) -> bool:
 
 
 def swap_phase(archive: Path) -> None:
-    """restore-all's work without Prefect (flows/restore_all.py, same building blocks):
+    """restore-all's work without Prefect (flows/restore_all_flow.py, same building blocks):
     lock, stage and check, pre-restore snapshot, then the journalled swap phase."""
     settings = load_settings()
     with backup_dir_lock(settings.backups, "restore-all", 5):
@@ -167,7 +167,7 @@ def forked_swap_killed_at(archive: Path, step: int) -> bool:
 
 
 def recover_as_next_command_does(platform: Platform) -> None:
-    """What every lock-taking command runs first (tasks/lock.py)."""
+    """What every lock-taking command runs first (tasks/core/lock.py)."""
     with backup_dir_lock(platform.backups, "test", 5):
         pass
 

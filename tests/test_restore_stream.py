@@ -10,9 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from tasks.compress import compressing_writer
-from tasks.errors import VerifyError
-from tasks.restore_stream import InflatingReader
+from tasks.core.errors import VerifyError
+from tasks.stream.compress import compressing_writer
+from tasks.stream.inflate import InflatingReader
 
 DATA = os.urandom(200_000).hex().encode() * 6  # 2.4 MB: several 1 MiB gzip members
 

@@ -11,11 +11,11 @@ from pathlib import Path
 
 import pytest
 
-from tasks.catalog import BackupRecord, list_backups, write_meta
-from tasks.good_backup import Verdict
-from tasks.naming import db_backup_name, full_backup_name, parse_backup_name
-from tasks.retention import RetentionPolicy, plan
-from tasks.rotate import rotate
+from tasks.catalog.good_backup import Verdict
+from tasks.catalog.records import BackupRecord, list_backups, write_meta
+from tasks.core.naming import db_backup_name, full_backup_name, parse_backup_name
+from tasks.retention.plan import RetentionPolicy, plan
+from tasks.retention.rotate import rotate
 
 NOW = datetime(2026, 3, 15, 12, 0, 0, tzinfo=UTC)
 

@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from tasks.errors import VerifyError
-from tasks.safe_extract import UnsafeArchiveError, extract_archive, extract_safely
+from tasks.archive.safe_extract import UnsafeArchiveError, extract_archive, extract_safely
+from tasks.core.errors import VerifyError
 
 
 class Tar:

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from tasks.errors import ConfigError
-from tasks.settings import load_settings
+from tasks.core.errors import ConfigError
+from tasks.core.settings import load_settings
 
 
 def test_defaults_resolve_against_app_root(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

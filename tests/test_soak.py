@@ -29,7 +29,7 @@ def test_200_runs_keep_count_files_and_memory_flat(
     from prefect.settings import temporary_settings
 
     from flows import db_backup
-    from tasks import clock
+    from tasks.core import clock
 
     moment = [datetime(2026, 1, 1, tzinfo=UTC)]
 

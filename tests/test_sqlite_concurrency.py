@@ -29,8 +29,8 @@ from pathlib import Path
 
 import pytest
 
-from tasks.naming import parse_backup_name
-from tasks.verify import verify_compressed_file
+from tasks.core.naming import parse_backup_name
+from tasks.verify.backup_file import verify_compressed_file
 from tests.conftest import BIN, Platform
 
 MIN_COMMITS_PER_SECOND = 200
@@ -136,7 +136,7 @@ def test_twenty_backups_under_a_steady_writer_are_consistent(
     from prefect.settings import temporary_settings
 
     from flows import db_backup
-    from tasks import clock
+    from tasks.core import clock
 
     moment = [datetime.now(UTC) - timedelta(hours=1)]
     monkeypatch.setattr(clock, "utc_now", lambda: moment[0])

@@ -21,8 +21,8 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from tasks.checksum import sha256_file, write_sidecar
-from tasks.restore_check import SCRATCH_DB_PREFIX
+from tasks.stream.checksum import sha256_file, write_sidecar
+from tasks.verify.restore_test import SCRATCH_DB_PREFIX
 from tests.conftest import BIN, PG_ADMIN, Platform, fill_postgres, make_sqlite_db, pg_url
 from tests.test_backup_all import build_platform
 

@@ -3,7 +3,7 @@
 Every tier of the schedule table makes its backups at its cron times (computed from
 deployments.tiers, UTC), writes its tier marker, then rotates its own tier with its own
 retention, exactly as the scheduled flows do. Real files in a real folder, the real
-`tasks.rotate.rotate`. The first ten days are backups made by the guide's shell scripts
+`tasks.retention.rotate.rotate`. The first ten days are backups made by the guide's shell scripts
 (no tier marker), as on a machine that switched to chatbot-backup.
 """
 
@@ -24,11 +24,11 @@ import pytest
 
 from deployments.tiers import TIER_TABLE, Tier
 from deployments.timetable import next_runs
-from tasks.catalog import list_backups, write_meta
-from tasks.good_backup import SQLITE_HEADER
-from tasks.naming import db_backup_name, full_backup_name
-from tasks.retention import RetentionPolicy
-from tasks.rotate import rotate
+from tasks.catalog.good_backup import SQLITE_HEADER
+from tasks.catalog.records import list_backups, write_meta
+from tasks.core.naming import db_backup_name, full_backup_name
+from tasks.retention.plan import RetentionPolicy
+from tasks.retention.rotate import rotate
 
 START = datetime(2025, 1, 1, tzinfo=UTC)
 SWITCH = datetime(2025, 1, 11, tzinfo=UTC)  # the day chatbot-backup replaced the scripts

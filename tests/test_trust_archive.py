@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from tasks.checksum import sha256_file, write_sidecar
+from tasks.stream.checksum import sha256_file, write_sidecar
 from tests.conftest import Platform
 from tests.support.trees import installation_state, member, rewrite_members, tree_facts
 from tests.test_db_restore import one_error_line
@@ -342,10 +342,10 @@ def test_a_swap_that_does_not_bring_in_what_was_checked_is_put_back(tmp_path: Pa
     after the renames catches it, and every rename is undone."""
     from functools import partial
 
-    from tasks.errors import RestoreError
-    from tasks.full_backup import FullBackupPlan, write_full_backup
-    from tasks.restore_archive import new_staging_dir, prove_restored_tree, stage_archive
-    from tasks.restore_files import Swap, SwapJournal, SwapPlan
+    from tasks.backup.full_backup import FullBackupPlan, write_full_backup
+    from tasks.core.errors import RestoreError
+    from tasks.restore.archive import new_staging_dir, prove_restored_tree, stage_archive
+    from tasks.restore.files import Swap, SwapJournal, SwapPlan
     from tasks.sources.sqlite import SqliteSource
     from tests.conftest import make_sqlite_db
 
@@ -385,8 +385,8 @@ def test_a_swap_that_does_not_bring_in_what_was_checked_is_put_back(tmp_path: Pa
 def test_manifests_without_hard_links_stay_readable() -> None:
     """A file's `target` is new (hard links); manifests that lack it, or carry null, read as
     before, and a target that climbs out is malformed like any bad path."""
-    from tasks.errors import VerifyError
-    from tasks.manifest import FORMAT, parse_manifest
+    from tasks.archive.manifest.model import FORMAT, parse_manifest
+    from tasks.core.errors import VerifyError
 
     def manifest(files: list[dict]) -> str:  # type: ignore[type-arg]
         return json.dumps(

@@ -27,12 +27,12 @@ from pathlib import Path
 
 import pytest
 
-from tasks.catalog import list_backups
-from tasks.checksum import sha256_file, write_sidecar
-from tasks.errors import ConfigError
-from tasks.lock import backup_dir_lock
-from tasks.naming import db_backup_name, timestamp
-from tasks.settings import load_settings
+from tasks.catalog.records import list_backups
+from tasks.core.errors import ConfigError
+from tasks.core.lock import backup_dir_lock
+from tasks.core.naming import db_backup_name, timestamp
+from tasks.core.settings import load_settings
+from tasks.stream.checksum import sha256_file, write_sidecar
 from tests.conftest import Platform, make_sqlite_db, sqlite_dump
 from tests.test_db_restore import tree_state
 from tests.test_monitor import finding_line, make_backup, run_monitor
@@ -424,7 +424,7 @@ def test_monitor_counts_only_good_backups_and_names_the_others(platform: Platfor
 
 
 def test_junk_is_never_chosen_as_the_newest_good_backup(tmp_path: Path) -> None:
-    from tasks.catalog import newest_good
+    from tasks.catalog.records import newest_good
 
     source = make_sqlite_db(tmp_path / "src.db", agents=1, messages=1)
     now = now_utc()

@@ -15,7 +15,7 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from tasks.naming import db_backup_name
+from tasks.core.naming import db_backup_name
 from tests.conftest import (
     PG_ADMIN,
     Platform,

@@ -14,7 +14,8 @@ from collections.abc import Callable
 import psycopg
 from psycopg import sql
 
-from tasks.errors import SourceError
+from tasks.core.errors import SourceError
+from tasks.core.redact import redact
 from tasks.migrate.catalog import SqliteCatalog, quote_sqlite
 from tasks.migrate.ddl import (
     Step,
@@ -30,7 +31,6 @@ from tasks.migrate.ddl import (
 from tasks.migrate.outcome import StepResult
 from tasks.migrate.plan import TablePlan
 from tasks.migrate.types import Conversion
-from tasks.redact import redact
 from tasks.sources.postgres import first_line
 
 

@@ -19,9 +19,9 @@ import stat
 from dataclasses import dataclass
 from pathlib import Path
 
-from tasks.atomic import FILE_MODE, atomic_writer
-from tasks.errors import ConfigError
-from tasks.naming import timestamp
+from tasks.core.atomic import FILE_MODE, atomic_writer
+from tasks.core.errors import ConfigError
+from tasks.core.naming import timestamp
 
 _ASSIGNMENT = re.compile(r"^(?P<head>\s*(?:export\s+)?(?P<key>[A-Za-z_][A-Za-z0-9_]*)\s*=[ \t]*)")
 _PLAIN_VALUE = re.compile(r"^[A-Za-z0-9_.:/@%+=?&,~\-\[\]]+$")

@@ -9,7 +9,7 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, field
 
-from tasks.errors import BackupError
+from tasks.core.errors import BackupError
 from tasks.migrate.catalog import SqliteCatalog, Trigger
 from tasks.migrate.plan import TablePlan
 from tasks.migrate.verify import TableCheck

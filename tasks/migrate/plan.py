@@ -13,7 +13,7 @@ from __future__ import annotations
 import sqlite3
 from dataclasses import dataclass, field, replace
 
-from tasks.errors import SourceError
+from tasks.core.errors import SourceError
 from tasks.migrate.catalog import Column, SqliteCatalog, Table, quote_sqlite
 from tasks.migrate.profile import ColumnProfile, TableProfile, profile_table
 from tasks.migrate.types import Conversion, TypeChoice, by_storage, choose_type

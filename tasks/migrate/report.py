@@ -12,10 +12,10 @@ import datetime as dt
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from tasks.atomic import ensure_private_dir, write_text_atomic
+from tasks.core.atomic import ensure_private_dir, write_text_atomic
+from tasks.core.naming import timestamp
+from tasks.core.redact import redact
 from tasks.migrate.outcome import MigrationOutcome, StepResult
-from tasks.naming import timestamp
-from tasks.redact import redact
 
 
 @dataclass(frozen=True)

@@ -12,7 +12,7 @@ import sqlite3
 from dataclasses import dataclass
 from pathlib import Path
 
-from tasks.errors import ConfigError, SourceError
+from tasks.core.errors import ConfigError, SourceError
 from tasks.sources.sqlite import SQLITE_HEADER
 
 

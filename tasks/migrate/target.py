@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 import psycopg
 
-from tasks.errors import ConfigError, SourceError
+from tasks.core.errors import ConfigError, SourceError
 from tasks.sources.postgres import connect, first_line, parse_database_url
 
 APPLICATION_NAME = "chatbot-backup migrate"

@@ -19,7 +19,7 @@ from collections.abc import Callable
 import psycopg
 from psycopg import sql
 
-from tasks.errors import BackupError, SourceError, VerifyError
+from tasks.core.errors import BackupError, SourceError, VerifyError
 from tasks.migrate.after_data import after_the_data, broken, refusal, set_sequences
 from tasks.migrate.catalog import SqliteCatalog, read_catalog
 from tasks.migrate.copy import TextDoesNotDecode, ValueRefused, copy_table

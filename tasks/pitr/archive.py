@@ -35,18 +35,18 @@ from typing import BinaryIO
 
 import zstandard
 
-from tasks.atomic import ensure_private_dir, fsync_dir, partial_path, write_text_atomic
-from tasks.compress import (
+from tasks.core.atomic import ensure_private_dir, fsync_dir, partial_path, write_text_atomic
+from tasks.core.errors import BackupError, ConfigError, DestinationError, SourceError, VerifyError
+from tasks.core.naming import sidecar_name
+from tasks.pitr.segments import parse_wal_name
+from tasks.pitr.wal_catalog import ArchivedWal, archived_name, find_archived
+from tasks.stream.compress import (
     BLOCK_SIZE,
     HashingReader,
     HashingWriter,
     compressing_writer,
     open_decompressed,
 )
-from tasks.errors import BackupError, ConfigError, DestinationError, SourceError, VerifyError
-from tasks.naming import sidecar_name
-from tasks.pitr.segments import parse_wal_name
-from tasks.pitr.wal_catalog import ArchivedWal, archived_name, find_archived
 
 _OUT_OF_SPACE = {errno.ENOSPC, errno.EDQUOT, errno.EFBIG}
 _NO_HARD_LINKS = {errno.EPERM, errno.ENOTSUP, errno.EOPNOTSUPP, errno.EXDEV, errno.EMLINK}

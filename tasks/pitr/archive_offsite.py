@@ -2,7 +2,7 @@
 
 Each destination of OFFSITE_DESTINATION (comma-separated) gets the archived file under
 its `wal/` folder — `s3://bucket/prefix/wal/000000010000000000000003.gz` — by the same
-verified copy every backup gets (`tasks.offsite.copy_backup`: an identical copy is not
+verified copy every backup gets (`tasks.offsite.copy.copy_backup`: an identical copy is not
 sent again, the upload is read back and compared, its sidecar is written last, and it is
 age-encrypted when BACKUP_ENCRYPTION_RECIPIENTS is set). The local archive copy is made
 first and stays; a destination that fails makes the push fail, so PostgreSQL keeps the
@@ -16,14 +16,14 @@ from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from tasks.destination import Destination, open_destination
-from tasks.encryption import encryption_from_settings
-from tasks.errors import BackupError, ConfigError, DestinationError
-from tasks.offsite import OffsiteCopy, copy_backup, policy_from_settings, staging_dir
-from tasks.redact import redact
+from tasks.core.errors import BackupError, ConfigError, DestinationError
+from tasks.core.redact import redact
+from tasks.offsite.copy import OffsiteCopy, copy_backup, policy_from_settings, staging_dir
+from tasks.offsite.encryption import encryption_from_settings
+from tasks.storage.destination import Destination, open_destination
 
 if TYPE_CHECKING:
-    from tasks.settings import Settings
+    from tasks.core.settings import Settings
 
 WAL_FOLDER = "wal"
 # PostgreSQL retries a failed archive_command by itself; a push should not hold the

@@ -19,7 +19,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from tasks.naming import COMPRESSION_SUFFIX, META_SUFFIX, SIDECAR_SUFFIX, timestamp
+from tasks.core.naming import COMPRESSION_SUFFIX, META_SUFFIX, SIDECAR_SUFFIX, timestamp
 from tasks.pitr.segments import DEFAULT_SEGMENT_SIZE, parse_lsn
 
 BASE_KIND = "base"

@@ -30,9 +30,9 @@ from typing import Any, BinaryIO
 
 import zstandard
 
-from tasks.compress import BLOCK_SIZE, HashingReader, open_decompressed
-from tasks.errors import VerifyError
+from tasks.core.errors import VerifyError
 from tasks.pitr.segments import parse_lsn
+from tasks.stream.compress import BLOCK_SIZE, HashingReader, open_decompressed
 
 MANIFEST = "backup_manifest"
 LABEL = "backup_label"

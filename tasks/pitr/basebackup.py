@@ -3,7 +3,7 @@
 `pg_basebackup -D - -Ft -X none` writes one tar of the whole cluster, its
 `backup_manifest` (SHA256 per file) included, to stdout; it flows through the project's
 compressor and hasher into a hidden file that gets its final name and sidecar only when
-pg_basebackup succeeded (tasks.pipeline). The WAL the base needs is not inside: the base
+pg_basebackup succeeded (tasks.stream.pipeline). The WAL the base needs is not inside: the base
 is only ever used with the WAL archive, and PostgreSQL's archiver has pushed that WAL
 there before pg_basebackup returns ("all required WAL segments have been archived").
 
@@ -26,18 +26,18 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, BinaryIO
 
-from tasks import clock
-from tasks.atomic import write_text_atomic
-from tasks.db_artifact import unused_moment
-from tasks.errors import SourceError, VerifyError
-from tasks.naming import META_SUFFIX
-from tasks.pipeline import Artifact, write_artifact
+from tasks.backup.db_artifact import unused_moment
+from tasks.core import clock
+from tasks.core.atomic import write_text_atomic
+from tasks.core.errors import SourceError, VerifyError
+from tasks.core.naming import META_SUFFIX
 from tasks.pitr.archive import check_archived
 from tasks.pitr.base_catalog import BASE_KIND, base_backup_name
 from tasks.pitr.base_manifest import BaseContents
 from tasks.pitr.segments import format_lsn, lsn_segno, segment_name
 from tasks.pitr.wal_catalog import ArchivedWal, find_archived, read_segment_header
 from tasks.sources.postgres import first_line, libpq_environment, widen_pipe
+from tasks.stream.pipeline import Artifact, write_artifact
 
 # How long the WAL a base needs may take to show up in the archive after pg_basebackup
 # returned (it waits for PostgreSQL's archiver, which runs our wal-push).

@@ -15,7 +15,7 @@ import shutil
 import subprocess
 from pathlib import Path
 
-from tasks.errors import ConfigError
+from tasks.core.errors import ConfigError
 
 Owner = tuple[int, int]
 

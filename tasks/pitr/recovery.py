@@ -32,8 +32,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
-from tasks.atomic import write_text_atomic
-from tasks.errors import ConfigError, DestinationError, VerifyError
+from tasks.core.atomic import write_text_atomic
+from tasks.core.errors import ConfigError, DestinationError, VerifyError
 from tasks.pitr.base_catalog import BaseRecord
 from tasks.pitr.base_manifest import read_base_archive
 from tasks.pitr.commands import conf_literal

@@ -38,7 +38,7 @@ from typing import Any
 
 import psycopg
 
-from tasks.errors import RestoreError, VerifyError
+from tasks.core.errors import RestoreError, VerifyError
 from tasks.pitr.pgserver import Owner, owner_name
 from tasks.sources.postgres import row_counts
 

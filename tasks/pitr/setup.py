@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 from psycopg import sql
 
-from tasks.errors import SourceError
+from tasks.core.errors import SourceError
 from tasks.sources.postgres import connect, first_line
 
 ARCHIVE_TIMEOUT = "60s"

@@ -26,10 +26,10 @@ from pathlib import Path
 
 import zstandard
 
-from tasks.compress import open_decompressed
-from tasks.errors import VerifyError
-from tasks.naming import COMPRESSION_SUFFIX, SIDECAR_SUFFIX
+from tasks.core.errors import VerifyError
+from tasks.core.naming import COMPRESSION_SUFFIX, SIDECAR_SUFFIX
 from tasks.pitr.segments import WalName, history_name, parse_history, parse_wal_name
+from tasks.stream.compress import open_decompressed
 
 _SUFFIX_COMPRESSION = {suffix: codec for codec, suffix in COMPRESSION_SUFFIX.items()}
 # The long page header at the start of every segment (PostgreSQL's xlog_internal.h):

@@ -2,7 +2,7 @@
 
 A source can `check` that it is reachable, `dump` itself as a byte stream (the
 artifact format of SPEC.md: a SQLite database file, or plain-SQL `pg_dump` output), and
-count the rows of its tables. Restores live in `tasks.restore_sqlite` and `tasks.restore_postgres`.
+count the rows of its tables. Restores live in `tasks.restore.sqlite` and `tasks.restore.postgres`.
 """
 
 from __future__ import annotations

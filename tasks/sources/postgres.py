@@ -21,10 +21,10 @@ import psycopg
 from psycopg import sql
 from psycopg.conninfo import conninfo_to_dict
 
-from tasks.compress import BLOCK_SIZE
-from tasks.errors import ConfigError, SourceError
-from tasks.redact import redact, register_secret
+from tasks.core.errors import ConfigError, SourceError
+from tasks.core.redact import redact, register_secret
 from tasks.sources.base import DumpResult
+from tasks.stream.compress import BLOCK_SIZE
 
 CONNECT_TIMEOUT_SECONDS = 10
 
@@ -92,7 +92,7 @@ def first_line(message: str) -> str:
 # The tables whose rows a backup records and a restore checks: ordinary and partitioned
 # tables of every schema but the system ones. Temporary tables (this or another
 # session's `pg_temp_N`) are not the database's content and cannot even be read across
-# sessions. tasks/restore_postgres.py runs the same query inside the restore.
+# sessions. tasks/restore/postgres.py runs the same query inside the restore.
 USER_TABLES_SQL = (
     "SELECT n.nspname, c.relname FROM pg_catalog.pg_class c "
     "JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace "
@@ -110,7 +110,7 @@ def _key_part(name: str) -> str:
 
 
 def table_key(schema: str, table: str) -> str:
-    """The row-count key of a table (format: see tasks/manifest.py): `table` in `public`,
+    """The row-count key of a table (format: see tasks/archive/manifest/model.py): `table` in `public`,
     `schema.table` elsewhere, a part holding a dot or a double quote quoted as SQL does."""
     if schema == "public":
         return _key_part(table)

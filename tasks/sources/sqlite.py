@@ -15,11 +15,11 @@ from pathlib import Path
 from typing import BinaryIO
 from urllib.parse import quote
 
-from tasks.atomic import FILE_MODE, OUT_OF_SPACE, partial_path
-from tasks.compress import copy_stream
-from tasks.errors import ConfigError, OutOfSpaceError, SourceError
-from tasks.good_backup import SQLITE_HEADER
+from tasks.catalog.good_backup import SQLITE_HEADER
+from tasks.core.atomic import FILE_MODE, OUT_OF_SPACE, partial_path
+from tasks.core.errors import ConfigError, OutOfSpaceError, SourceError
 from tasks.sources.base import DumpResult
+from tasks.stream.compress import copy_stream
 
 BUSY_TIMEOUT_SECONDS = 30.0
 

@@ -14,13 +14,13 @@ from pathlib import Path
 from prefect import task
 from prefect.cache_policies import NO_CACHE
 
+from tasks.core.settings import Settings
 from tasks.migrate.envfile import EnvChange, update_env_file
 from tasks.migrate.outcome import MigrationOutcome
 from tasks.migrate.report import write_report
 from tasks.migrate.source import SourceWatch, watch_source
 from tasks.migrate.target import TargetInfo, check_target, describe, target_params
 from tasks.migrate.transaction import Log, migrate
-from tasks.settings import Settings
 
 
 @task(name="check-migration-target", cache_policy=NO_CACHE)

@@ -15,7 +15,7 @@ from pathlib import Path
 from prefect import task
 from prefect.cache_policies import NO_CACHE
 
-from tasks.pipeline import Artifact
+from tasks.core.settings import Settings
 from tasks.pitr.base_catalog import list_bases
 from tasks.pitr.base_manifest import BaseContents, read_base_archive
 from tasks.pitr.basebackup import BaseWal, take_base_backup, wait_for_base_wal
@@ -23,8 +23,8 @@ from tasks.pitr.pgserver import Owner
 from tasks.pitr.recovery import LaidOut, RecoveryPlan, lay_out, plan_recovery
 from tasks.pitr.recovery_verify import RecoveryCheck, run_pg_verifybackup, verify_recovery
 from tasks.pitr.wal_catalog import list_archive, read_histories
-from tasks.settings import Settings
 from tasks.sources.postgres import parse_database_url
+from tasks.stream.pipeline import Artifact
 
 
 @task(name="take-base-backup", cache_policy=NO_CACHE)

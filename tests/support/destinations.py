@@ -71,7 +71,7 @@ class BackendSet:
         return {**self.env(backend), "OFFSITE_DESTINATION": self.text(backend, prefix)}
 
     def destination(self, backend: str, prefix: str) -> Any:
-        from tasks.destination import parse_destination
+        from tasks.storage.destination import parse_destination
 
         env = self.env(backend)
         return parse_destination(
@@ -92,7 +92,7 @@ class BackendSet:
         return root
 
     def raw_fs(self, backend: str) -> Any:
-        """A plain fsspec filesystem on the same server, independent of tasks.destination."""
+        """A plain fsspec filesystem on the same server, independent of tasks.storage.destination."""
         import fsspec
 
         if backend == "s3":

@@ -30,7 +30,7 @@ _WORKER = r"""
 import json, os, sys
 import flows.cli
 # every flow imported once here, not again in each forked child (flows/ imports lazily)
-import flows.backup_all, flows.db_backup, flows.db_restore, flows.offsite, flows.restore_all
+import flows.backup_all_flow, flows.db_backup_flow, flows.db_restore_flow, flows.offsite_flow, flows.restore_all_flow
 for line in sys.stdin:
     request = json.loads(line)
     if request["op"] == "reap":

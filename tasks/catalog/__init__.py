@@ -1,0 +1,1 @@
+"""The local backup records: which backups a folder holds, with their tier and sidecars."""

@@ -1,0 +1,312 @@
+"""The one settings model: environment and `.env` in the application root, validated once.
+
+The environment wins over `.env`. Relative paths resolve against the application root
+(`APP_ROOT`, or the current directory). Secrets are `SecretStr` and are registered with
+`tasks.core.redact` as soon as they are loaded. Everything below the flows takes explicit
+arguments; only the flows call `load_settings()`.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, SecretStr, ValidationError, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from tasks.core.errors import ConfigError
+from tasks.core.folder_rules import check_folder_rules
+from tasks.core.redact import redact, register_secret
+
+DbType = Literal["sqlite", "postgres"]
+
+# The longest retention any knob may ask for: 100 years. A cutoff that far back is still
+# a date (99999999 days is not: `now - timedelta` overflows, and it did so only after the
+# backup had been written). Hour thresholds are bounded by the same span.
+MAX_RETENTION_DAYS = 36500
+MAX_HOURS = MAX_RETENTION_DAYS * 24
+Compression = Literal["gzip", "zstd"]
+
+# Cloud and SDK secrets that never come through this model but must never be printed.
+_SDK_SECRET_VARIABLES = (
+    "AWS_SECRET_ACCESS_KEY",
+    "AWS_SESSION_TOKEN",
+    "AZURE_STORAGE_CONNECTION_STRING",
+    "AZURE_STORAGE_KEY",
+    "AZURE_STORAGE_SAS_TOKEN",
+    "PGPASSWORD",
+)
+
+
+class Settings(BaseSettings):
+    """Every variable of SPEC.md's configuration table, plus the tuning knobs."""
+
+    model_config = SettingsConfigDict(extra="ignore", case_sensitive=False)
+
+    app_root: Path = Field(default_factory=Path.cwd)
+    admin_db_type: str = "sqlite"
+    admin_db_path: Path = Path("./data/admin.db")
+    admin_database_url: SecretStr | None = None
+    backup_dir: Path = Path("/data/backups")
+    retention_days: int = 7
+    uploads_dir: Path = Path("./data/uploads")
+    app_data_dir: Path = Path("./data")
+    config_files: str = ".env,config.php"
+    offsite_destination: str | None = None
+
+    alert_email: str | None = None
+    smtp_host: str | None = None
+    smtp_port: int = 25
+    smtp_user: str | None = None
+    smtp_password: SecretStr | None = None
+    alert_from: str | None = None
+    alert_slack_webhook: SecretStr | None = None
+    alert_webhook: SecretStr | None = None
+
+    metrics_file: Path | None = None
+    wal_archive_dir: Path | None = None  # default: $BACKUP_DIR/wal (SPEC: PITR)
+    prometheus_pushgateway: str | None = None
+    backup_timezone: str = "UTC"
+
+    backup_compression: str = "gzip"
+    backup_compression_level: int | None = None
+    backup_lock_timeout: float = 60.0
+    backup_skip_unreadable: bool = False
+
+    # Off-site copies (tasks.storage.destination, tasks.offsite.copy) and client-side encryption.
+    offsite_s3_storage_class: str | None = None  # e.g. STANDARD_IA; checked by the destination
+    offsite_ssh_config: Path | None = None  # default: the user's ~/.ssh/config
+    offsite_retention_days: int = Field(default=365, ge=1, le=MAX_RETENTION_DAYS)
+    offsite_glacier_days: int = Field(default=30, ge=0, le=MAX_RETENTION_DAYS)
+    offsite_expire_days: int = Field(default=365, ge=1, le=MAX_RETENTION_DAYS)
+    offsite_retry_seconds: float = Field(default=300.0, gt=0)  # retry window per operation
+    backup_encryption_recipients: str | None = None  # age public keys, comma-separated
+    backup_encryption_identity: Path | None = None  # age identity file, for restores
+
+    # Monitoring thresholds (the guide's values) and alert delivery.
+    monitor_max_age_hours: float = Field(default=25.0, gt=0, le=MAX_HOURS)
+    monitor_min_count: int = Field(default=3, ge=0)
+    monitor_size_drop_ratio: float = Field(default=0.5, ge=0, le=1)
+    monitor_min_free_percent: float = Field(default=10.0, ge=0, le=100)
+    monitor_free_space_multiple: float = Field(default=2.0, ge=0)
+    monitor_rpo_database_hours: float = Field(default=6.0, gt=0, le=MAX_HOURS)
+    monitor_rpo_files_hours: float = Field(default=24.0, gt=0, le=MAX_HOURS)
+    monitor_check_deployments: bool = True
+    alert_timeout: float = Field(default=10.0, gt=0)
+
+    # migrate-to-postgres: the target (a secret; the CLI's --target-url lands here).
+    migrate_target_database_url: SecretStr | None = None
+
+    # PostgreSQL point-in-time recovery (tasks/pitr/): WAL archive, base backups.
+    pitr_enabled: bool = False
+    pitr_database_url: SecretStr | None = None  # a role with REPLICATION; default ADMIN_DATABASE_URL
+    wal_push_offsite: bool = False
+    monitor_wal_max_age_minutes: float = Field(default=15.0, gt=0)
+    # How PostgreSQL's archive/restore_command reaches this tool, e.g. a wrapper script;
+    # default: the `chatbot-backup` of the running installation.
+    pitr_command: str | None = None
+
+    @field_validator("admin_db_type")
+    @classmethod
+    def _known_db_type(cls, value: str) -> str:
+        value = value.strip().lower()
+        if value not in ("sqlite", "postgres"):
+            raise ValueError(f"must be 'sqlite' or 'postgres', got {value!r}")
+        return value
+
+    @field_validator("retention_days", mode="before")  # "abc" gets our message, not pydantic's
+    @classmethod
+    def _positive_retention(cls, value: object) -> int:
+        return check_retention_days(value)
+
+    @field_validator("backup_compression")
+    @classmethod
+    def _known_compression(cls, value: str) -> str:
+        value = value.strip().lower()
+        if value not in ("gzip", "zstd"):
+            raise ValueError(f"must be 'gzip' or 'zstd', got {value!r}")
+        return value
+
+    # -- derived values -------------------------------------------------------------
+    def resolve(self, path: Path) -> Path:
+        """A configured path, made absolute against the application root."""
+        path = Path(os.path.expanduser(str(path)))
+        return path if path.is_absolute() else (self.app_root / path)
+
+    @property
+    def db_type(self) -> DbType:
+        return "postgres" if self.admin_db_type == "postgres" else "sqlite"
+
+    @property
+    def db_path(self) -> Path:
+        return self.resolve(self.admin_db_path)
+
+    @property
+    def backups(self) -> Path:
+        return self.resolve(self.backup_dir)
+
+    @property
+    def uploads(self) -> Path:
+        return self.resolve(self.uploads_dir)
+
+    @property
+    def app_data(self) -> Path:
+        return self.resolve(self.app_data_dir)
+
+    @property
+    def config_paths(self) -> list[Path]:
+        names = [n.strip() for n in self.config_files.split(",") if n.strip()]
+        return [self.resolve(Path(n)) for n in names]
+
+    @property
+    def metrics_path(self) -> Path:
+        if self.metrics_file is not None:
+            return self.resolve(self.metrics_file)
+        return self.backups / "metrics" / "chatbot_backup.prom"
+
+    @property
+    def wal_archive(self) -> Path:
+        """WAL_ARCHIVE_DIR, default `$BACKUP_DIR/wal` (flows/wal_cli.py reads it the same way)."""
+        if self.wal_archive_dir is not None:
+            return self.resolve(self.wal_archive_dir)
+        return self.backups / "wal"
+
+    @property
+    def compression(self) -> Compression:
+        return "zstd" if self.backup_compression == "zstd" else "gzip"
+
+    def database_url(self) -> str:
+        """The PostgreSQL URL (a secret). Raises ConfigError when it is not set."""
+        if self.admin_database_url is None or not self.admin_database_url.get_secret_value():
+            raise ConfigError(
+                "ADMIN_DATABASE_URL is not set: ADMIN_DB_TYPE=postgres needs "
+                "postgresql://user:password@host:port/db"
+            )
+        url = self.admin_database_url.get_secret_value()
+        if not _names_a_database(url):
+            # libpq would fall back to a database named like the user (often `postgres`):
+            # backups of the wrong database, restores into CREATE DATABASE "".
+            raise ConfigError(
+                "ADMIN_DATABASE_URL has no database name: write it after the host, "
+                "postgresql://user:password@host:port/DATABASE"
+            )
+        return url
+
+    def migration_target_url(self) -> str:
+        """The migration's target URL (a secret). Raises ConfigError when it is not set."""
+        url = self.migrate_target_database_url
+        if url is None or not url.get_secret_value():
+            raise ConfigError(
+                "no migration target: pass --target-url postgresql://user:password@host:port/db "
+                "(or set MIGRATE_TARGET_DATABASE_URL)"
+            )
+        return url.get_secret_value()
+
+    def pitr_url(self) -> str:
+        """PITR_DATABASE_URL (a secret), else ADMIN_DATABASE_URL; ConfigError when neither."""
+        if self.pitr_database_url is not None and self.pitr_database_url.get_secret_value():
+            return self.pitr_database_url.get_secret_value()
+        if self.admin_database_url is None or not self.admin_database_url.get_secret_value():
+            raise ConfigError(
+                "PITR_DATABASE_URL is not set (nor ADMIN_DATABASE_URL): point-in-time "
+                "recovery needs a postgresql:// URL for a role with REPLICATION"
+            )
+        return self.admin_database_url.get_secret_value()
+
+
+def check_retention_days(value: object) -> int:
+    """Retention must be a whole number of days, from 1 to MAX_RETENTION_DAYS."""
+    try:
+        days = int(str(value).strip())
+    except ValueError:
+        raise ValueError(f"retention must be a whole number of days, got {value!r}") from None
+    if days < 1:
+        raise ValueError(f"retention must be at least 1 day, got {days}")
+    if days > MAX_RETENTION_DAYS:
+        raise ValueError(
+            f"retention must be at most {MAX_RETENTION_DAYS} days (100 years), got {days}"
+        )
+    return days
+
+
+def application_root() -> Path:
+    root = os.environ.get("APP_ROOT")
+    return Path(root).expanduser().resolve() if root else Path.cwd()
+
+
+def load_settings(check_folders: bool = True, **overrides: object) -> Settings:
+    """Read the environment and `$APP_ROOT/.env`, validate, register secrets.
+
+    Raises ConfigError with one line naming the variable that is wrong, including a
+    backup-side folder that overlaps a backed-up one (tasks.core.folder_rules);
+    `check_folders=False` skips that one rule (a failure alert must still go out).
+    """
+    root = application_root()
+    env_file = root / ".env"
+    try:
+        settings = Settings(
+            _env_file=env_file if env_file.is_file() else None,  # type: ignore[call-arg]
+            app_root=root,
+            **overrides,  # type: ignore[arg-type]
+        )
+    except ValidationError as exc:
+        raise ConfigError(_one_line(exc)) from None
+    for secret in (
+        settings.admin_database_url,
+        settings.pitr_database_url,
+        settings.smtp_password,
+        settings.alert_slack_webhook,
+        settings.alert_webhook,
+    ):
+        if secret is not None:
+            register_secret(secret.get_secret_value())
+    # The migration target's URL is shown (user@host/db) in its report: only its password
+    # is the secret.
+    for url in (
+        settings.admin_database_url,
+        settings.migrate_target_database_url,
+        settings.pitr_database_url,
+    ):
+        if url is not None:
+            _register_url_password(url.get_secret_value())
+    for name in _SDK_SECRET_VARIABLES:
+        register_secret(os.environ.get(name))
+    if settings.db_type == "postgres":
+        settings.database_url()  # fail early and clearly when it is missing
+    if check_folders:
+        check_folder_rules(settings)  # before any job reads, writes or locks anything
+    return settings
+
+
+def _names_a_database(url: str) -> bool:
+    """Whether a libpq URL or keyword string sets `dbname` (a malformed one is reported
+    where it is parsed, by tasks.sources.postgres.parse_database_url)."""
+    import psycopg
+    from psycopg.conninfo import conninfo_to_dict
+
+    try:
+        return bool(str(conninfo_to_dict(url).get("dbname") or "").strip())
+    except psycopg.ProgrammingError:
+        return True
+
+
+def _register_url_password(url: str) -> None:
+    from urllib.parse import unquote, urlsplit
+
+    try:
+        password = urlsplit(url).password
+    except ValueError:
+        password = None
+    if password:
+        register_secret(password)
+        register_secret(unquote(password))
+
+
+def _one_line(exc: ValidationError) -> str:
+    parts = []
+    for error in exc.errors():
+        field = ".".join(str(p) for p in error.get("loc", ())) or "settings"
+        message = str(error.get("msg", "invalid")).removeprefix("Value error, ")
+        parts.append(f"{field.upper()}: {message}")
+    return redact("; ".join(parts))

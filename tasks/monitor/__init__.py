@@ -1,0 +1,1 @@
+"""Monitoring: the health checks, alert delivery, Prometheus metrics."""

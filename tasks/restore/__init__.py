@@ -1,0 +1,1 @@
+"""Restores: what a file holds, SQLite and PostgreSQL restores, the restore-all plan, swap, journal and recovery."""

@@ -1,0 +1,108 @@
+"""Prefect `@task` wrappers for monitoring, alerts and metrics, and the deployment check.
+
+The deployment check is the one monitoring step that talks to Prefect itself, so it
+lives here beside the wrappers rather than in the plain `tasks.monitor.checks`. Every
+task here has side effects or reads live state, hence `cache_policy=NO_CACHE`; none is
+retried by Prefect, because alerts and pushes retry on their own and a repeated
+integrity check would only read the same bytes again.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from prefect import task
+from prefect.cache_policies import NO_CACHE
+
+from tasks.core.redact import redact
+from tasks.monitor.alerts import Alert, ChannelResult, send_alert
+from tasks.monitor.checks import (
+    SCHEDULED_DEPLOYMENTS,
+    Finding,
+    Inspection,
+    Thresholds,
+    deployments_finding,
+    inspect_backups,
+)
+from tasks.monitor.metrics import KindSnapshot, record_backup_success, record_monitor_run
+
+
+@task(name="inspect-backups", cache_policy=NO_CACHE)
+def inspect_backup_folder(settings: Any, now: datetime) -> Inspection:
+    return inspect_backups(settings.backups, Thresholds.from_settings(settings), now)
+
+
+def prefect_api_url() -> str | None:
+    from prefect.settings import get_current_settings
+
+    url = get_current_settings().api.url
+    return str(url) if url else None
+
+
+def deployment_states(names: tuple[str, ...] = SCHEDULED_DEPLOYMENTS) -> dict[str, str]:
+    """Each deployment's state on the Prefect server: active, paused or missing."""
+    from prefect.client.orchestration import get_client
+    from prefect.exceptions import ObjectNotFound
+
+    states: dict[str, str] = {}
+    with get_client(sync_client=True) as client:
+        for name in names:
+            try:
+                deployment = client.read_deployment_by_name(name)
+            except ObjectNotFound:
+                states[name] = "missing"
+                continue
+            schedules = list(getattr(deployment, "schedules", None) or [])
+            inactive = bool(schedules) and not any(getattr(s, "active", True) for s in schedules)
+            states[name] = "paused" if deployment.paused or inactive else "active"
+    return states
+
+
+@task(name="check-deployments", cache_policy=NO_CACHE)
+def check_deployments(enabled: bool = True) -> Finding:
+    """SPEC: the scheduled deployments are present and not paused (only with a server)."""
+    if not enabled:
+        return Finding("deployments", "ok", "not checked: MONITOR_CHECK_DEPLOYMENTS is off")
+    if prefect_api_url() is None:
+        return Finding("deployments", "ok", "not checked: PREFECT_API_URL is not set")
+    try:
+        return deployments_finding(deployment_states())
+    except Exception as exc:  # an unreachable server is a finding, not a crash
+        return Finding(
+            "deployments",
+            "warning",
+            redact(f"cannot read deployments from the Prefect server ({type(exc).__name__})"),
+        )
+
+
+@task(name="send-alert", cache_policy=NO_CACHE)
+def send_alert_task(settings: Any, alert: Alert) -> list[ChannelResult]:
+    return send_alert(settings, alert)
+
+
+@task(name="record-monitor-metrics", cache_policy=NO_CACHE)
+def record_monitor_metrics(settings: Any, inspection: Inspection, status_code: int) -> bool:
+    kinds = {
+        kind: KindSnapshot(
+            count=count,
+            total_bytes=inspection.total_bytes.get(kind, 0),
+            newest_timestamp=(
+                inspection.latest[kind].created_at.timestamp()
+                if kind in inspection.latest
+                else None
+            ),
+            newest_size=inspection.latest[kind].size if kind in inspection.latest else None,
+            damaged=kind in inspection.damaged,
+        )
+        for kind, count in inspection.counts.items()
+    }
+    return record_monitor_run(settings, kinds, status_code)
+
+
+@task(name="record-backup-metrics", cache_policy=NO_CACHE)
+def record_backup_metrics(
+    settings: Any, kind: str, path: Any, size: int, seconds: float, count: int | None = None
+) -> bool:
+    """Success metrics of a backup run; never fails the run (see tasks.monitor.metrics)."""
+    return record_backup_success(settings, kind, path, size, seconds, count)

@@ -1,0 +1,75 @@
+"""Produce → compress → hash → atomic file, in one pass with bounded memory.
+
+`write_artifact` hands a producer a writable stream of uncompressed bytes; what the
+producer writes is compressed, hashed while it is written, and lands under its final
+name (with its sha256 sidecar) only when everything succeeded.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import BinaryIO, Generic, TypeVar
+
+from tasks.core.atomic import OUT_OF_SPACE, atomic_writer
+from tasks.core.errors import OutOfSpaceError
+from tasks.stream.checksum import write_sidecar
+from tasks.stream.compress import HashingWriter, compressing_writer
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class Artifact(Generic[T]):
+    path: Path
+    sidecar: Path
+    size: int
+    sha256: str
+    seconds: float
+    detail: T
+
+
+def write_artifact(
+    final: Path,
+    produce: Callable[[BinaryIO], T],
+    compression: str = "gzip",
+    level: int | None = None,
+) -> Artifact[T]:
+    started = time.monotonic()
+    try:
+        with atomic_writer(final) as raw:
+            hashed = HashingWriter(raw)
+            compressed = compressing_writer(hashed, compression, level)  # type: ignore[arg-type]
+            try:
+                detail = produce(compressed)  # type: ignore[arg-type]
+            except BaseException:
+                with contextlib.suppress(Exception):
+                    compressed.close()
+                raise
+            compressed.close()
+        try:
+            sidecar = write_sidecar(final, hashed.sha256.hexdigest())
+        except BaseException:
+            # A backup whose checksum could not be recorded is not a finished backup.
+            with contextlib.suppress(FileNotFoundError):
+                final.unlink()
+            raise
+    except OSError as exc:
+        if exc.errno in OUT_OF_SPACE:
+            raise OutOfSpaceError(
+                f"no space left in {final.parent} while writing {final.name}; "
+                "nothing was kept — free some space there and run again",
+                final.parent,
+            ) from None
+        raise
+    return Artifact(
+        path=final,
+        sidecar=sidecar,
+        size=hashed.size,
+        sha256=hashed.sha256.hexdigest(),
+        seconds=time.monotonic() - started,
+        detail=detail,
+    )
