@@ -26,7 +26,7 @@ from tasks.core.errors import BackupError, ConfigError, DestinationError, Source
 from tasks.core.redact import redact
 from tasks.core.settings import Settings, load_settings
 from tasks.monitor.metrics import record_offsite_status
-from tasks.offsite.copy import STAGING_DIR, OffsiteCopy, RemoteCheck, RemotePrune
+from tasks.offsite.copy import STAGING_DIR, OffsiteCopy, RemoteCheck, RemotePrune, fetch_backup
 from tasks.offsite.encryption import encryption_from_settings
 from tasks.steps.offsite import (
     apply_offsite_lifecycle,
@@ -34,7 +34,7 @@ from tasks.steps.offsite import (
     upload_offsite,
     verify_offsite,
 )
-from tasks.storage.destination import Destination, fetch_to_local, open_destination
+from tasks.storage.destination import Destination, open_destination
 
 
 def check_offsite(settings: Settings) -> Destination:
@@ -257,7 +257,7 @@ def fetch_for_restore(url: str, settings: Settings) -> Path:
     run's sweep of that folder.
     """
     run_logger().info("fetching %s", redact(url))
-    return fetch_to_local(url, settings)
+    return fetch_backup(url, settings)
 
 
 def release_fetched(path: Path, settings: Settings) -> None:

@@ -24,7 +24,6 @@ from pathlib import Path
 
 import pytest
 
-from tasks.archive.manifest.model import parse_manifest
 from tasks.catalog.records import read_meta, write_meta
 from tasks.core.naming import db_backup_name, full_backup_name
 from tasks.stream.checksum import sha256_file, write_sidecar
@@ -37,6 +36,7 @@ from tests.conftest import (
     pg_url,
     sqlite_dump,
 )
+from tests.support.manifests import parse_manifest
 
 PASSWORD = "full-b@ckup:s3cret/%Zq"
 NON_UTF8 = os.fsdecode(b"caf\xe9-latin1.bin")

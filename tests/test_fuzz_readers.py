@@ -41,7 +41,6 @@ import zstandard
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
-from tasks.archive.manifest.model import parse_manifest
 from tasks.archive.safe_extract import extract_archive, refuse_unsafe_members
 from tasks.archive.scan import scan_archive
 from tasks.core.errors import VerifyError
@@ -63,6 +62,7 @@ from tasks.verify.restore_test import (
     check_section,
 )
 from tests.conftest import make_sqlite_db
+from tests.support.manifests import parse_manifest
 
 settings.register_profile(
     "fuzz-readers",

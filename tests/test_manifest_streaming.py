@@ -35,13 +35,14 @@ from tasks.archive.full_archive import (
     FullArchiveBuilder,
 )
 from tasks.archive.manifest.entry_store import EntryStore
-from tasks.archive.manifest.model import DatabaseEntry, FileEntry, Manifest, parse_manifest
+from tasks.archive.manifest.model import DatabaseEntry, FileEntry, Manifest
 from tasks.archive.manifest.write import (
     manifest_json_bytes,
     write_manifest_json,
     write_manifest_text,
 )
 from tasks.core.errors import ScratchSpaceError, VerifyError
+from tests.support.manifests import parse_manifest
 
 ODD_NAMES = [
     FileEntry("uploads", "dir", mode=0o755),

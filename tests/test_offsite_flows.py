@@ -302,7 +302,8 @@ def test_encrypted_copy_fetches_back_for_restores(
     for key, value in {**env, "BACKUP_ENCRYPTION_IDENTITY": str(identity)}.items():
         monkeypatch.setenv(key, value)
     from tasks.core.settings import load_settings
-    from tasks.storage.destination import fetch_to_local, is_remote_url
+    from tasks.offsite.copy import fetch_backup as fetch_to_local
+    from tasks.storage.destination import is_remote_url
 
     url = f"s3://{BUCKET}/{prefix}/{local.name}.age"
     assert is_remote_url(url)

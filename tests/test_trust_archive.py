@@ -385,7 +385,8 @@ def test_a_swap_that_does_not_bring_in_what_was_checked_is_put_back(tmp_path: Pa
 def test_manifests_without_hard_links_stay_readable() -> None:
     """A file's `target` is new (hard links); manifests that lack it, or carry null, read as
     before, and a target that climbs out is malformed like any bad path."""
-    from tasks.archive.manifest.model import FORMAT, parse_manifest
+    from tasks.archive.manifest.model import FORMAT
+    from tests.support.manifests import parse_manifest
     from tasks.core.errors import VerifyError
 
     def manifest(files: list[dict]) -> str:  # type: ignore[type-arg]

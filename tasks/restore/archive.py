@@ -29,7 +29,8 @@ from tasks.archive.verdict import ManifestLinks, Problem, archive_problems
 from tasks.core.atomic import DIR_MODE
 from tasks.core.errors import RestoreError, VerifyError
 from tasks.core.naming import timestamp
-from tasks.restore.files import STAGING_PREFIX, Swap
+from tasks.restore.files import Swap
+from tasks.restore.markers import STAGING_PREFIX
 from tasks.stream.compress import BLOCK_SIZE
 
 SHOWN_PROBLEMS = 5

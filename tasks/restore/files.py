@@ -17,7 +17,6 @@ is put back. Copies across filesystems keep hard links between the names they co
 
 from __future__ import annotations
 
-import contextlib
 import os
 import secrets
 import shutil
@@ -29,17 +28,13 @@ from tasks.core.atomic import exchange_paths, fsync_dir, is_partial
 from tasks.core.errors import RestoreError
 from tasks.core.naming import is_pre_restore_snapshot
 from tasks.restore.journal import fault_point
-
-REPLACED_MARKER = ".replaced-"
-INCOMING_MARKER = ".incoming-"
-STAGING_PREFIX = ".chatbot-restore-"
-
-
-def is_restore_leftover(name: str) -> bool:
-    """A hidden entry made by a restore: staging, incoming copy, or replaced copy."""
-    return name.startswith(".") and (
-        name.startswith(STAGING_PREFIX) or REPLACED_MARKER in name or INCOMING_MARKER in name
-    )
+from tasks.restore.markers import (
+    INCOMING_MARKER,
+    REPLACED_MARKER,
+    STAGING_PREFIX,
+    is_restore_leftover,
+    remove_entry,
+)
 
 
 def normal(path: Path) -> Path:
@@ -179,18 +174,7 @@ def discard_incoming(plan: SwapPlan) -> None:
         incoming = swap.incoming
         if incoming is not None and INCOMING_MARKER in incoming.name:
             if incoming.exists() or incoming.is_symlink():
-                _remove(incoming)
-
-
-def _remove(path: Path) -> None:
-    if path.is_dir() and not path.is_symlink():
-        shutil.rmtree(path)
-    else:
-        with contextlib.suppress(FileNotFoundError):
-            path.unlink()
-
-
-remove_entry = _remove
+                remove_entry(incoming)
 
 
 def stash_path(target: Path, token: str) -> Path:
@@ -299,7 +283,7 @@ class SwapJournal:
         """The restore is proven: delete the replaced copies."""
         for done in self._done:
             if done.stash is not None:
-                _remove(done.stash)
+                remove_entry(done.stash)
         self._done.clear()
 
 
@@ -331,6 +315,6 @@ def remove_stale_staging(folder: Path) -> list[Path]:
             if entry.name.startswith(STAGING_PREFIX) or (
                 entry.name.startswith(".") and INCOMING_MARKER in entry.name
             ):
-                _remove(entry)
+                remove_entry(entry)
                 removed.append(entry)
     return removed

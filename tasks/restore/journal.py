@@ -40,6 +40,7 @@ from typing import Any
 
 from tasks.core.atomic import exchange_paths, fsync_dir, same_entry, write_text_atomic
 from tasks.core.errors import RestoreError
+from tasks.restore.markers import INCOMING_MARKER, remove_entry
 
 JOURNAL_NAME = ".restore-all.journal.json"
 SWAPPING = "swapping"
@@ -133,8 +134,6 @@ def _exists(path: Path) -> bool:
 
 
 def _remove(path: Path) -> None:
-    from tasks.restore.files import remove_entry
-
     if _exists(path):
         remove_entry(path)
 
@@ -188,8 +187,6 @@ def discard_leftovers(journal: Journal) -> None:
 
 def _is_own_copy(path: Path, token: str) -> bool:
     """A copy this restore made beside a live path (not a path inside staging)."""
-    from tasks.restore.files import INCOMING_MARKER
-
     return path.name.startswith(".") and path.name.endswith(INCOMING_MARKER + token)
 
 

@@ -3,7 +3,7 @@
 `Destination` is put / open / list / stat / delete / sha256, plus `is_transient(exc)`,
 over any fsspec filesystem: the local (or mounted) folder, S3 (s3fs), GCS (gcsfs), Azure
 Blob (adlfs) and SSH servers (sshfs, SFTP over asyncssh). It knows nothing of backups;
-`tasks.offsite.copy` builds the backup-aware helpers on top of it.
+`tasks.offsite` builds the backup-aware helpers on top of it.
 
 A half-finished upload never carries its final name:
 - local folders and SSH servers ("rename" commit): the data goes to a hidden
@@ -755,14 +755,3 @@ def is_remote_url(text: str) -> bool:
         return _SCHEME_ALIASES.get(match.group("scheme").lower(), "file") != "file"
     scp = _SCP.match(value)
     return bool(scp) and "/" not in value.split(":", 1)[0]
-
-
-def fetch_to_local(url: str, settings: Settings, into: Path | None = None) -> Path:
-    """Download a backup from a remote URL, decrypt and verify it; returns the local file.
-
-    The backup-aware work lives in `tasks.offsite.copy.fetch_backup`; this is the entry point
-    the restore and test-restore flows call. The caller removes the file when done.
-    """
-    from tasks.offsite.copy import fetch_backup
-
-    return fetch_backup(url, settings, into)

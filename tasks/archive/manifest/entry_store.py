@@ -20,7 +20,7 @@ import tempfile
 from collections.abc import Iterator
 from typing import Any
 
-from tasks.archive.manifest.model import FileEntry
+from tasks.archive.manifest.entries import FileEntry
 from tasks.core.errors import ScratchSpaceError
 
 _SCHEMA = """

@@ -17,8 +17,9 @@ import json
 from collections.abc import Callable
 from typing import Any, BinaryIO
 
+from tasks.archive.manifest.entries import file_entry_from, skipped_from
 from tasks.archive.manifest.entry_store import EntryStore
-from tasks.archive.manifest.model import Manifest, file_entry_from, header_from, skipped_from
+from tasks.archive.manifest.model import Manifest, header_from
 from tasks.core.errors import VerifyError
 
 CHUNK_BYTES = 1 << 16
