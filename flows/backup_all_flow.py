@@ -10,11 +10,11 @@ from prefect import flow
 
 from flows.db_backup_flow import resolve_retention
 from flows.hooks import FAILURE_HOOKS
+from flows.locking import job_lock
 from flows.offsite_flow import OffsiteResult, check_offsite, copy_offsite
 from flows.reporting import human_size, publish_table, run_logger
 from tasks.core import clock
 from tasks.core.errors import ConfigError
-from tasks.core.lock import backup_dir_lock
 from tasks.core.settings import load_settings
 from tasks.retention.plan import RetentionPolicy
 from tasks.steps.backup import rotate_backups
@@ -98,9 +98,7 @@ def backup_all(
     if offsite:
         check_offsite(settings)  # a bad destination or key stops the run before any work
     logger = run_logger()
-    with backup_dir_lock(
-        settings.backups, "backup-all", settings.backup_lock_timeout, must_write=True
-    ):
+    with job_lock(settings, "backup-all", must_write=True):
         artifact = write_full_backup_task(settings, tier)
         verify_full_backup(artifact)
         rotation = rotate_backups(

@@ -366,7 +366,7 @@ def _run_restore(args: argparse.Namespace) -> int:
     from flows import db_restore, restore_all
     from flows.restore_confirm import ask_operator, not_confirmed
     from tasks.core.errors import VerifyError
-    from tasks.verify.backup_file import sniff_compression
+    from tasks.stream.compress import sniff_compression
 
     full = args.job == "restore-all"
     refuse_impossible_date(args.file)

@@ -9,11 +9,11 @@ from dataclasses import dataclass, field
 from prefect import flow
 
 from flows.hooks import FAILURE_HOOKS
+from flows.locking import job_lock
 from flows.offsite_flow import OffsiteResult, check_offsite, copy_offsite
 from flows.reporting import human_size, publish_table, run_logger
 from tasks.core import clock
 from tasks.core.errors import ConfigError
-from tasks.core.lock import backup_dir_lock
 from tasks.core.naming import LONG_TIER_RETENTION_DAYS, TIERS
 from tasks.core.settings import check_retention_days, load_settings
 from tasks.retention.plan import RetentionPolicy
@@ -84,9 +84,7 @@ def db_backup(
     if offsite:
         check_offsite(settings)  # a bad destination or key stops the run before any work
     logger = run_logger()
-    with backup_dir_lock(
-        settings.backups, "db-backup", settings.backup_lock_timeout, must_write=True
-    ):
+    with job_lock(settings, "db-backup", must_write=True):
         artifact = dump_database(settings, tier)
         verify_backup(artifact.path, artifact.sha256, just_written=True)
         rotation = rotate_backups(

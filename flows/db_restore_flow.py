@@ -17,11 +17,11 @@ from pathlib import Path
 from prefect import flow
 
 from flows.hooks import FAILURE_HOOKS
+from flows.locking import job_lock
 from flows.offsite_flow import fetch_for_restore, release_fetched
 from flows.reporting import publish_table, run_logger
 from flows.restore_confirm import require_confirmation
 from tasks.core.errors import RestoreError, VerifyError
-from tasks.core.lock import backup_dir_lock
 from tasks.core.settings import Settings, load_settings
 from tasks.restore.postgres import discard_snapshot
 from tasks.restore.source import (
@@ -213,7 +213,7 @@ def db_restore(backup_file: str, confirm: bool = False) -> RestoreResult:
         path = resolve_backup_file(backup_file, settings.backups)
     confirmed_by = require_confirmation(confirm, "db-restore", path.name, full=False)
     logger = run_logger()
-    with backup_dir_lock(settings.backups, "db-restore", settings.backup_lock_timeout):
+    with job_lock(settings, "db-restore"):
         if settings.db_type == "postgres":
             one_pass = restore_postgres_in_one_pass(settings, path)
             verified, recorded, done = one_pass.verified, one_pass.recorded, one_pass.done

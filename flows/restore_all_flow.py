@@ -29,12 +29,12 @@ from flows.db_restore_flow import (
     describe_database,
 )
 from flows.hooks import FAILURE_HOOKS
+from flows.locking import job_lock
 from flows.offsite_flow import fetch_for_restore, release_fetched
 from flows.reporting import publish_table, run_logger
 from flows.restore_confirm import require_confirmation
 from tasks.archive.manifest.model import Manifest
 from tasks.core.errors import VerifyError
-from tasks.core.lock import backup_dir_lock
 from tasks.core.settings import Settings, load_settings
 from tasks.restore.archive import (
     StagedArchive,
@@ -173,7 +173,7 @@ def restore_all(backup_file: str, confirm: bool = False) -> RestoreResult:
         path = resolve_backup_file(backup_file, settings.backups)
     confirmed_by = require_confirmation(confirm, "restore-all", path.name, full=True)
     logger = run_logger()
-    with backup_dir_lock(settings.backups, "restore-all", settings.backup_lock_timeout):
+    with job_lock(settings, "restore-all"):
         verified = verify_backup(path)
         if identify_backup(path, verified.compression) != "tar":
             raise VerifyError(

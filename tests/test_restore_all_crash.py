@@ -24,8 +24,8 @@ from pathlib import Path
 
 import pytest
 
+from flows.locking import job_lock
 from flows.restore_all_flow import plan_file_swaps
-from tasks.core.lock import backup_dir_lock
 from tasks.core.settings import load_settings
 from tasks.restore import journal as restore_journal
 from tasks.restore.all_swap import swap_in_with_postgres, swap_in_with_sqlite
@@ -104,7 +104,7 @@ def swap_phase(archive: Path) -> None:
     """restore-all's work without Prefect (flows/restore_all_flow.py, same building blocks):
     lock, stage and check, pre-restore snapshot, then the journalled swap phase."""
     settings = load_settings()
-    with backup_dir_lock(settings.backups, "restore-all", 5):
+    with job_lock(settings, "restore-all"):
         staging = new_staging_dir(settings.app_data)
         staged = stage_archive(archive, staging)
         assert staged.database is not None and staged.manifest.database is not None
@@ -167,8 +167,8 @@ def forked_swap_killed_at(archive: Path, step: int) -> bool:
 
 
 def recover_as_next_command_does(platform: Platform) -> None:
-    """What every lock-taking command runs first (tasks/core/lock.py)."""
-    with backup_dir_lock(platform.backups, "test", 5):
+    """What every lock-taking command runs first (flows/locking.py)."""
+    with job_lock(load_settings(), "test"):
         pass
 
 

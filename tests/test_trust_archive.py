@@ -386,8 +386,8 @@ def test_manifests_without_hard_links_stay_readable() -> None:
     """A file's `target` is new (hard links); manifests that lack it, or carry null, read as
     before, and a target that climbs out is malformed like any bad path."""
     from tasks.archive.manifest.model import FORMAT
-    from tests.support.manifests import parse_manifest
     from tasks.core.errors import VerifyError
+    from tests.support.manifests import parse_manifest
 
     def manifest(files: list[dict]) -> str:  # type: ignore[type-arg]
         return json.dumps(

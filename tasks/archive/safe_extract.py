@@ -48,8 +48,7 @@ from tasks.archive.manifest.entry_store import (
     scratch_writes,
 )
 from tasks.core.errors import VerifyError
-from tasks.stream.compress import BLOCK_SIZE, open_decompressed
-from tasks.verify.backup_file import sniff_compression
+from tasks.stream.compress import BLOCK_SIZE, open_decompressed, sniff_compression
 
 
 class UnsafeArchiveError(VerifyError):

@@ -21,8 +21,7 @@ import zstandard
 from tasks.archive.manifest.model import MANIFEST_JSON, MANIFEST_TXT
 from tasks.core.errors import VerifyError
 from tasks.stream.checksum import read_sidecar, sha256_file
-from tasks.stream.compress import BLOCK_SIZE, HashingReader, open_decompressed
-from tasks.verify.backup_file import sniff_compression
+from tasks.stream.compress import BLOCK_SIZE, HashingReader, open_decompressed, sniff_compression
 
 # A manifest lists every file; 10,000 files take about 2.7 MB. Anything far beyond is not ours.
 MAX_MANIFEST_BYTES = 512 << 20

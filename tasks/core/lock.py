@@ -4,6 +4,10 @@ An advisory `flock` on `BACKUP_DIR/.chatbot-backup.lock`: the kernel drops it wh
 holder exits, however it exits, so a lock left by a killed process never blocks the next
 run. A second job — a backup or a restore alike — waits up to `timeout` seconds, then
 fails naming the holder: its job, pid, host and since when it holds the folder.
+
+Once the lock is held, `on_acquired(backup_dir)` runs before the job does anything:
+the flows pass restore-all's crash recovery there (`flows.locking.job_lock`), so this
+ground-floor module needs nothing from the restore wing.
 """
 
 from __future__ import annotations
@@ -14,7 +18,7 @@ import json
 import os
 import socket
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -26,9 +30,16 @@ LOCK_NAME = ".chatbot-backup.lock"
 
 @contextlib.contextmanager
 def backup_dir_lock(
-    backup_dir: Path, job: str, timeout: float = 60.0, must_write: bool = False
+    backup_dir: Path,
+    job: str,
+    timeout: float = 60.0,
+    must_write: bool = False,
+    on_acquired: Callable[[Path], object] | None = None,
 ) -> Iterator[None]:
-    """Hold the folder's lock; with `must_write`, first prove a file can be created there."""
+    """Hold the folder's lock; with `must_write`, first prove a file can be created there.
+
+    `on_acquired` runs as soon as the lock is held (restore-all's recovery, from the flows).
+    """
     try:
         ensure_private_dir(backup_dir)
     except OSError as exc:
@@ -64,11 +75,10 @@ def backup_dir_lock(
         os.ftruncate(fd, len(record))
         # Holding the lock, nobody else is writing here: leftovers are from killed runs.
         remove_stale_partials(backup_dir)
-        # ... and a restore-all killed mid-swap is rolled back or finished before any
-        # job reads or writes the live data (tasks/restore/journal.py).
-        from tasks.restore.journal import recover_interrupted
-
-        recover_interrupted(backup_dir)
+        # ... and (the flows' callback) a restore-all killed mid-swap is rolled back or
+        # finished before any job reads or writes the live data (tasks/restore/journal.py).
+        if on_acquired is not None:
+            on_acquired(backup_dir)
         if must_write:
             check_writable(backup_dir)
         yield

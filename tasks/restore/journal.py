@@ -22,7 +22,8 @@ The commit point, and so the recovery rule:
 Replaced copies are deleted only after the commit point, so the before-state always
 survives until the restored state is complete. The pre-restore snapshot is never
 touched. Every command that takes the backup folder's lock runs `recover_interrupted`
-first (tasks/core/lock.py).
+first (`flows.locking.job_lock` hands it to tasks/core/lock.py), with the live database's
+URL passed down from the flow's settings.
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ import os
 import signal
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -41,6 +43,7 @@ from typing import Any
 from tasks.core.atomic import exchange_paths, fsync_dir, same_entry, write_text_atomic
 from tasks.core.errors import RestoreError
 from tasks.restore.markers import INCOMING_MARKER, remove_entry
+from tasks.sources.postgres import parse_database_url
 
 JOURNAL_NAME = ".restore-all.journal.json"
 SWAPPING = "swapping"
@@ -190,13 +193,6 @@ def _is_own_copy(path: Path, token: str) -> bool:
     return path.name.startswith(".") and path.name.endswith(INCOMING_MARKER + token)
 
 
-def _live_params() -> dict[str, str]:
-    from tasks.core.settings import load_settings
-    from tasks.sources.postgres import parse_database_url
-
-    return parse_database_url(load_settings().database_url())
-
-
 def postgres_committed(journal: Journal, params: dict[str, str]) -> bool:
     """Whether the restore's transaction committed: end its orphan session, then ask a
     fresh session about the transaction id recorded before COMMIT."""
@@ -262,16 +258,17 @@ def drop_marker(journal: Journal, params: dict[str, str]) -> None:
         )
 
 
-def recover_interrupted(backup_dir: Path) -> str | None:
+def recover_interrupted(backup_dir: Path, database_url: Callable[[], str]) -> str | None:
     """Undo or finish a restore-all that was killed mid-swap. Call under the backup lock.
 
-    Returns the line logged, or None when there was nothing to recover.
+    `database_url` gives the live PostgreSQL database (asked only for a PostgreSQL
+    journal). Returns the line logged, or None when there was nothing to recover.
     """
     journal = read_journal(backup_dir)
     if journal is None:
         return None
     try:
-        params = _live_params() if journal.db_kind == "postgres" else {}
+        params = parse_database_url(database_url()) if journal.db_kind == "postgres" else {}
         forward = journal.state == COMMITTED
         if not forward and journal.db_kind == "postgres":
             forward = postgres_committed(journal, params)

@@ -21,8 +21,7 @@ from tasks.catalog.records import read_meta
 from tasks.core.errors import VerifyError
 from tasks.sources.sqlite import SQLITE_HEADER
 from tasks.stream.checksum import read_sidecar, sha256_file
-from tasks.stream.compress import BLOCK_SIZE, open_decompressed
-from tasks.verify.backup_file import sniff_compression
+from tasks.stream.compress import BLOCK_SIZE, open_decompressed, sniff_compression
 
 ContentKind = Literal["sqlite", "sql", "tar"]
 

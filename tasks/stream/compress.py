@@ -17,6 +17,7 @@ import zlib
 from collections import deque
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
+from pathlib import Path
 from typing import BinaryIO
 
 import zstandard
@@ -34,6 +35,9 @@ BLOCK_SIZE = 1 << 20
 # (2026-11-27): `pg_dump > /dev/null` 3.9 s; `pg_dump | zstd -1 -T2` 4.4 s, 367 MB;
 # `| zstd -3 -T2` 5.7 s, 312 MB (gzip -6: 334 MB). Level 3 would cost 1.8 s for 15 %
 # less space; BACKUP_COMPRESSION_LEVEL=3 (or higher) buys that where space is dearer.
+GZIP_MAGIC = b"\x1f\x8b"
+ZSTD_MAGIC = b"\x28\xb5\x2f\xfd"
+
 DEFAULT_LEVEL = {"gzip": 2, "zstd": 1}
 ZSTD_JOB_SIZE = 2 << 20
 
@@ -191,6 +195,26 @@ def compressing_writer(
     if compression == "zstd":
         return _ZstdWriter(target, level, threads if threads is not None else cpu_threads())
     return ParallelGzipWriter(target, level, threads)
+
+
+def sniff_compression(path: Path) -> str:
+    """'gzip' or 'zstd' from the file's first bytes; VerifyError for anything else."""
+    try:
+        with open(path, "rb") as handle:
+            head = handle.read(4)
+    except IsADirectoryError:
+        raise VerifyError(f"{path} is a directory, not a backup file") from None
+    except FileNotFoundError:
+        raise VerifyError(f"{path}: no such backup file") from None
+    except OSError as exc:
+        raise VerifyError(f"{path}: cannot read ({exc.strerror})") from None
+    if head[:2] == GZIP_MAGIC:
+        return "gzip"
+    if head == ZSTD_MAGIC:
+        return "zstd"
+    if not head:
+        raise VerifyError(f"{path.name}: empty file, not a backup")
+    raise VerifyError(f"{path.name}: not a gzip or zstd file")
 
 
 def open_decompressed(source: BinaryIO, compression: str) -> BinaryIO:

@@ -19,10 +19,7 @@ from tasks.core.errors import VerifyError
 from tasks.core.naming import BackupName, parse_backup_name
 from tasks.sources.sqlite import SQLITE_HEADER
 from tasks.stream.checksum import read_sidecar
-from tasks.stream.compress import BLOCK_SIZE, HashingReader, open_decompressed
-
-_GZIP_MAGIC = b"\x1f\x8b"
-_ZSTD_MAGIC = b"\x28\xb5\x2f\xfd"
+from tasks.stream.compress import BLOCK_SIZE, HashingReader, open_decompressed, sniff_compression
 
 
 @dataclass(frozen=True)
@@ -33,26 +30,6 @@ class VerifiedFile:
     content_size: int  # uncompressed; -1 when a fresh-backup check did not measure it
     compression: str
     sidecar_checked: bool
-
-
-def sniff_compression(path: Path) -> str:
-    """'gzip' or 'zstd' from the file's first bytes; VerifyError for anything else."""
-    try:
-        with open(path, "rb") as handle:
-            head = handle.read(4)
-    except IsADirectoryError:
-        raise VerifyError(f"{path} is a directory, not a backup file") from None
-    except FileNotFoundError:
-        raise VerifyError(f"{path}: no such backup file") from None
-    except OSError as exc:
-        raise VerifyError(f"{path}: cannot read ({exc.strerror})") from None
-    if head[:2] == _GZIP_MAGIC:
-        return "gzip"
-    if head == _ZSTD_MAGIC:
-        return "zstd"
-    if not head:
-        raise VerifyError(f"{path.name}: empty file, not a backup")
-    raise VerifyError(f"{path.name}: not a gzip or zstd file")
 
 
 def verify_compressed_file(path: Path, expected_sha256: str | None = None) -> VerifiedFile:

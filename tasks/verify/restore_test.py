@@ -40,8 +40,8 @@ from tasks.sources.postgres import connect, keyed_like, relation_counts
 from tasks.sources.psql import create_database, drop_database
 from tasks.sources.sqlite import connect as sqlite_connect
 from tasks.sources.sqlite import integrity_problem, table_row_counts
-from tasks.stream.compress import copy_stream, open_decompressed
-from tasks.verify.backup_file import sniff_compression, verify_compressed_file
+from tasks.stream.compress import copy_stream, open_decompressed, sniff_compression
+from tasks.verify.backup_file import verify_compressed_file
 
 # The checks, in the order they run and are reported.
 BACKUP_FILE = "backup-file"
