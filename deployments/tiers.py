@@ -1,8 +1,10 @@
-"""The retention tiers as data: SPEC.md's schedule table, in one place.
+"""SPEC.md's schedule table as Prefect deployment rows, derived from `tasks.core.tiers`.
 
-Everything that schedules a job reads this table: `chatbot-backup serve` (through
-`deployments.build`), the generated `prefect.yaml` (`deployments.render_prefect_yaml`),
-`chatbot-backup schedule`, and the tests. Nothing here imports a flow, so any layer may
+The facts (tiers, crons, retentions, off-site) live in tasks/core/tiers.py; this module
+adds what only deploying needs: each job's flow entrypoint, the work pool, the tags and
+the concurrency rule. Everything that schedules a job reads this table: `chatbot-backup
+serve` (through `deployments.build`), the generated `prefect.yaml`
+(`deployments.render_prefect_yaml`), `chatbot-backup schedule`, and the tests. Nothing here imports a flow, so any layer may
 read the table without pulling in Prefect's flow machinery.
 """
 
@@ -10,6 +12,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from typing import Any
+
+from tasks.core import tiers as core_tiers
 
 # Backup deployments take at most one run at a time; a run that would start while the
 # previous one of the same deployment is still running is cancelled, not queued, so a
@@ -34,7 +38,7 @@ class Tier:
     description: str
     retention_days: int | None = None  # None: the job keeps no backups (the monitor)
     offsite: bool = False
-    tier: str | None = None  # the retention tier its backups carry (tasks.core.naming.TIERS)
+    tier: str | None = None  # the retention tier its backups carry (tasks.core.tiers.TIERS)
     kind: str | None = None  # "db" or "full": the kind of backup it makes
 
     @property
@@ -64,56 +68,41 @@ class Tier:
         return f"{self.retention_days} day" + ("" if self.retention_days == 1 else "s")
 
 
+# The module path of each scheduled job's flow, imported only when deploying.
+ENTRYPOINTS: dict[str, str] = {
+    "db-backup": "flows.db_backup_flow.db_backup",
+    "backup-all": "flows.backup_all_flow.backup_all",
+    "monitor-backups": "flows.monitor_flow.monitor_backups",
+}
+
+
+def backup_tier_row(tier: core_tiers.Tier) -> Tier:
+    return Tier(
+        deployment=tier.deployment,
+        flow=tier.job,
+        entrypoint=ENTRYPOINTS[tier.job],
+        cron=tier.cron,
+        description=tier.description,
+        retention_days=tier.retention_days,
+        offsite=tier.offsite,
+        tier=tier.name,
+        kind=tier.kind,
+    )
+
+
+def schedule_row(schedule: core_tiers.Schedule) -> Tier:
+    return Tier(
+        deployment=schedule.deployment,
+        flow=schedule.job,
+        entrypoint=ENTRYPOINTS[schedule.job],
+        cron=schedule.cron,
+        description=schedule.description,
+    )
+
+
 TIER_TABLE: tuple[Tier, ...] = (
-    Tier(
-        deployment="every-6h",
-        flow="db-backup",
-        entrypoint="flows.db_backup_flow.db_backup",
-        cron="0 */6 * * *",
-        description="Database-only backup every 6 hours, kept 2 days.",
-        retention_days=2,
-        tier="every-6h",
-        kind="db",
-    ),
-    Tier(
-        deployment="daily",
-        flow="backup-all",
-        entrypoint="flows.backup_all_flow.backup_all",
-        cron="0 2 * * *",
-        description="Full backup every day at 02:00, kept 7 days.",
-        retention_days=7,
-        tier="daily",
-        kind="full",
-    ),
-    Tier(
-        deployment="weekly-offsite",
-        flow="backup-all",
-        entrypoint="flows.backup_all_flow.backup_all",
-        cron="0 3 * * 0",
-        description="Full backup on Sundays at 03:00, copied off-site, kept 30 days.",
-        retention_days=30,
-        offsite=True,
-        tier="weekly",
-        kind="full",
-    ),
-    Tier(
-        deployment="monthly-offsite",
-        flow="backup-all",
-        entrypoint="flows.backup_all_flow.backup_all",
-        cron="0 4 1 * *",
-        description="Full backup on the 1st of the month at 04:00, copied off-site, kept 365 days.",
-        retention_days=365,
-        offsite=True,
-        tier="monthly",
-        kind="full",
-    ),
-    Tier(
-        deployment="hourly",
-        flow="monitor-backups",
-        entrypoint="flows.monitor_flow.monitor_backups",
-        cron="0 * * * *",
-        description="Backup health checks every hour: alerts and metrics.",
-    ),
+    *(backup_tier_row(t) for t in core_tiers.TIER_TABLE),
+    *(schedule_row(s) for s in core_tiers.OTHER_SCHEDULES),
 )
 
 DEPLOYMENT_NAMES: tuple[str, ...] = tuple(t.full_name for t in TIER_TABLE)

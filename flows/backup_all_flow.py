@@ -8,20 +8,18 @@ from dataclasses import dataclass, field
 
 from prefect import flow
 
-from flows.db_backup_flow import resolve_retention
 from flows.hooks import FAILURE_HOOKS
 from flows.locking import job_lock
 from flows.offsite_flow import OffsiteResult, check_offsite, copy_offsite
 from flows.reporting import human_size, publish_table, run_logger
 from tasks.core import clock
-from tasks.core.errors import ConfigError
 from tasks.core.settings import load_settings
+from tasks.core.tiers import DEFAULT_TIER, check_tier, resolve_retention, tiers_of
 from tasks.retention.plan import RetentionPolicy
 from tasks.steps.backup import rotate_backups
 from tasks.steps.full_backup import verify_full_backup, write_full_backup_task
 from tasks.steps.monitor import record_backup_metrics
 
-FULL_TIERS = ("daily", "weekly", "monthly")
 SHOWN_SKIPPED = 20  # lines in the summary; the manifest inside the archive has every one
 
 
@@ -80,21 +78,15 @@ class BackupAllResult:
         return lines
 
 
-def check_full_tier(tier: str) -> str:
-    if tier not in FULL_TIERS:
-        raise ConfigError(f"--tier: must be one of {', '.join(FULL_TIERS)}, got {tier!r}")
-    return tier
-
-
 @flow(name="backup-all", log_prints=False, **FAILURE_HOOKS)  # type: ignore[call-overload]
 def backup_all(
-    retention_days: int | None = None, offsite: bool = False, tier: str = "daily"
+    retention_days: int | None = None, offsite: bool = False, tier: str = DEFAULT_TIER["full"]
 ) -> BackupAllResult:
     """Back up the database, uploads, configuration and data folder into one archive."""
     started = time.monotonic()
     settings = load_settings()
     retention = resolve_retention(retention_days, settings.retention_days, tier)
-    check_full_tier(tier)
+    check_tier(tier, tiers_of("full"))
     if offsite:
         check_offsite(settings)  # a bad destination or key stops the run before any work
     logger = run_logger()

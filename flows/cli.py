@@ -14,6 +14,8 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, NoReturn
 
+from tasks.core.tiers import DEFAULT_TIER, TIERS, one_of, tiers_of
+
 PROG = "chatbot-backup"
 
 
@@ -50,7 +52,11 @@ def build_parser() -> argparse.ArgumentParser:
     db = commands.add_parser("db-backup", help="back up the admin database only")
     db.add_argument("--retention-days", type=_retention, default=None, metavar="N")
     db.add_argument("--offsite", action="store_true", help="copy the backup to OFFSITE_DESTINATION")
-    db.add_argument("--tier", default="every-6h", help="retention tier (default: every-6h)")
+    db.add_argument(
+        "--tier",
+        default=DEFAULT_TIER["db"],
+        help=f"retention tier: {one_of(TIERS)} (default: {DEFAULT_TIER['db']})",
+    )
     db.set_defaults(run=_run_db_backup)
 
     full = commands.add_parser(
@@ -60,7 +66,11 @@ def build_parser() -> argparse.ArgumentParser:
     full.add_argument(
         "--offsite", action="store_true", help="copy the backup to OFFSITE_DESTINATION"
     )
-    full.add_argument("--tier", default="daily", help="daily, weekly or monthly (default: daily)")
+    full.add_argument(
+        "--tier",
+        default=DEFAULT_TIER["full"],
+        help=f"{one_of(tiers_of('full'))} (default: {DEFAULT_TIER['full']})",
+    )
     full.set_defaults(run=_run_backup_all)
 
     test = commands.add_parser(

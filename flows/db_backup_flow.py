@@ -13,9 +13,8 @@ from flows.locking import job_lock
 from flows.offsite_flow import OffsiteResult, check_offsite, copy_offsite
 from flows.reporting import human_size, publish_table, run_logger
 from tasks.core import clock
-from tasks.core.errors import ConfigError
-from tasks.core.naming import LONG_TIER_RETENTION_DAYS, TIERS
-from tasks.core.settings import check_retention_days, load_settings
+from tasks.core.settings import load_settings
+from tasks.core.tiers import DEFAULT_TIER, check_tier, resolve_retention
 from tasks.retention.plan import RetentionPolicy
 from tasks.steps.backup import dump_database, rotate_backups, verify_backup
 from tasks.steps.monitor import record_backup_metrics
@@ -56,25 +55,9 @@ class DbBackupResult:
         ]
 
 
-def resolve_retention(retention_days: int | None, default: int, tier: str | None = None) -> int:
-    """The flag, else the tier's own retention for weekly/monthly, else RETENTION_DAYS."""
-    if retention_days is None:
-        return max(default, LONG_TIER_RETENTION_DAYS.get(tier or "", 0))
-    try:
-        return check_retention_days(retention_days)
-    except ValueError as exc:
-        raise ConfigError(f"--retention-days: {exc}") from None
-
-
-def check_tier(tier: str) -> str:
-    if tier not in TIERS:
-        raise ConfigError(f"--tier: must be one of {', '.join(TIERS)}, got {tier!r}")
-    return tier
-
-
 @flow(name="db-backup", log_prints=False, **FAILURE_HOOKS)  # type: ignore[call-overload]
 def db_backup(
-    retention_days: int | None = None, offsite: bool = False, tier: str = "every-6h"
+    retention_days: int | None = None, offsite: bool = False, tier: str = DEFAULT_TIER["db"]
 ) -> DbBackupResult:
     """Back up the admin database (SQLite or PostgreSQL) to a gzip file with a sha256 sidecar."""
     started = time.monotonic()

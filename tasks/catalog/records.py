@@ -26,14 +26,13 @@ from typing import Any
 from tasks.catalog.good_backup import Verdict, judge_backup
 from tasks.core.atomic import write_text_atomic
 from tasks.core.naming import (
-    DEFAULT_TIER,
-    TIERS,
     BackupName,
     meta_name,
     parse_backup_name,
     parse_snapshot_name,
     sidecar_name,
 )
+from tasks.core.tiers import DEFAULT_TIER, TIERS
 
 
 @dataclass(frozen=True)

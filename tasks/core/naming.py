@@ -15,15 +15,6 @@ from typing import Literal
 Kind = Literal["db", "full"]
 TIMESTAMP_FORMAT = "%Y%m%d_%H%M%S"
 
-# Tier names, and the tier a backup without a marker belongs to (SPEC: Rotation).
-TIERS = ("every-6h", "daily", "weekly", "monthly")
-DEFAULT_TIER: dict[Kind, str] = {"db": "every-6h", "full": "daily"}
-
-# Retention of the tiers whose backups must outlive the operator's RETENTION_DAYS
-# (SPEC.md's schedule table): an ad-hoc `--tier monthly` run must not rotate the monthly
-# backups with the daily 7 days.
-LONG_TIER_RETENTION_DAYS = {"weekly": 30, "monthly": 365}
-
 COMPRESSION_SUFFIX = {"gzip": ".gz", "zstd": ".zst"}
 
 _PATTERN = re.compile(

@@ -27,6 +27,10 @@ from typing import Any, Literal
 from tasks.catalog.records import BackupRecord, good_backups, list_backups
 from tasks.core.errors import VerifyError
 from tasks.core.naming import Kind
+
+# the deployments the deployment check looks for (tasks/steps/monitor.py reads them here)
+from tasks.core.tiers import SCHEDULED_DEPLOYMENTS as SCHEDULED_DEPLOYMENTS
+from tasks.core.tiers import TIER_RETENTION_DAYS
 from tasks.retention.plan import FUTURE_TOLERANCE
 from tasks.verify.backup_file import verify_compressed_file
 
@@ -35,22 +39,10 @@ SEVERITY_RANK: dict[str, int] = {"ok": 0, "warning": 1, "critical": 2}
 KINDS: tuple[Kind, ...] = ("db", "full")
 KIND_LABEL = {"db": "database-only", "full": "full"}
 
-# Retention of each tier, from SPEC.md's schedule table. The rotation check allows the
-# larger of this and RETENTION_DAYS, so a CLI run with the default retention is not
-# mistaken for a rotation that stopped working.
-TIER_RETENTION_DAYS = {"every-6h": 2, "daily": 7, "weekly": 30, "monthly": 365}
 KEEP_MIN = 3  # rotation always keeps the newest 3 of each kind and tier
 SIZE_HISTORY = 10  # the latest size is compared with the median of this many before it
 SHOWN_BAD = 5  # files that are not good backups named in the backup-dir finding
 
-# The deployments of SPEC.md's schedule table, which `serve` registers.
-SCHEDULED_DEPLOYMENTS = (
-    "db-backup/every-6h",
-    "backup-all/daily",
-    "backup-all/weekly-offsite",
-    "backup-all/monthly-offsite",
-    "monitor-backups/hourly",
-)
 
 
 @dataclass(frozen=True)

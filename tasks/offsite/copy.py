@@ -32,14 +32,13 @@ from tasks.core.atomic import ensure_private_dir
 from tasks.core.backoff import RetriesExhausted, RetryPolicy, retry_call
 from tasks.core.errors import BackupError, ConfigError, DestinationError, SourceError, VerifyError
 from tasks.core.naming import (
-    DEFAULT_TIER,
     META_SUFFIX,
     SIDECAR_SUFFIX,
-    TIERS,
     BackupName,
     parse_backup_name,
 )
 from tasks.core.redact import redact
+from tasks.core.tiers import DEFAULT_TIER, TIERS
 from tasks.offsite.encryption import (
     AGE_SUFFIX,
     AgeEncryption,

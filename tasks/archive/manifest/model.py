@@ -47,6 +47,7 @@ from tasks.archive.manifest.entries import (
     sha256_field,
     text_field,
 )
+from tasks.core.tiers import DEFAULT_TIER
 
 if TYPE_CHECKING:
     from tasks.archive.manifest.entry_store import EntryStore
@@ -100,7 +101,7 @@ def header_from(raw: dict[str, Any], entries: EntryStore) -> Manifest:
     return Manifest(
         name=text_field(raw["name"], "name"),
         created_at=raw["created_at"],
-        tier=text_field(raw.get("tier", "daily"), "tier"),
+        tier=text_field(raw.get("tier", DEFAULT_TIER["full"]), "tier"),
         host=text_field(raw.get("host", ""), "host"),
         db_type=text_field(raw.get("db_type", ""), "db_type"),
         database=database,
