@@ -1,17 +1,16 @@
 """chatbot-backup's jobs, one Prefect flow each: `from flows import db_backup`.
 
-The flows are imported on first use, not here: a CLI run imports only the flow it runs
-(every flow module with its tasks cost ~0.2 s of start-up, issue 8's tiny-database row).
-Five flows share their module's name (`flows.db_backup_flow` holds `db_backup`); the package
-attribute is the flow, as it was when this file imported them all, even after something
-imported the module itself (the import system then sets the attribute to the module).
+The flows are imported on first use, not here (a plain module `__getattr__`, PEP 562): a
+CLI run imports only the flow it runs (every flow module with its tasks cost ~0.2 s of
+start-up, issue 8's tiny-database row). A job's module is `flows/<job>_flow.py`, never
+the flow's own name: importing `flows.db_backup` as a module would make the import system
+set the package attribute `db_backup` to that module, hiding the flow
+(tests/test_flows_package.py checks that no module takes an exported name).
 """
 
 from __future__ import annotations
 
 import importlib
-import sys
-import types
 from typing import TYPE_CHECKING, Any
 
 _EXPORTS = {
@@ -65,15 +64,15 @@ __all__ = [
 ]
 
 
-class _FlowsPackage(types.ModuleType):
-    def __getattribute__(self, name: str) -> Any:
-        module = _EXPORTS.get(name)
-        if module is not None:
-            return getattr(importlib.import_module(module), name)
-        return super().__getattribute__(name)
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return getattr(importlib.import_module(module), name)
 
 
-sys.modules[__name__].__class__ = _FlowsPackage
+def __dir__() -> list[str]:
+    return sorted([*globals(), *_EXPORTS])
 
 if TYPE_CHECKING:
     from flows.backup_all_flow import BackupAllResult, backup_all

@@ -90,3 +90,13 @@ def test_the_cli_imports_only_the_flow_it_runs() -> None:
         "flows.monitor_flow",
     ):
         assert other not in after, other
+
+
+def test_no_module_of_flows_takes_an_exported_name() -> None:
+    # flows/__init__.py's __getattr__ is only asked for a name the package does not hold:
+    # a module flows/db_backup.py, once imported, would be the attribute instead of the flow.
+    from pathlib import Path
+
+    folder = Path(flows.__file__).parent
+    modules = {p.stem for p in folder.glob("*.py")} | {p.name for p in folder.iterdir() if p.is_dir()}
+    assert not modules & set(flows.__all__), sorted(modules & set(flows.__all__))
