@@ -52,7 +52,7 @@ from tasks.core.naming import (
     sidecar_name,
 )
 from tasks.restore.archive import stage_archive
-from tasks.stream.checksum import read_sidecar, verify_sidecar
+from tasks.stream.checksum import read_sidecar
 from tasks.verify.backup_file import verify_compressed_file
 from tasks.verify.restore_test import (
     SECTION_CHECKS,
@@ -63,6 +63,7 @@ from tasks.verify.restore_test import (
 )
 from tests.conftest import make_sqlite_db
 from tests.support.manifests import parse_manifest
+from tests.support.readers import verify_sidecar
 
 settings.register_profile(
     "fuzz-readers",

@@ -36,13 +36,10 @@ from tasks.archive.full_archive import (
 )
 from tasks.archive.manifest.entry_store import EntryStore
 from tasks.archive.manifest.model import DatabaseEntry, FileEntry, Manifest
-from tasks.archive.manifest.write import (
-    manifest_json_bytes,
-    write_manifest_json,
-    write_manifest_text,
-)
+from tasks.archive.manifest.write import write_manifest_json, write_manifest_text
 from tasks.core.errors import ScratchSpaceError, VerifyError
 from tests.support.manifests import parse_manifest
+from tests.support.readers import manifest_json_bytes
 
 ODD_NAMES = [
     FileEntry("uploads", "dir", mode=0o755),

@@ -347,7 +347,7 @@ def test_copy_altered_after_upload_fails_verification_and_is_replaced_later(
 
 def test_destination_is_the_one_interface(tmp_path: Path) -> None:
     """The local backup folder stands on the same class as every off-site target."""
-    from tasks.storage.destination import local_destination
+    from tests.support.readers import local_destination
 
     folder = tmp_path / "backups"
     local = backup_file(folder, 1)

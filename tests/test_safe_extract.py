@@ -10,8 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from tasks.archive.safe_extract import UnsafeArchiveError, extract_archive, extract_safely
+from tasks.archive.safe_extract import UnsafeArchiveError, extract_archive
 from tasks.core.errors import VerifyError
+from tests.support.readers import extract_safely
 
 
 class Tar:

@@ -712,14 +712,3 @@ def refuse_unsafe_members(path: Path, links: LinkPolicy | None = None) -> int:
     finally:
         db.close()
     return count
-
-
-def extract_safely(archive: Path, dest: Path, *, preserve_owner: bool = False) -> list[str]:
-    """Extract `archive` into `dest`, refusing every unsafe member; the names extracted.
-
-    Links pointing out of `dest` are refused here; full backups are extracted with their
-    manifest's `LinkPolicy` instead (`tasks.archive.verdict`), which creates exactly the
-    links the manifest records.
-    """
-    extraction = extract_archive(archive, dest, preserve_owner=preserve_owner)
-    return sorted({*extraction.files, *extraction.dirs, *extraction.symlinks})

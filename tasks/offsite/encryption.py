@@ -148,8 +148,3 @@ def decrypt_file(identity: Path, source: Path, target: Path, binary: str | None 
             f"{source.name}: age could not decrypt it ({_first_line(done.stderr)}) — "
             "wrong BACKUP_ENCRYPTION_IDENTITY, or the file is damaged"
         )
-
-
-def looks_encrypted(path: Path) -> bool:
-    with open(path, "rb") as handle:
-        return handle.read(len(AGE_HEADER)) == AGE_HEADER

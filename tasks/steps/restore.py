@@ -17,7 +17,6 @@ from tasks.core.atomic import OUT_OF_SPACE
 from tasks.core.errors import OutOfSpaceError
 from tasks.core.settings import Settings
 from tasks.restore.archive import StagedArchive, stage_archive
-from tasks.restore.files import SwapJournal, SwapPlan
 from tasks.restore.postgres import (
     LoadedDump,
     ensure_database,
@@ -127,7 +126,3 @@ def stage_full_backup(archive: Path, staging: Path) -> StagedArchive:
             ) from None
         raise
 
-
-@task(name="swap-in-files", cache_policy=NO_CACHE)
-def swap_files(plan: SwapPlan, journal: SwapJournal) -> list[str]:
-    return journal.apply(plan)

@@ -733,11 +733,6 @@ def open_destination(settings: Settings, text: str | None = None) -> Destination
     )
 
 
-def local_destination(folder: Path) -> Destination:
-    """The local backup folder as a Destination (the same class, over LocalFileSystem)."""
-    return _local(str(folder), None)
-
-
 def split_remote_url(url: str) -> tuple[str, str]:
     """`s3://b/p/NAME` -> (`s3://b/p`, `NAME`); the same for every destination form."""
     value = url.strip().rstrip("/")

@@ -37,17 +37,3 @@ def read_sidecar(artifact: Path) -> str | None:
             if len(digest) == 64 and all(c in "0123456789abcdef" for c in digest):
                 return digest
     raise VerifyError(f"{sidecar.name}: not a sha256sum line for {artifact.name}")
-
-
-def verify_sidecar(artifact: Path) -> str | None:
-    """Check `artifact` against its sidecar; returns the verified digest, None if no sidecar."""
-    expected = read_sidecar(artifact)
-    if expected is None:
-        return None
-    actual = sha256_file(artifact)
-    if actual != expected:
-        raise VerifyError(
-            f"{artifact.name}: sha256 does not match its sidecar "
-            f"(expected {expected[:12]}…, found {actual[:12]}…) — the file is corrupt"
-        )
-    return actual

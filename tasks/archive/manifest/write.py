@@ -143,8 +143,3 @@ def write_manifest_json(manifest: Manifest, out: BinaryIO) -> None:
 
 def write_manifest_text(manifest: Manifest, out: BinaryIO) -> None:
     _write((line + "\n" for line in text_lines(manifest)), out, _text_bytes)
-
-
-def manifest_json_bytes(manifest: Manifest) -> bytes:
-    """The whole MANIFEST.json in memory (small manifests and tests)."""
-    return _json_bytes("".join(json_pieces(manifest)))
