@@ -8,7 +8,8 @@ from tasks.archive.manifest.model import Manifest
 from tasks.archive.manifest.write import _json_bytes, json_pieces
 from tasks.archive.safe_extract import extract_archive
 from tasks.core.errors import VerifyError
-from tasks.storage.destination import Destination, _local
+from tasks.storage.base import Destination
+from tasks.storage.local import local_destination as _local
 from tasks.stream.checksum import read_sidecar, sha256_file
 
 
