@@ -18,17 +18,16 @@ from prefect import flow
 
 from flows.hooks import FAILURE_HOOKS
 from flows.locking import job_lock
-from flows.offsite_flow import fetch_for_restore, release_fetched
-from flows.reporting import publish_table, run_logger
-from flows.restore_confirm import require_confirmation
+from flows.offsite_flow import release_fetched
+from flows.reporting import publish_table
+from flows.restore_job import start_restore
 from tasks.core.errors import RestoreError, VerifyError
-from tasks.core.settings import Settings, load_settings
+from tasks.core.settings import Settings
 from tasks.restore.postgres import discard_snapshot
 from tasks.restore.source import (
     ContentKind,
     RecordedCounts,
     recorded_counts,
-    resolve_backup_file,
 )
 from tasks.restore.sqlite import discard_staged
 from tasks.sources.postgres import PostgresSource
@@ -43,7 +42,6 @@ from tasks.steps.restore import (
     stage_sqlite_copy,
     swap_sqlite,
 )
-from tasks.storage.destination import is_remote_url
 from tasks.verify.backup_file import VerifiedFile
 
 
@@ -205,14 +203,8 @@ def restore_postgres_in_one_pass(settings: Settings, path: Path) -> VerifiedRest
 @flow(name="db-restore", log_prints=False, **FAILURE_HOOKS)  # type: ignore[call-overload]
 def db_restore(backup_file: str, confirm: bool = False) -> RestoreResult:
     """Restore the admin database from a `.db.gz`/`.sql.gz` backup (ours or hand-made)."""
-    started = time.monotonic()
-    settings = load_settings()
-    if is_remote_url(backup_file):  # s3://..., user@host:/...: fetched, verified, decrypted
-        path = fetch_for_restore(backup_file, settings)
-    else:
-        path = resolve_backup_file(backup_file, settings.backups)
-    confirmed_by = require_confirmation(confirm, "db-restore", path.name, full=False)
-    logger = run_logger()
+    start = start_restore(backup_file, confirm, "db-restore", full=False)
+    settings, path, logger = start.settings, start.path, start.logger
     with job_lock(settings, "db-restore"):
         if settings.db_type == "postgres":
             one_pass = restore_postgres_in_one_pass(settings, path)
@@ -226,7 +218,7 @@ def db_restore(backup_file: str, confirm: bool = False) -> RestoreResult:
     release_fetched(path, settings)
     result = RestoreResult(
         job="db-restore",
-        backup_file=backup_file if is_remote_url(backup_file) else str(path),
+        backup_file=start.shown_as,
         sha256=verified.sha256,
         checksum=checksum_label(verified, "sidecar"),
         db_type=settings.db_type,
@@ -234,8 +226,8 @@ def db_restore(backup_file: str, confirm: bool = False) -> RestoreResult:
         pre_restore_snapshot=str(done.snapshot) if done.snapshot else None,
         tables=done.tables,
         counts_checked_against=recorded.source if recorded.tables is not None else None,
-        seconds=time.monotonic() - started,
-        confirmed_by=confirmed_by,
+        seconds=time.monotonic() - start.started,
+        confirmed_by=start.confirmed_by,
         restored=["database"],
     )
     for line in result.summary_lines():

@@ -17,8 +17,8 @@ from pathlib import Path
 import psycopg
 
 from tasks.core.errors import ConfigError
-from tasks.core.naming import TIERS
 from tasks.core.settings import Settings
+from tasks.core.tiers import TIERS
 from tasks.pitr.archiver_status import read_archive_mode
 from tasks.pitr.base_catalog import list_bases
 from tasks.pitr.recovery import RecoveryPlan, check_target_dir, parse_target_time, plan_recovery

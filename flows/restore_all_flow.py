@@ -30,31 +30,20 @@ from flows.db_restore_flow import (
 )
 from flows.hooks import FAILURE_HOOKS
 from flows.locking import job_lock
-from flows.offsite_flow import fetch_for_restore, release_fetched
-from flows.reporting import publish_table, run_logger
-from flows.restore_confirm import require_confirmation
-from tasks.archive.manifest.model import Manifest
+from flows.offsite_flow import release_fetched
+from flows.reporting import publish_table
+from flows.restore_job import start_restore
 from tasks.core.errors import VerifyError
-from tasks.core.settings import Settings, load_settings
-from tasks.restore.archive import (
-    StagedArchive,
-    discard_staging,
-    new_staging_dir,
-    prove_restored_tree,
-)
+from tasks.restore.archive import discard_staging, new_staging_dir, prove_restored_tree
 from tasks.restore.files import (
-    Swap,
     SwapJournal,
     SwapPlan,
     discard_incoming,
-    find_pre_restore_snapshots,
-    normal,
-    plan_tree,
     remove_stale_staging,
     stage_beside,
 )
-from tasks.restore.source import resolve_backup_file
-from tasks.restore.sqlite import SNAPSHOT_MARKER, companions, discard_staged
+from tasks.restore.plan import plan_file_swaps, restored_parts
+from tasks.restore.sqlite import discard_staged
 from tasks.steps.backup import verify_backup
 from tasks.steps.restore import (
     check_sqlite,
@@ -65,114 +54,13 @@ from tasks.steps.restore import (
     stage_sqlite_copy,
 )
 from tasks.steps.restore_all import swap_all_postgres, swap_all_sqlite
-from tasks.storage.destination import is_remote_url
-
-
-def live_snapshots(settings: Settings, staging: Path) -> list[Path]:
-    """Pre-restore snapshots in the restored folders (beside the database, or anywhere):
-    in no backup, yet not live-only files to remove — they stay where they are."""
-    db = settings.db_path
-    beside_db = (
-        [p for p in db.parent.iterdir() if p.name.startswith(db.name + SNAPSHOT_MARKER)]
-        if db.parent.is_dir()
-        else []
-    )
-    found = [*beside_db]
-    found += find_pre_restore_snapshots(
-        settings.app_data, exclude=[settings.backups, staging, settings.uploads]
-    )
-    found += find_pre_restore_snapshots(settings.uploads, exclude=[settings.backups, staging])
-    return found
-
-
-def protected_paths(
-    settings: Settings, staging: Path, staged_db: Path | None, snapshots: list[Path]
-) -> list[Path]:
-    """What a data-folder swap must never move: restored on its own, or not ours to touch."""
-    db = settings.db_path
-    return [
-        db,
-        *companions(db),
-        *snapshots,
-        settings.uploads,
-        settings.backups,
-        *settings.config_paths,
-        staging,
-        *([staged_db] if staged_db is not None else []),
-    ]
-
-
-def _inside(path: Path, folder: Path) -> bool:
-    return normal(folder) in normal(path).parents
-
-
-def plan_file_swaps(
-    settings: Settings, staged: StagedArchive, staged_db: Path | None
-) -> tuple[SwapPlan, list[str]]:
-    """Uploads, configuration files and application data, each from its archive folder."""
-    root = staged.root
-    plan = SwapPlan()
-    notes: list[str] = []
-    snapshots = live_snapshots(settings, staged.staging)
-    in_uploads = [p for p in snapshots if _inside(p, settings.uploads)]
-    if (root / "uploads").is_dir() and not (root / "uploads").is_symlink():
-        if in_uploads:  # swapped entry by entry around the snapshots, which stay
-            uploads = plan_tree(settings.uploads, root / "uploads", in_uploads, "uploads")
-            plan.swaps += uploads.swaps
-            notes += uploads.skipped
-        else:
-            plan.swaps.append(Swap(settings.uploads, root / "uploads", "uploads"))
-    else:
-        notes.append("uploads: not in the backup; live uploads kept")
-    config_dir = root / "config"
-    wanted = {path.name for path in settings.config_paths}
-    for path in settings.config_paths:
-        incoming = config_dir / path.name
-        if incoming.exists() or incoming.is_symlink():  # a file, or a folder named in CONFIG_FILES
-            plan.swaps.append(Swap(path, incoming, f"config/{path.name}"))
-        else:
-            notes.append(f"config/{path.name}: not in the backup; live file kept")
-    if config_dir.is_dir():
-        notes += [
-            f"config/{extra.name}: in the backup but not in CONFIG_FILES; not restored"
-            for extra in sorted(config_dir.iterdir())
-            if extra.name not in wanted
-        ]
-    if (root / "data").is_dir() and not (root / "data").is_symlink():
-        data = plan_tree(
-            settings.app_data,
-            root / "data",
-            protected_paths(settings, staged.staging, staged_db, snapshots),
-            "data",
-        )
-        plan.swaps += data.swaps
-        notes += data.skipped
-    else:
-        notes.append("data: not in the backup; live application data kept")
-    return plan, notes
-
-
-def restored_parts(manifest: Manifest, swapped: list[str]) -> list[str]:
-    """One short phrase per part, e.g. 'uploads (12 files)'."""
-    parts = ["database"] if manifest.database is not None else []
-    for section in ("uploads", "config", "data"):
-        if any(label == section or label.startswith(section + "/") for label in swapped):
-            count = manifest.entries.count(section=section, kind="file")
-            parts.append(f"{section} ({count} files)")
-    return parts
 
 
 @flow(name="restore-all", log_prints=False, **FAILURE_HOOKS)  # type: ignore[call-overload]
 def restore_all(backup_file: str, confirm: bool = False) -> RestoreResult:
     """Restore database, uploads, configuration and application data from a full backup."""
-    started = time.monotonic()
-    settings = load_settings()
-    if is_remote_url(backup_file):  # s3://..., user@host:/...: fetched, verified, decrypted
-        path = fetch_for_restore(backup_file, settings)
-    else:
-        path = resolve_backup_file(backup_file, settings.backups)
-    confirmed_by = require_confirmation(confirm, "restore-all", path.name, full=True)
-    logger = run_logger()
+    start = start_restore(backup_file, confirm, "restore-all", full=True)
+    settings, path, logger = start.settings, start.path, start.logger
     with job_lock(settings, "restore-all"):
         verified = verify_backup(path)
         if identify_backup(path, verified.compression) != "tar":
@@ -239,7 +127,7 @@ def restore_all(backup_file: str, confirm: bool = False) -> RestoreResult:
     release_fetched(path, settings)
     result = RestoreResult(
         job="restore-all",
-        backup_file=backup_file if is_remote_url(backup_file) else str(path),
+        backup_file=start.shown_as,
         sha256=verified.sha256,
         checksum=checksum_label(verified, "sidecar") + "; every file against MANIFEST.json",
         db_type=settings.db_type,
@@ -247,8 +135,8 @@ def restore_all(backup_file: str, confirm: bool = False) -> RestoreResult:
         pre_restore_snapshot=str(snapshot) if snapshot else None,
         tables=tables,
         counts_checked_against=recorded_in,
-        seconds=time.monotonic() - started,
-        confirmed_by=confirmed_by,
+        seconds=time.monotonic() - start.started,
+        confirmed_by=start.confirmed_by,
         restored=restored_parts(manifest, swapped),
         notes=notes,
     )

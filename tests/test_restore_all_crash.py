@@ -25,13 +25,13 @@ from pathlib import Path
 import pytest
 
 from flows.locking import job_lock
-from flows.restore_all_flow import plan_file_swaps
 from tasks.core.settings import load_settings
 from tasks.restore import journal as restore_journal
 from tasks.restore.all_swap import swap_in_with_postgres, swap_in_with_sqlite
 from tasks.restore.archive import new_staging_dir, stage_archive
 from tasks.restore.files import SwapJournal, is_restore_leftover, stage_beside
 from tasks.restore.journal import JOURNAL_NAME, TEST_KILL_VARIABLE
+from tasks.restore.plan import plan_file_swaps
 from tasks.restore.postgres import restore_postgres
 from tasks.restore.postgres import snapshot_before_restore as pg_snapshot
 from tasks.restore.sqlite import snapshot_before_restore as sqlite_snapshot

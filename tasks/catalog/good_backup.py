@@ -34,9 +34,8 @@ from typing import Any
 import zstandard
 
 from tasks.core.errors import VerifyError
-from tasks.core.naming import BackupName, sidecar_name
+from tasks.core.naming import SQLITE_HEADER, BackupName, sidecar_name
 
-SQLITE_HEADER = b"SQLite format 3\x00"
 GZIP_MAGIC = b"\x1f\x8b"
 ZSTD_MAGIC = b"\x28\xb5\x2f\xfd"
 

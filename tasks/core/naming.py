@@ -28,6 +28,9 @@ _EXPECTED_EXT = {"sqlite": ".db", "postgres": ".sql", None: ".tar"}
 # (admin_sqlite_20250230_...) from a name that is simply not ours.
 _SHAPE = re.compile(r"^(?:admin_(?:sqlite|postgres)|full_backup)_(?P<stamp>\d{8}_\d{6})\.")
 
+# The first bytes of a SQLite database file: how a `.db` backup's content is recognised.
+SQLITE_HEADER = b"SQLite format 3\x00"
+
 SIDECAR_SUFFIX = ".sha256"
 META_SUFFIX = ".meta.json"
 

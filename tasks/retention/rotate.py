@@ -16,7 +16,7 @@ from datetime import datetime
 from pathlib import Path
 
 from tasks.catalog.records import BackupRecord, list_backups, list_snapshots
-from tasks.core.naming import DEFAULT_TIER
+from tasks.core.tiers import DEFAULT_TIER
 from tasks.retention.plan import RetentionPolicy, plan
 
 

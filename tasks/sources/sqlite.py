@@ -15,9 +15,9 @@ from pathlib import Path
 from typing import BinaryIO
 from urllib.parse import quote
 
-from tasks.catalog.good_backup import SQLITE_HEADER
 from tasks.core.atomic import FILE_MODE, OUT_OF_SPACE, partial_path
 from tasks.core.errors import ConfigError, OutOfSpaceError, SourceError
+from tasks.core.naming import SQLITE_HEADER
 from tasks.sources.base import DumpResult
 from tasks.stream.compress import copy_stream
 

@@ -1,0 +1,51 @@
+"""What both restores do before they touch anything: settings, fetch, confirm.
+
+`db-restore` and `restore-all` share this preamble: load the settings, fetch a remote
+backup (`s3://...`, `user@host:/...`: downloaded, verified, decrypted) or find the local
+one, then ask for (or check) the operator's confirmation. The flow then takes the
+backup folder's lock (`flows.locking.job_lock`) and restores.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from flows.offsite_flow import fetch_for_restore
+from flows.reporting import run_logger
+from flows.restore_confirm import require_confirmation
+from tasks.core.settings import Settings, load_settings
+from tasks.restore.source import resolve_backup_file
+from tasks.storage.destination import is_remote_url
+
+
+@dataclass(frozen=True)
+class RestoreStart:
+    settings: Settings
+    path: Path  # the local file to restore (fetched into BACKUP_DIR when remote)
+    shown_as: str  # what the result names as the backup: the URL, or the local path
+    confirmed_by: str
+    started: float
+    logger: logging.Logger | logging.LoggerAdapter[logging.Logger]
+
+
+def start_restore(backup_file: str, confirm: bool, job: str, full: bool) -> RestoreStart:
+    """Settings, the backup file, the confirmation; AbortedByOperator when not confirmed."""
+    started = time.monotonic()
+    settings = load_settings()
+    remote = is_remote_url(backup_file)
+    if remote:
+        path = fetch_for_restore(backup_file, settings)
+    else:
+        path = resolve_backup_file(backup_file, settings.backups)
+    confirmed_by = require_confirmation(confirm, job, path.name, full=full)
+    return RestoreStart(
+        settings=settings,
+        path=path,
+        shown_as=backup_file if remote else str(path),
+        confirmed_by=confirmed_by,
+        started=started,
+        logger=run_logger(),
+    )
