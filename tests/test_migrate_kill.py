@@ -5,7 +5,8 @@ child, killed with its process group). The marker is PostgreSQL's own view of th
 a COPY into the target in `pg_stat_progress_copy`. Each run is killed at a seeded moment
 after the first COPY started, within the copy-and-verify phase measured by a whole run;
 then, once the killed session is gone from the server, the target must hold no relation
-at all (nothing was committed), and the next whole run must succeed without any clean-up
+at all (nothing was committed) — or, when the kill landed after COMMIT under load, the
+whole migration value by value (such a kill is not counted) — and the next whole run must succeed without any clean-up
 and migrate every value (a stale lock would make it exit 5).
 """
 
@@ -107,7 +108,7 @@ def test_kill_9_while_copying_leaves_the_target_empty(platform: Platform, target
         reset(target)
 
         rng = random.Random(SEED)
-        killed = 0
+        killed = late = 0
         for _ in range(KILLS * 3):
             if killed >= KILLS:
                 break
@@ -128,11 +129,20 @@ def test_kill_9_while_copying_leaves_the_target_empty(platform: Platform, target
                 work = max(0.2, work * 0.8)
                 reset(target)
                 continue
-            killed += 1
             wait_until_gone(admin, target)
-            assert relations(target) == [], f"kill {killed} at {delay:.2f} s after the first COPY left relations"
+            if relations(target):
+                # Under load the kill can land after COMMIT (the report and the fresh-session
+                # check run after it). All-or-nothing still holds only if what is there is
+                # the whole migration, value by value; such a kill does not count.
+                compare_databases(platform.db_path, target)
+                print(f"  killed {delay:.2f} s after the first COPY, after COMMIT: target complete")
+                late += 1
+                work = max(0.2, work * 0.8)
+                reset(target)
+                continue
+            killed += 1
             print(f"  killed {delay:.2f} s after the first COPY: target empty")
-        assert killed >= KILLS
+        assert killed >= KILLS, f"only {killed} kills landed before COMMIT ({late} after)"
 
         code, output = cli.run(*argv)  # no clean-up: the next run just works
         assert code == 0, output

@@ -1,0 +1,51 @@
+"""`db-backup` and `backup-all`."""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+from flows.commands.common import retention_days
+from tasks.core.tiers import DEFAULT_TIER, TIERS, one_of, tiers_of
+
+
+def add_commands(commands: Any) -> None:
+    db = commands.add_parser("db-backup", help="back up the admin database only")
+    db.add_argument("--retention-days", type=retention_days, default=None, metavar="N")
+    db.add_argument("--offsite", action="store_true", help="copy the backup to OFFSITE_DESTINATION")
+    db.add_argument(
+        "--tier",
+        default=DEFAULT_TIER["db"],
+        help=f"retention tier: {one_of(TIERS)} (default: {DEFAULT_TIER['db']})",
+    )
+    db.set_defaults(run=_run_db_backup)
+
+    full = commands.add_parser(
+        "backup-all", help="back up database, uploads, configuration and data in one archive"
+    )
+    full.add_argument("--retention-days", type=retention_days, default=None, metavar="N")
+    full.add_argument(
+        "--offsite", action="store_true", help="copy the backup to OFFSITE_DESTINATION"
+    )
+    full.add_argument(
+        "--tier",
+        default=DEFAULT_TIER["full"],
+        help=f"{one_of(tiers_of('full'))} (default: {DEFAULT_TIER['full']})",
+    )
+    full.set_defaults(run=_run_backup_all)
+
+
+def _run_db_backup(args: argparse.Namespace) -> int:
+    from flows import db_backup
+
+    result = db_backup(retention_days=args.retention_days, offsite=args.offsite, tier=args.tier)
+    print("\n".join(result.summary_lines()))
+    return 0
+
+
+def _run_backup_all(args: argparse.Namespace) -> int:
+    from flows import backup_all
+
+    result = backup_all(retention_days=args.retention_days, offsite=args.offsite, tier=args.tier)
+    print("\n".join(result.summary_lines()))
+    return 0

@@ -1,0 +1,85 @@
+"""`test-restore`, `db-restore` and `restore-all`."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+from flows.commands.common import PROG, refuse_impossible_date
+
+
+def add_commands(commands: Any) -> None:
+    test = commands.add_parser(
+        "test-restore", help="prove a backup restores; exit 0 only when every check passes"
+    )
+    test.add_argument(
+        "--backup-file", default=None, metavar="F", help="default: the newest full backup"
+    )
+    test.add_argument(
+        "--staging-server",
+        default=None,
+        metavar="USER@HOST",
+        help="also copy the backup there over SSH and run test-restore on it",
+    )
+    test.set_defaults(run=_run_test_restore)
+
+    for job, what in (
+        ("db-restore", "restore the admin database from a .db.gz/.sql.gz backup"),
+        ("restore-all", "restore database, uploads, configuration and data from a full backup"),
+    ):
+        restore = commands.add_parser(job, help=what)
+        restore.add_argument("file", metavar="FILE", help="the backup file to restore")
+        restore.add_argument("--yes", action="store_true", help="do not ask for confirmation")
+        restore.set_defaults(run=_run_restore, job=job)
+
+
+def _run_test_restore(args: argparse.Namespace) -> int:
+    """Print every check; exit 0 only when all passed, else 1 with one line on stderr."""
+    from flows import test_restore
+    from tasks.storage.destination import is_remote_url
+
+    backup_file = args.backup_file
+    if backup_file:
+        refuse_impossible_date(backup_file)
+    if backup_file and not is_remote_url(backup_file):  # s3://... goes to the flow as is
+        backup_file = os.path.abspath(os.path.expanduser(backup_file))
+    result = test_restore(backup_file=backup_file, staging_server=args.staging_server)
+    print("\n".join(result.summary_lines()))
+    if result.passed:
+        return 0
+    first = result.failed[0]
+    print(
+        f"{PROG}: test-restore failed: {len(result.failed)} of {len(result.checks)} checks "
+        f"failed; first: {first.name}: {first.reason}",
+        file=sys.stderr,
+    )
+    return 1
+
+
+def _run_restore(args: argparse.Namespace) -> int:
+    """Ask first (the guide's warning) unless --yes, then run the restore flow confirmed."""
+    from flows import db_restore, restore_all
+    from flows.restore_confirm import ask_operator, not_confirmed
+    from tasks.core.errors import VerifyError
+    from tasks.stream.compress import sniff_compression
+
+    full = args.job == "restore-all"
+    refuse_impossible_date(args.file)
+    given = os.path.expanduser(args.file)
+    path = os.path.abspath(given)
+    if os.path.exists(path):
+        sniff_compression(Path(path))  # a file that is no backup fails before the question
+    elif os.path.isabs(given):
+        raise VerifyError(f"{path}: no such backup file")
+    else:
+        path = given  # the flow also looks for a bare name in BACKUP_DIR
+    if not args.yes and not ask_operator(full):
+        print(f"{PROG}: {not_confirmed(args.job)}", file=sys.stderr)
+        return 1
+    flow = restore_all if full else db_restore
+    result = flow(backup_file=path, confirm=True)
+    print("\n".join(result.summary_lines()))
+    return 0
