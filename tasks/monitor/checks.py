@@ -44,7 +44,6 @@ SIZE_HISTORY = 10  # the latest size is compared with the median of this many be
 SHOWN_BAD = 5  # files that are not good backups named in the backup-dir finding
 
 
-
 @dataclass(frozen=True)
 class Finding:
     """One check's outcome, with a reason an operator can act on."""
