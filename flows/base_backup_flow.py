@@ -27,6 +27,7 @@ from tasks.pitr.base_catalog import DEFAULT_BASE_TIER
 from tasks.pitr.basebackup import write_base_meta
 from tasks.pitr.rotation import PitrRotation
 from tasks.pitr.segments import format_lsn
+from tasks.steps.monitor import record_backup_metrics
 from tasks.steps.pitr import (
     check_base_wal_step,
     rotate_pitr_step,
@@ -129,6 +130,7 @@ def base_backup(
             settings, [artifact.path], "base", {artifact.path.name: artifact.sha256}
         )
         result = dataclasses.replace(result, offsite=shipped)
+    record_backup_metrics(settings, "base", artifact.path, artifact.size, result.seconds)
     for line in result.summary_lines():
         logger.info(line)
     publish_table(
