@@ -25,6 +25,7 @@ from __future__ import annotations
 import itertools
 import json
 import math
+import os
 import random
 import sqlite3
 import sys
@@ -290,6 +291,17 @@ def _copy_fragments(conn: psycopg.Connection, short: list[str], long: list[str])
 
 
 KINDS = ("prose", "chatlog")
+# Which set the bench scripts build and measure: BENCH_DATASET=chatlog bench/run measures
+# every row on the chat-log set (issue 18); its databases and files carry the kind in
+# their names, so both sets can be kept side by side.
+DEFAULT_KIND = os.environ.get("BENCH_DATASET", "prose")
+if DEFAULT_KIND not in KINDS:
+    raise SystemExit(f"BENCH_DATASET={DEFAULT_KIND!r}: one of {', '.join(KINDS)}")
+
+
+def pg_name(size_mb: int, kind: str | None = None) -> str:
+    kind = kind or DEFAULT_KIND
+    return f"chatbot_bench_{size_mb}mb" if kind == "prose" else f"chatbot_bench_{kind}_{size_mb}mb"
 
 
 def kind_fragments(kind: str) -> tuple[list[str], list[str]]:
@@ -313,9 +325,10 @@ def _sqlite_version(size_mb: int, kind: str) -> int:
 
 
 def make_postgres(
-    dbname: str, size_mb: int, admin_url: str = ADMIN_URL, log: bool = True, kind: str = "prose"
+    dbname: str, size_mb: int, admin_url: str = ADMIN_URL, log: bool = True, kind: str | None = None
 ) -> Generated:
     """(Re)create `dbname` holding a chatbot database of about `size_mb` MB."""
+    kind = kind or DEFAULT_KIND
     started = time.monotonic()
     drop_postgres(dbname, admin_url)
     with admin_connection(admin_url) as conn:
@@ -392,9 +405,9 @@ def make_postgres(
 
 
 def postgres_is_built(
-    dbname: str, size_mb: int, admin_url: str = ADMIN_URL, kind: str = "prose"
+    dbname: str, size_mb: int, admin_url: str = ADMIN_URL, kind: str | None = None
 ) -> bool:
-    return pg_marker(dbname, admin_url) == _marker(size_mb, kind)
+    return pg_marker(dbname, admin_url) == _marker(size_mb, kind or DEFAULT_KIND)
 
 
 # -- SQLite ---------------------------------------------------------------------------------
@@ -558,7 +571,7 @@ def make_sqlite(path: Path | str, size_mb: int, log: bool = True, kind: str = "p
     return Generated(size_mb, final, time.monotonic() - started, *map(int, counts))
 
 
-def sqlite_is_built(path: Path | str, size_mb: int, kind: str = "prose") -> bool:
+def sqlite_is_built(path: Path | str, size_mb: int, kind: str | None = None) -> bool:
     path = Path(path)
     if not path.is_file():
         return False
@@ -570,11 +583,11 @@ def sqlite_is_built(path: Path | str, size_mb: int, kind: str = "prose") -> bool
             conn.close()
     except sqlite3.Error:
         return False
-    return version == _sqlite_version(size_mb, kind)
+    return version == _sqlite_version(size_mb, kind or DEFAULT_KIND)
 
 
 def main(argv: list[str]) -> int:
-    kind = "prose"
+    kind = DEFAULT_KIND
     if argv[:1] == ["--kind"] and len(argv) > 1:
         kind, argv = argv[1], argv[2:]
     if len(argv) != 3 or argv[0] not in ("postgres", "sqlite") or kind not in KINDS:

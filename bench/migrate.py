@@ -69,14 +69,18 @@ def url(dbname: str) -> str:
 
 def fresh_database(name: str) -> str:
     with psycopg.connect(**ADMIN, autocommit=True) as conn:  # type: ignore[arg-type]
-        conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
+        conn.execute(
+            sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
+        )
         conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
     return name
 
 
 def drop_database(name: str) -> None:
     with psycopg.connect(**ADMIN, autocommit=True) as conn:  # type: ignore[arg-type]
-        conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
+        conn.execute(
+            sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
+        )
 
 
 def build(path: Path, size_mb: int) -> int:
@@ -88,7 +92,9 @@ def build(path: Path, size_mb: int) -> int:
     messages = max(1000, int(size_mb * 1024 * 1024 / per_message))
     started = time.monotonic()
     make_chatbot_db(path, messages=messages, conversations=max(50, messages // 30), agents=40)
-    log(f"built {path} ({path.stat().st_size / 1e6:.0f} MB, {messages} messages) in {time.monotonic() - started:.0f} s")
+    log(
+        f"built {path} ({path.stat().st_size / 1e6:.0f} MB, {messages} messages) in {time.monotonic() - started:.0f} s"
+    )
     return messages
 
 
@@ -138,16 +144,22 @@ def check_values(path: Path, dbname: str) -> str:
         source.close()
     if missing == compared:
         return "none arrived"
-    found = "all that arrived exact" if differ == 0 else f"{differ} of {compared - missing} rows differ"
+    found = (
+        "all that arrived exact" if differ == 0 else f"{differ} of {compared - missing} rows differ"
+    )
     return found + (f", {missing} missing" if missing else "")
 
 
-def assess(job: str, measured: Measurement | None, path: Path, dbname: str, errors: int, note: str = "") -> Result:
+def assess(
+    job: str, measured: Measurement | None, path: Path, dbname: str, errors: int, note: str = ""
+) -> Result:
     arrived: dict[str, int | None] = {}
     with psycopg.connect(**{**ADMIN, "dbname": dbname}, autocommit=True) as pg:  # type: ignore[arg-type]
         for table in TABLES:
             try:
-                row = pg.execute(sql.SQL("SELECT count(*) FROM {}").format(sql.Identifier(table))).fetchone()
+                row = pg.execute(
+                    sql.SQL("SELECT count(*) FROM {}").format(sql.Identifier(table))
+                ).fetchone()
                 arrived[table] = int(row[0]) if row else None
             except psycopg.Error:
                 arrived[table] = None
@@ -168,10 +180,18 @@ def ours(path: Path, dbname: str, workspace: Path, api_url: str) -> tuple[Measur
     for folder in (app, backups):
         shutil.rmtree(folder, ignore_errors=True)
         folder.mkdir(parents=True)
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("PREFECT_", "ADMIN_", "BACKUP_", "MIGRATE_"))}
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith(("PREFECT_", "ADMIN_", "BACKUP_", "MIGRATE_"))
+    }
     env.update(
-        APP_ROOT=str(app), BACKUP_DIR=str(backups), ADMIN_DB_PATH=str(path), PREFECT_API_URL=api_url,
-        PREFECT_HOME=str(workspace / "prefect-client"), PREFECT_SERVER_ANALYTICS_ENABLED="false",
+        APP_ROOT=str(app),
+        BACKUP_DIR=str(backups),
+        ADMIN_DB_PATH=str(path),
+        PREFECT_API_URL=api_url,
+        PREFECT_HOME=str(workspace / "prefect-client"),
+        PREFECT_SERVER_ANALYTICS_ENABLED="false",
         MIGRATE_TARGET_DATABASE_URL=url(dbname),
     )
     measured = measure([CLI, "migrate-to-postgres", "--yes"], label="ours", env=env, cwd=str(app))
@@ -184,7 +204,11 @@ def guide(path: Path, dbname: str, workspace: Path) -> tuple[Measurement, int, l
     sql_file, errors = workspace / "sqlite_export.sql", workspace / "psql_errors.txt"
     command = RECIPE.format(db=path, sql_file=sql_file, url=url(dbname), errors=errors)
     measured = measure(command, label="guide", check=False)
-    lines = [line for line in errors.read_text(errors="replace").splitlines() if line.startswith("ERROR:")]
+    lines = [
+        line
+        for line in errors.read_text(errors="replace").splitlines()
+        if line.startswith("ERROR:")
+    ]
     kinds = collections.Counter(re.sub(r'"[^"]*"|\d+', "…", line)[:110] for line in lines)
     sql_file.unlink(missing_ok=True)
     return measured, len(lines), [f"{count} × {kind}" for kind, count in kinds.most_common(6)]
@@ -198,9 +222,19 @@ def pgloader(path: Path, dbname: str) -> tuple[Measurement | None, int, str]:
     text = measured.stdout_tail + measured.stderr_tail
     found = re.search(r"Total import time\s+(\d+)\s+(\d+)", text)
     errors = int(found.group(1)) if found else 0
-    problems = [re.sub(r"^\S+ (ERROR|FATAL) ", "", line)[:120] for line in text.splitlines() if " ERROR " in line or " FATAL " in line]
-    note = "; ".join(dict.fromkeys(problems)) or ("" if measured.ok else f"exit {measured.returncode}")
-    return measured, max(errors, len(problems)), f"exit {measured.returncode}; {note}" if note else f"exit {measured.returncode}"
+    problems = [
+        re.sub(r"^\S+ (ERROR|FATAL) ", "", line)[:120]
+        for line in text.splitlines()
+        if " ERROR " in line or " FATAL " in line
+    ]
+    note = "; ".join(dict.fromkeys(problems)) or (
+        "" if measured.ok else f"exit {measured.returncode}"
+    )
+    return (
+        measured,
+        max(errors, len(problems)),
+        f"exit {measured.returncode}; {note}" if note else f"exit {measured.returncode}",
+    )
 
 
 def table(results: list[Result], counts: dict[str, int], ours_seconds: float) -> str:
@@ -224,9 +258,15 @@ def table(results: list[Result], counts: dict[str, int], ours_seconds: float) ->
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--size-mb", type=int, default=int(os.environ.get("BENCH_MIGRATE_MB", "20")))
-    parser.add_argument("--keep", action="store_true", help="keep the databases and the SQLite file")
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument(
+        "--size-mb", type=int, default=int(os.environ.get("BENCH_MIGRATE_MB", "20"))
+    )
+    parser.add_argument(
+        "--keep", action="store_true", help="keep the databases and the SQLite file"
+    )
     args = parser.parse_args(argv)
     workspace = Path(tempfile.mkdtemp(prefix="bench-migrate-"))
     path = workspace / "admin.db"
@@ -238,18 +278,37 @@ def main(argv: list[str] | None = None) -> int:
         with standing_server(workspace / "prefect-server") as api_url:
             measured, inner = ours(path, fresh_database(names[0]), workspace, api_url)
         log(f"ours: {measured.seconds:.1f} s end to end, migration {inner:.1f} s")
-        results.append(assess("ours (end to end)", measured, path, names[0], 0,))
+        results.append(
+            assess(
+                "ours (end to end)",
+                measured,
+                path,
+                names[0],
+                0,
+            )
+        )
         guide_measured, guide_errors, kinds = guide(path, fresh_database(names[1]), workspace)
         log(f"guide: {guide_measured.seconds:.1f} s, {guide_errors} errors")
-        results.append(assess("guide's sqlite3 .dump | sed | psql", guide_measured, path, names[1], guide_errors))
+        results.append(
+            assess(
+                "guide's sqlite3 .dump | sed | psql", guide_measured, path, names[1], guide_errors
+            )
+        )
         # pgloader twice: on the same database, and on one whose messages.created_at
         # defaults to CURRENT_TIMESTAMP (pgloader 3.6.7 stops at `DEFAULT (datetime('now'))`).
         plain = workspace / "plain_defaults.db"
-        make_chatbot_db(plain, messages=counts_messages, conversations=max(50, counts_messages // 30),
-                        agents=40, plain_defaults=True)
+        make_chatbot_db(
+            plain,
+            messages=counts_messages,
+            conversations=max(50, counts_messages // 30),
+            agents=40,
+            plain_defaults=True,
+        )
         notes = {}
-        for job, source, name in (("pgloader (defaults)", path, names[2]),
-                                  ("pgloader, CURRENT_TIMESTAMP default", plain, names[3])):
+        for job, source, name in (
+            ("pgloader (defaults)", path, names[2]),
+            ("pgloader, CURRENT_TIMESTAMP default", plain, names[3]),
+        ):
             loader, loader_errors, note = pgloader(source, fresh_database(name))
             notes[job] = note
             if loader is None:
@@ -258,12 +317,16 @@ def main(argv: list[str] | None = None) -> int:
             log(f"{job}: {loader.seconds:.1f} s, {loader_errors} errors; {note}")
             results.append(assess(job, loader, source, name, loader_errors, note))
         mb = path.stat().st_size / 1e6
-        print(f"\n### migrate-to-postgres, SQLite {mb:.0f} MB, {sum(counts.values()):,} rows "
-              f"(load {os.getloadavg()[0]:.1f})\n")
+        print(
+            f"\n### migrate-to-postgres, SQLite {mb:.0f} MB, {sum(counts.values()):,} rows "
+            f"(load {os.getloadavg()[0]:.1f})\n"
+        )
         print(table(results, counts, measured.seconds))
-        print(f"\nOurs, the migration alone (copy, value-by-value verification, constraints; without "
-              f"the CLI start and the final SQLite backup): {inner:.1f} s, "
-              f"{sum(counts.values()) / inner:,.0f} rows/s.")
+        print(
+            f"\nOurs, the migration alone (copy, value-by-value verification, constraints; without "
+            f"the CLI start and the final SQLite backup): {inner:.1f} s, "
+            f"{sum(counts.values()) / inner:,.0f} rows/s."
+        )
         if kinds:
             print("\nThe guide's recipe, psql's errors by kind:\n")
             print("\n".join(f"- {kind}" for kind in kinds))
@@ -275,7 +338,10 @@ def main(argv: list[str] | None = None) -> int:
                 "WHERE table_name = 'messages' ORDER BY ordinal_position"
             ).fetchall()
         if types:
-            print("\npgloader's messages table (CURRENT_TIMESTAMP variant): " + ", ".join(t[0] for t in types))
+            print(
+                "\npgloader's messages table (CURRENT_TIMESTAMP variant): "
+                + ", ".join(t[0] for t in types)
+            )
     finally:
         if not args.keep:
             for name in names:
