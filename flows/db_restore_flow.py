@@ -62,6 +62,8 @@ class RestoreResult:
     confirmed_by: str
     restored: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+    replaced_state_copy: str | None = None  # restore-all: full_before_restore_*.tar.gz
+    live_only_removed: int | None = None  # restore-all: live files not in the backup
 
     def summary_lines(self) -> list[str]:
         rows = sum(self.tables.values())
@@ -82,6 +84,14 @@ class RestoreResult:
         ]
         if self.restored:
             lines.append(f"  restored:  {', '.join(self.restored)}")
+        if self.replaced_state_copy is not None:
+            lines.append(
+                f"  replaced state kept: {self.replaced_state_copy} (restore-all brings it back)"
+            )
+            lines.append(
+                f"  live-only files removed: {self.live_only_removed or 0} "
+                "(not in the backup; in the copy above)"
+            )
         lines += [f"  note:      {note}" for note in self.notes]
         lines.append(f"  duration:  {self.seconds:.1f} s")
         return lines
@@ -97,8 +107,12 @@ class RestoreResult:
             {"item": "pre-restore snapshot", "value": self.pre_restore_snapshot or "none"},
             {"item": "restored", "value": ", ".join(self.restored) or "database"},
             {"item": "confirmed by", "value": self.confirmed_by},
+
             {"item": "duration_s", "value": f"{self.seconds:.2f}"},
         ]
+        if self.replaced_state_copy is not None:
+            rows.append({"item": "replaced state kept", "value": self.replaced_state_copy})
+            rows.append({"item": "live-only files removed", "value": self.live_only_removed or 0})
         rows += [{"item": "note", "value": note} for note in self.notes]
         return rows
 

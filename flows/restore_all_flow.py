@@ -5,7 +5,8 @@ stream); extract it safely into a staging folder beside the live data and check 
 file against MANIFEST.json; verify and stage the database artifact it holds; plan the
 swaps (uploads, configuration files, application data — never the live database file,
 its snapshots, pre-restore snapshots anywhere in the folders, or the backup folder);
-write the pre-restore snapshot. Only then the swap phase (tasks/restore/all_swap.py): a
+write the pre-restore snapshots (the database's, and `full_before_restore_*.tar.gz` of
+everything the swap replaces, read back). Only then the swap phase (tasks/restore/all_swap.py): a
 durable journal in BACKUP_DIR, the renames in quick succession (SQLite: the database
 file is one of them; PostgreSQL: they run just before the checked transaction's COMMIT),
 the proof that the live tree is what was staged and checked (`prove_restored_tree`),
@@ -42,7 +43,7 @@ from tasks.restore.files import (
     remove_stale_staging,
     stage_beside,
 )
-from tasks.restore.plan import plan_file_swaps, restored_parts
+from tasks.restore.plan import live_only_files, plan_file_swaps, restored_parts
 from tasks.restore.sqlite import discard_staged
 from tasks.steps.backup import verify_backup
 from tasks.steps.restore import (
@@ -53,6 +54,7 @@ from tasks.steps.restore import (
     stage_full_backup,
     stage_sqlite_copy,
 )
+from tasks.steps.full_backup import snapshot_full_before_restore
 from tasks.steps.restore_all import swap_all_postgres, swap_all_sqlite
 
 
@@ -92,13 +94,18 @@ def restore_all(backup_file: str, confirm: bool = False) -> RestoreResult:
                 )
                 staged_db = sqlite_copy.path
             plan, notes = plan_file_swaps(settings, staged, staged_db)
+            removed = live_only_files(plan)  # counted before anything moves
             plan = stage_beside(plan, swapper.token)
 
             discard = [staging, *([staged_db] if staged_db is not None else [])]
             if sqlite_copy is not None:
                 snapshot, readable = snapshot_sqlite(settings.db_path)
             else:
-                snapshot = snapshot_postgres(settings)
+                snapshot, readable = snapshot_postgres(settings), True
+            # What the swap replaces, kept first in the full-backup format: the live-only
+            # files it removes are deleted only after this copy is complete and read back.
+            kept = snapshot_full_before_restore(settings, readable)
+            logger.info("current state kept as %s before the swap", kept.path)
             # From here on every live change is journalled in BACKUP_DIR; a kill is
             # undone or finished by the next command that takes the lock.
             if sqlite_copy is not None:
@@ -139,6 +146,8 @@ def restore_all(backup_file: str, confirm: bool = False) -> RestoreResult:
         confirmed_by=start.confirmed_by,
         restored=restored_parts(manifest, swapped),
         notes=notes,
+        replaced_state_copy=str(kept.path),
+        live_only_removed=removed,
     )
     for line in result.summary_lines():
         logger.info(line)
