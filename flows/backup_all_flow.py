@@ -11,7 +11,8 @@ from prefect import flow
 from flows.hooks import FAILURE_HOOKS
 from flows.locking import job_lock
 from flows.offsite_flow import OffsiteResult, check_offsite, copy_offsite
-from flows.reporting import human_size, publish_table, run_logger
+from flows.reporting import human_size, publish_table, run_logger, with_progress
+from tasks.backup.full_backup import estimated_bytes, plan_from_settings
 from tasks.core import clock
 from tasks.core.settings import load_settings
 from tasks.core.tiers import DEFAULT_TIER, check_tier, resolve_retention, tiers_of
@@ -19,6 +20,7 @@ from tasks.retention.plan import RetentionPolicy
 from tasks.steps.backup import rotate_backups
 from tasks.steps.full_backup import verify_full_backup, write_full_backup_task
 from tasks.steps.monitor import record_backup_metrics
+from tasks.stream import progress
 
 SHOWN_SKIPPED = 20  # lines in the summary; the manifest inside the archive has every one
 
@@ -79,6 +81,7 @@ class BackupAllResult:
 
 
 @flow(name="backup-all", log_prints=False, **FAILURE_HOOKS)  # type: ignore[call-overload]
+@with_progress("backup-all")
 def backup_all(
     retention_days: int | None = None, offsite: bool = False, tier: str = DEFAULT_TIER["full"]
 ) -> BackupAllResult:
@@ -90,6 +93,7 @@ def backup_all(
     if offsite:
         check_offsite(settings)  # a bad destination or key stops the run before any work
     logger = run_logger()
+    progress.expect(estimated_bytes(plan_from_settings(settings)))
     with job_lock(settings, "backup-all", must_write=True):
         artifact = write_full_backup_task(settings, tier)
         verify_full_backup(artifact)

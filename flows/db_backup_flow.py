@@ -11,7 +11,7 @@ from prefect import flow
 from flows.hooks import FAILURE_HOOKS
 from flows.locking import job_lock
 from flows.offsite_flow import OffsiteResult, check_offsite, copy_offsite
-from flows.reporting import human_size, publish_table, run_logger
+from flows.reporting import human_size, publish_table, run_logger, with_progress
 from tasks.core import clock
 from tasks.core.settings import load_settings
 from tasks.core.tiers import DEFAULT_TIER, check_tier, resolve_retention
@@ -56,6 +56,7 @@ class DbBackupResult:
 
 
 @flow(name="db-backup", log_prints=False, **FAILURE_HOOKS)  # type: ignore[call-overload]
+@with_progress("db-backup")
 def db_backup(
     retention_days: int | None = None, offsite: bool = False, tier: str = DEFAULT_TIER["db"]
 ) -> DbBackupResult:

@@ -19,7 +19,7 @@ from prefect import flow
 from flows.hooks import FAILURE_HOOKS
 from flows.locking import job_lock
 from flows.offsite_flow import release_fetched
-from flows.reporting import publish_table
+from flows.reporting import publish_table, with_progress
 from flows.restore_job import start_restore
 from tasks.core.errors import RestoreError, VerifyError
 from tasks.core.settings import Settings
@@ -107,7 +107,6 @@ class RestoreResult:
             {"item": "pre-restore snapshot", "value": self.pre_restore_snapshot or "none"},
             {"item": "restored", "value": ", ".join(self.restored) or "database"},
             {"item": "confirmed by", "value": self.confirmed_by},
-
             {"item": "duration_s", "value": f"{self.seconds:.2f}"},
         ]
         if self.replaced_state_copy is not None:
@@ -165,9 +164,7 @@ def restore_database(
             discard_staged(staged.path)  # gone already when the swap succeeded
         return DatabaseRestore(snapshot, check_sqlite(db_path))
     pg_snapshot = snapshot_postgres(settings)
-    loaded = load_postgres(
-        settings, verified.path, verified.compression, verified.sha256, expected
-    )
+    loaded = load_postgres(settings, verified.path, verified.compression, verified.sha256, expected)
     return DatabaseRestore(pg_snapshot, loaded.tables)
 
 
@@ -196,9 +193,7 @@ def restore_postgres_in_one_pass(settings: Settings, path: Path) -> VerifiedRest
     )
     snapshot = snapshot_postgres(settings)
     try:
-        loaded = load_postgres(
-            settings, path, checked.compression, checked.sha256, recorded.tables
-        )
+        loaded = load_postgres(settings, path, checked.compression, checked.sha256, recorded.tables)
     except VerifyError:
         if snapshot is not None:
             discard_snapshot(snapshot)
@@ -215,6 +210,7 @@ def restore_postgres_in_one_pass(settings: Settings, path: Path) -> VerifiedRest
 
 
 @flow(name="db-restore", log_prints=False, **FAILURE_HOOKS)  # type: ignore[call-overload]
+@with_progress("db-restore")
 def db_restore(backup_file: str, confirm: bool = False) -> RestoreResult:
     """Restore the admin database from a `.db.gz`/`.sql.gz` backup (ours or hand-made)."""
     start = start_restore(backup_file, confirm, "db-restore", full=False)

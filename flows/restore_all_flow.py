@@ -32,7 +32,7 @@ from flows.db_restore_flow import (
 from flows.hooks import FAILURE_HOOKS
 from flows.locking import job_lock
 from flows.offsite_flow import release_fetched
-from flows.reporting import publish_table
+from flows.reporting import publish_table, with_progress
 from flows.restore_job import start_restore
 from tasks.core.errors import VerifyError
 from tasks.restore.archive import discard_staging, new_staging_dir, prove_restored_tree
@@ -46,6 +46,7 @@ from tasks.restore.files import (
 from tasks.restore.plan import live_only_files, plan_file_swaps, restored_parts
 from tasks.restore.sqlite import discard_staged
 from tasks.steps.backup import verify_backup
+from tasks.steps.full_backup import snapshot_full_before_restore
 from tasks.steps.restore import (
     check_sqlite,
     identify_backup,
@@ -54,11 +55,11 @@ from tasks.steps.restore import (
     stage_full_backup,
     stage_sqlite_copy,
 )
-from tasks.steps.full_backup import snapshot_full_before_restore
 from tasks.steps.restore_all import swap_all_postgres, swap_all_sqlite
 
 
 @flow(name="restore-all", log_prints=False, **FAILURE_HOOKS)  # type: ignore[call-overload]
+@with_progress("restore-all")
 def restore_all(backup_file: str, confirm: bool = False) -> RestoreResult:
     """Restore database, uploads, configuration and application data from a full backup."""
     start = start_restore(backup_file, confirm, "restore-all", full=True)

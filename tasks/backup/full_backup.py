@@ -181,3 +181,24 @@ def write_full_backup(
         },
     )
     return artifact
+
+
+def estimated_bytes(plan: FullBackupPlan) -> int:
+    """About how many bytes the archive's tar stream carries (for a progress percentage):
+    the files' sizes, links not followed; the live database's file stands for its dump."""
+    total = 0
+    excluded = plan.data_exclude()
+    for root in (plan.uploads, plan.data):
+        if root is None or not root.is_dir():
+            continue
+        for dirpath, dirnames, filenames in os.walk(root):
+            here = Path(dirpath)
+            if root == plan.data:
+                dirnames[:] = [d for d in dirnames if here / d not in excluded]
+            for name in filenames:
+                with contextlib.suppress(OSError):
+                    total += os.lstat(here / name).st_size
+    for path in (*plan.config_files, *([plan.db_path] if plan.db_path else [])):
+        with contextlib.suppress(OSError):
+            total += os.stat(path).st_size
+    return total
