@@ -76,7 +76,11 @@ def live_source(settings: Settings, database_readable: bool) -> Iterator[Databas
         yield source_for(settings)
         return
     empty = partial_path(settings.backups / "empty_live_database.db")
-    sqlite3.connect(empty).close()
+    connection = sqlite3.connect(empty)
+    try:  # a table made and dropped: the file gets its SQLite header and no content
+        connection.executescript("CREATE TABLE placeholder (x); DROP TABLE placeholder;")
+    finally:
+        connection.close()
     try:
         yield SqliteSource(empty, settings.backups)
     finally:
