@@ -14,7 +14,7 @@ from collections.abc import Iterator
 from prefect import task
 from prefect.cache_policies import NO_CACHE
 
-from tasks.archive.full_archive import ArchiveSummary
+from tasks.archive.full_content import ArchiveSummary
 from tasks.archive.scan import ArchiveScan, scan_archive
 from tasks.backup.full_backup import plan_from_settings, write_full_backup
 from tasks.core.atomic import partial_path
