@@ -119,6 +119,8 @@ def check_settings(command: str, debug: bool = False) -> None:
         load_settings()
     except ConfigError as exc:
         if command not in ("schedule", "serve"):
+            import logging
+
             from flows.notify import notify_flow_failure
 
             quiet = logging.NullHandler()
