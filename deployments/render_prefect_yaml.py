@@ -24,10 +24,9 @@ import yaml
 
 from deployments.build import check_timezone
 from deployments.tiers import (
+    ALL_DEPLOYMENTS,
     COLLISION_STRATEGY,
     CONCURRENCY_LIMIT,
-    TAGS,
-    TIER_TABLE,
     WORK_POOL,
     Tier,
 )
@@ -54,9 +53,9 @@ def deployment_entry(tier: Tier, timezone: str) -> dict[str, Any]:
         "name": tier.deployment,
         "entrypoint": tier.entrypoint,
         "description": tier.description,
-        "tags": [*TAGS, f"tier:{tier.deployment}"],
+        "tags": tier.tags,
         "parameters": tier.parameters,
-        "schedules": [{"cron": tier.cron, "timezone": timezone}],
+        "schedules": [{"cron": tier.cron, "timezone": timezone}] if tier.cron else [],
         "concurrency_limit": {
             "limit": CONCURRENCY_LIMIT,
             "collision_strategy": COLLISION_STRATEGY,
@@ -75,7 +74,7 @@ def render(timezone: str = "UTC") -> str:
         "pull": [
             {"prefect.deployments.steps.set_working_directory": {"directory": "{{ $APP_ROOT }}"}}
         ],
-        "deployments": [deployment_entry(tier, timezone) for tier in TIER_TABLE],
+        "deployments": [deployment_entry(tier, timezone) for tier in ALL_DEPLOYMENTS],
     }
     body = yaml.safe_dump(document, sort_keys=False, allow_unicode=True, width=100)
     return HEADER.format(pool=WORK_POOL, timezone=timezone) + "\n" + body

@@ -63,6 +63,7 @@ def schedule_lines(
     rows: list[tuple[str, ...]] = []
     following: list[str] = []
     for tier in TIER_TABLE:
+        assert tier.cron is not None  # the tier table holds the schedules only
         runs = next_runs(tier.cron, timezone, now, max(count, 1))
         if tier.kind is None:
             last = "—"
