@@ -21,6 +21,7 @@ from flows.hooks import FAILURE_HOOKS
 from flows.offsite_flow import fetch_for_restore, release_fetched
 from flows.reporting import publish_table, run_logger
 from flows.restore_job import chosen_backup
+from tasks.catalog.listing import LATEST
 from tasks.catalog.records import list_backups, read_meta
 from tasks.core.settings import Settings, load_settings
 from tasks.steps.verify import (
@@ -153,7 +154,7 @@ def _db_artifact_checks(path: Path, settings: Settings, workdir: Path) -> list[C
 
 @flow(name="test-restore", log_prints=False, **FAILURE_HOOKS)  # type: ignore[call-overload]
 def test_restore(
-    backup_file: str | None = None, staging_server: str | None = None, as_of: str | None = None
+    backup_file: str | None = LATEST, staging_server: str | None = None, as_of: str | None = None
 ) -> TestRestoreResult:
     """Prove that a backup restores: every check of SPEC.md, each passed or failed with a reason.
 
