@@ -16,6 +16,7 @@ monitor, and the one catch-up happens when it is started again.
 
 from __future__ import annotations
 
+import os
 import sys
 from collections import defaultdict
 from dataclasses import dataclass, field
@@ -26,6 +27,7 @@ from uuid import UUID
 import httpx
 
 from deployments.build import build_deployments, check_timezone
+from deployments.tiers import ON_DEMAND, tier_table
 from tasks.core.errors import BackupError, ConfigError
 from tasks.core.folder_rules import check_folder_rules
 from tasks.core.settings import load_settings
@@ -158,7 +160,12 @@ def serve_tiers(timezone: str | None = None) -> None:
     api_url = require_api_url()
     if settings is not None:  # every tier's run would refuse these folders: say so now
         check_folder_rules(settings)
-    built = build_deployments(timezone)
+    pitr = (
+        settings.pitr_enabled
+        if settings is not None
+        else os.environ.get("PITR_ENABLED", "").strip().lower() in ("1", "true", "yes", "on")
+    )
+    built = build_deployments(timezone, (*tier_table(pitr), *ON_DEMAND))
     for reason in built.unavailable.values():
         print(f"chatbot-backup serve: warning: {reason}; this tier is not served", file=sys.stderr)
     if not built.deployments:

@@ -40,7 +40,8 @@ class Tier:
     retention_days: int | None = None  # None: the job keeps no backups (the monitor)
     offsite: bool = False
     tier: str | None = None  # the retention tier its backups carry (tasks.core.tiers.TIERS)
-    kind: str | None = None  # "db" or "full": the kind of backup it makes
+    kind: str | None = None  # "db", "full" or "base": the kind of backup it makes
+    needs_pitr: bool = False  # scheduled only with PITR_ENABLED=true
     defaults: tuple[tuple[str, Any], ...] = ()  # an on-demand form's default parameters
 
     @property
@@ -80,6 +81,7 @@ ENTRYPOINTS: dict[str, str] = {
     "db-backup": "flows.db_backup_flow.db_backup",
     "backup-all": "flows.backup_all_flow.backup_all",
     "monitor-backups": "flows.monitor_flow.monitor_backups",
+    "base-backup": "flows.base_backup_flow.base_backup",
 }
 
 ON_DEMAND_NAME = "on-demand"
@@ -143,6 +145,7 @@ def backup_tier_row(tier: core_tiers.Tier) -> Tier:
         offsite=tier.offsite,
         tier=tier.name,
         kind=tier.kind,
+        needs_pitr=tier.needs_pitr,
     )
 
 
@@ -156,21 +159,29 @@ def schedule_row(schedule: core_tiers.Schedule) -> Tier:
     )
 
 
-TIER_TABLE: tuple[Tier, ...] = (
-    *(backup_tier_row(t) for t in core_tiers.TIER_TABLE),
-    *(schedule_row(s) for s in core_tiers.OTHER_SCHEDULES),
-)
+def tier_table(pitr_enabled: bool = False) -> tuple[Tier, ...]:
+    """The scheduled deployments; `base-backup/weekly` only with PITR_ENABLED=true."""
+    return (
+        *(backup_tier_row(t) for t in core_tiers.active_tiers(pitr_enabled)),
+        *(schedule_row(s) for s in core_tiers.OTHER_SCHEDULES),
+    )
+
+
+# Without point-in-time recovery (the default; what the committed prefect.yaml holds).
+TIER_TABLE: tuple[Tier, ...] = tier_table(False)
+# Every row, the PITR ones included.
+ALL_TIERS: tuple[Tier, ...] = tier_table(True)
+
+DEPLOYMENT_NAMES: tuple[str, ...] = tuple(t.full_name for t in ALL_TIERS)
 
 # What `serve` registers and prefect.yaml describes: the schedules, then the on-demand ones.
-ALL_DEPLOYMENTS: tuple[Tier, ...] = (*TIER_TABLE, *ON_DEMAND)
-
-DEPLOYMENT_NAMES: tuple[str, ...] = tuple(t.full_name for t in TIER_TABLE)
+ALL_DEPLOYMENTS: tuple[Tier, ...] = (*TIER_TABLE, *ON_DEMAND)  # PITR off, as prefect.yaml
 ON_DEMAND_NAMES: tuple[str, ...] = tuple(t.full_name for t in ON_DEMAND)
 
 
 def tier_by_name(full_name: str) -> Tier:
     """The row for `flow/deployment`; KeyError names the known ones."""
-    for tier in ALL_DEPLOYMENTS:
+    for tier in (*ALL_TIERS, *ON_DEMAND):
         if tier.full_name == full_name:
             return tier
     raise KeyError(f"no tier deployment {full_name!r}; known: {', '.join(DEPLOYMENT_NAMES)}")
