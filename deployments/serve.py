@@ -26,7 +26,7 @@ from uuid import UUID
 import httpx
 
 from deployments.build import build_deployments, check_timezone
-from deployments.tiers import tier_table
+from deployments.tiers import ON_DEMAND, tier_table
 from tasks.core.errors import BackupError, ConfigError
 from tasks.core.folder_rules import check_folder_rules
 from tasks.core.settings import load_settings
@@ -175,7 +175,7 @@ def serve_tiers(timezone: str | None = None) -> None:
         print(f"chatbot-backup serve: {line}", file=sys.stderr, flush=True)
     api_url = require_api_url()
     check_folder_rules(settings)  # every tier's run would refuse these folders: say so now
-    built = build_deployments(timezone, tier_table(settings.pitr_enabled))
+    built = build_deployments(timezone, (*tier_table(settings.pitr_enabled), *ON_DEMAND))
     for reason in built.unavailable.values():
         print(f"chatbot-backup serve: warning: {reason}; this tier is not served", file=sys.stderr)
     if not built.deployments:
