@@ -13,8 +13,8 @@ def add_commands(commands: Any) -> None:
         description=(
             "List every backup in BACKUP_DIR (and at OFFSITE_DESTINATION with --offsite), "
             "newest first: name, kind, tier, created (UTC), size and where it is "
-            "(local, offsite, both). Only good backups unless --all. "
-            "Reads BACKUP_DIR, OFFSITE_DESTINATION and the cloud credentials of its SDK."
+            "(local, offsite, both). Only good backups unless --all.\n\n"
+            "reads: BACKUP_DIR, OFFSITE_DESTINATION and the cloud credentials of its SDK."
         ),
     )
     listing.add_argument(
