@@ -73,6 +73,7 @@ ENTRYPOINTS: dict[str, str] = {
     "db-backup": "flows.db_backup_flow.db_backup",
     "backup-all": "flows.backup_all_flow.backup_all",
     "monitor-backups": "flows.monitor_flow.monitor_backups",
+    "dr-drill": "flows.dr_drill_flow.dr_drill",
 }
 
 

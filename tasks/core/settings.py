@@ -92,8 +92,16 @@ class Settings(BaseSettings):
     monitor_free_space_multiple: float = Field(default=2.0, ge=0)
     monitor_rpo_database_hours: float = Field(default=6.0, gt=0, le=MAX_HOURS)
     monitor_rpo_files_hours: float = Field(default=24.0, gt=0, le=MAX_HOURS)
+    monitor_rpo_logs_hours: float = Field(default=168.0, gt=0, le=MAX_HOURS)  # logs: weekly
     monitor_check_deployments: bool = True
     alert_timeout: float = Field(default=10.0, gt=0)
+
+    # dr-drill (and test-restore): the guide's RTO table, and where scratch databases go.
+    rto_complete_failure_minutes: float = Field(default=240.0, gt=0, le=MAX_HOURS * 60)
+    rto_database_corruption_minutes: float = Field(default=120.0, gt=0, le=MAX_HOURS * 60)
+    # A role with CREATEDB; scratch databases are created there and dropped. Default: the
+    # server of ADMIN_DATABASE_URL.
+    restore_test_database_url: SecretStr | None = None
 
     # migrate-to-postgres: the target (a secret; the CLI's --target-url lands here).
     migrate_target_database_url: SecretStr | None = None
@@ -255,6 +263,7 @@ def load_settings(check_folders: bool = True, **overrides: object) -> Settings:
     for secret in (
         settings.admin_database_url,
         settings.pitr_database_url,
+        settings.restore_test_database_url,
         settings.smtp_password,
         settings.alert_slack_webhook,
         settings.alert_webhook,
@@ -267,6 +276,7 @@ def load_settings(check_folders: bool = True, **overrides: object) -> Settings:
         settings.admin_database_url,
         settings.migrate_target_database_url,
         settings.pitr_database_url,
+        settings.restore_test_database_url,
     ):
         if url is not None:
             _register_url_password(url.get_secret_value())

@@ -118,6 +118,24 @@ FAMILIES: tuple[Family, ...] = (
         "Unix time of the last monitor run.",
         ("chatbot_backup_monitor_last_run_timestamp_seconds",),
     ),
+    Family(
+        "chatbot_dr_drill_success",
+        "gauge",
+        "1 if the last DR drill of each scenario restored and met its RTO and RPO, 0 if not.",
+        ("chatbot_dr_drill_success",),
+    ),
+    Family(
+        "chatbot_dr_drill_seconds",
+        "gauge",
+        "How long the last DR drill of each scenario took, fetch to last check.",
+        ("chatbot_dr_drill_seconds",),
+    ),
+    Family(
+        "chatbot_dr_drill_timestamp_seconds",
+        "gauge",
+        "Unix time of the last successful DR drill of each scenario (0: none yet).",
+        ("chatbot_dr_drill_timestamp_seconds",),
+    ),
 )
 _KNOWN_SAMPLES = {s for f in FAMILIES for s in f.samples}
 
@@ -387,6 +405,20 @@ def record_offsite_status(settings: Any, kind: str, scheme: str, ok: bool) -> bo
     return publish(
         settings, {key("chatbot_offsite_backup_status", kind=kind, scheme=scheme): 1 if ok else 0}
     )
+
+
+def record_dr_drill(
+    settings: Any, scenario: str, passed: bool, seconds: float, when: float | None = None
+) -> bool:
+    """A DR drill's outcome; the timestamp moves only on success (the overdue alert's clock)."""
+    stamp = key("chatbot_dr_drill_timestamp_seconds", scenario=scenario)
+    updates: dict[SampleKey, float | None] = {
+        key("chatbot_dr_drill_success", scenario=scenario): 1 if passed else 0,
+        key("chatbot_dr_drill_seconds", scenario=scenario): round(seconds, 3),
+    }
+    if passed:
+        updates[stamp] = when or time.time()
+    return publish(settings, updates, {stamp: 0})
 
 
 def offsite_scheme(destination: str) -> str:
