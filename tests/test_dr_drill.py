@@ -70,6 +70,28 @@ def drill(platform: Platform, *args: str, **env: str) -> tuple[int, str, str, di
     return done.returncode, done.stdout, done.stderr, report
 
 
+def drill_api(
+    platform: Platform, monkeypatch: pytest.MonkeyPatch, **env: str
+) -> tuple[int, str, str, dict[str, object]]:
+    """The same drill through the Python API (no CLI start-up): exit code, "", reasons."""
+    from flows import dr_drill
+
+    args = {k: env.pop(k) for k in ("scenario",) if k in env}
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    before = tree_digest(platform.root)
+    result = dr_drill(**args)
+    assert tree_digest(platform.root) == before, "the drill changed the live platform"
+    [*_, report] = reports(platform)
+    return result.exit_code, "", " ".join(result.reasons), report
+
+
+def backup(kind: str) -> None:
+    from flows import backup_all, db_backup
+
+    (backup_all if kind == "full" else db_backup)()
+
+
 def steps_of(report: dict[str, object]) -> dict[str, dict[str, object]]:
     return {str(s["step"]): s for s in report["steps"]}  # type: ignore[attr-defined,index]
 
@@ -105,13 +127,13 @@ def test_complete_failure_drill_restores_proves_and_reports(platform: Platform) 
 
 
 def test_database_corruption_drill_uses_the_newest_database_backup(
-    platform: Platform,
+    platform: Platform, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     fill(platform)
-    assert platform.run("backup-all").returncode == 0
-    assert platform.run("db-backup").returncode == 0
+    backup("full")
+    backup("db")
     [db_backup] = platform.backup_files("admin_sqlite_*.db.gz")
-    code, out, err, report = drill(platform, "--scenario", "database-corruption")
+    code, out, err, report = drill_api(platform, monkeypatch, scenario="database-corruption")
     assert code == 0, out + err
     assert report["backup"] == db_backup.name
     assert report["rto"]["limit_minutes"] == 120  # type: ignore[index]
@@ -119,9 +141,11 @@ def test_database_corruption_drill_uses_the_newest_database_backup(
     assert "row counts match" in str(steps_of(report)["checks"]["detail"])
 
 
-def test_a_backup_that_does_not_restore_fails_with_the_reason(platform: Platform) -> None:
+def test_a_backup_that_does_not_restore_fails_with_the_reason(
+    platform: Platform, monkeypatch: pytest.MonkeyPatch
+) -> None:
     fill(platform)
-    assert platform.run("db-backup").returncode == 0
+    backup("db")
     [artifact] = platform.backup_files("admin_sqlite_*.db.gz")
     # A well-formed gzip stream (and sidecar) of something that is not the database.
     data = gzip.compress(b"SQLite format 3\x00" + os.urandom(8192))
@@ -129,15 +153,14 @@ def test_a_backup_that_does_not_restore_fails_with_the_reason(platform: Platform
     sidecar = artifact.with_name(artifact.name + ".sha256")
     sidecar.write_text(f"{hashlib.sha256(data).hexdigest()}  {artifact.name}\n")
     with http_receiver() as hooks:
-        code, out, err, report = drill(
-            platform, "--scenario", "database-corruption", ALERT_WEBHOOK=hooks.url + "/h"
+        code, out, err, report = drill_api(
+            platform, monkeypatch, scenario="database-corruption", ALERT_WEBHOOK=hooks.url + "/h"
         )
         [post] = hooks.wait_for(1)
     assert code == 1
     assert report["passed"] is False and report["restored"] is False
     reasons = " ".join(report["reasons"])  # type: ignore[arg-type]
     assert "checks:" in reasons or "database restore:" in reasons, reasons
-    assert "dr-drill: FAILED" in err and len(err.strip().splitlines()) == 1
     alert = json.loads(post.body)
     assert alert["job"] == "dr-drill" and alert["status"] == "failed"
     assert metric(platform, "chatbot_dr_drill_success", "database-corruption") == 0
@@ -145,12 +168,14 @@ def test_a_backup_that_does_not_restore_fails_with_the_reason(platform: Platform
     assert metric(platform, "chatbot_dr_drill_timestamp_seconds", "database-corruption") == 0
 
 
-def test_a_truncated_archive_fails_at_verify(platform: Platform) -> None:
+def test_a_truncated_archive_fails_at_verify(
+    platform: Platform, monkeypatch: pytest.MonkeyPatch
+) -> None:
     fill(platform)
-    assert platform.run("backup-all").returncode == 0
+    backup("full")
     [archive] = platform.backup_files("full_backup_*.tar.gz")
     archive.write_bytes(archive.read_bytes()[: archive.stat().st_size // 2])
-    code, _, err, report = drill(platform)
+    code, _, err, report = drill_api(platform, monkeypatch)
     assert code == 1
     steps = steps_of(report)
     assert steps["fetch"]["result"] == "pass" and steps["verify"]["result"] == "FAIL"
@@ -161,15 +186,18 @@ def test_a_truncated_archive_fails_at_verify(platform: Platform) -> None:
 def test_no_backup_fails(platform: Platform) -> None:
     platform.backups.mkdir(mode=0o700)
     code, _, err, report = drill(platform)
-    assert code == 1 and "no full backup" in err
+    assert code == 1 and "no full backup" in err and len(err.strip().splitlines()) == 1
     assert steps_of(report)["fetch"]["result"] == "FAIL"
 
 
-def test_missed_rto_and_rpo_fail_the_drill(platform: Platform) -> None:
+def test_missed_rto_and_rpo_fail_the_drill(
+    platform: Platform, monkeypatch: pytest.MonkeyPatch
+) -> None:
     fill(platform)
-    assert platform.run("backup-all").returncode == 0
-    code, _, err, report = drill(
+    backup("full")
+    code, _, err, report = drill_api(
         platform,
+        monkeypatch,
         RTO_COMPLETE_FAILURE_MINUTES="0.0001",
         MONITOR_RPO_FILES_HOURS="0.0000001",
     )
@@ -232,7 +260,7 @@ def test_drill_from_an_encrypted_s3_copy_only(
 def test_restored_sqlite_matches_the_live_database(platform: Platform) -> None:
     """The drill's scratch restore is a real copy: prove the proof with sqlite3 itself."""
     fill(platform)
-    assert platform.run("db-backup").returncode == 0
+    backup("db")
     [artifact] = platform.backup_files("admin_sqlite_*.db.gz")
     from tasks.drill.scratch_db import prove, restore_scratch
 
