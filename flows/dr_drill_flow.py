@@ -149,7 +149,7 @@ def _database_steps(
 
 
 def _restored(scratch: ScratchDatabase) -> tuple[str, ScratchDatabase]:
-    return f"restored into a {scratch.where.removeprefix('scratch ')}", scratch
+    return f"restored into a {scratch.where}", scratch
 
 
 def _full_archive(run: _Runner, settings: Settings, path: Path, workdir: Path) -> None:

@@ -275,3 +275,33 @@ def test_restored_sqlite_matches_the_live_database(platform: Platform) -> None:
     assert "row counts match" in prove(scratch, {"agents": 20, "messages": 200}, None)
     with pytest.raises(Exception, match="row counts differ"):
         prove(scratch, {"agents": 21, "messages": 200}, None)
+
+
+def test_postgres_drill_uses_a_scratch_database_on_restore_test_database_url(
+    platform: Platform, monkeypatch: pytest.MonkeyPatch, pg_database: str
+) -> None:
+    from tests.conftest import fill_postgres, pg_admin, pg_dump_text, pg_url
+
+    fill_postgres(pg_database, rows=300)
+    platform.set(monkeypatch, ADMIN_DB_TYPE="postgres", ADMIN_DATABASE_URL=pg_url(pg_database))
+    backup("db")
+    before = pg_dump_text(pg_database)
+    code, _, reasons, report = drill_api(
+        platform,
+        monkeypatch,
+        scenario="database-corruption",
+        RESTORE_TEST_DATABASE_URL=pg_url("postgres"),
+    )
+    assert code == 0, reasons
+    steps = steps_of(report)
+    assert "scratch PostgreSQL database chatbot_dr_drill_" in str(
+        steps["database restore"]["detail"]
+    )
+    assert "370 rows" in str(steps["checks"]["detail"])  # 50 agents, 300 messages, 20 events
+    assert "row counts match" in str(steps["checks"]["detail"])
+    assert pg_dump_text(pg_database) == before  # the live database untouched
+    with pg_admin() as conn:
+        left = conn.execute(
+            "SELECT datname FROM pg_database WHERE datname LIKE 'chatbot_dr_drill_%'"
+        ).fetchall()
+    assert left == []  # the scratch database was dropped

@@ -232,7 +232,8 @@ def test_every_quick_reference_line_runs_as_written(
     shutil.copytree(SCRIPTS, platform.root / "scripts")
     fake_data = tmp_path / "data"
     backups = fake_data / "backups"
-    if not Path("/data").exists():
+    made_mount_point = not Path("/data").exists()
+    if made_mount_point:
         Path("/data").mkdir(mode=0o755)  # an empty mount point; nothing is written to it
     env = {
         **{k: v for k, v in os.environ.items() if k not in ("BACKUP_DIR", "APP_ROOT")},
@@ -282,4 +283,6 @@ def test_every_quick_reference_line_runs_as_written(
     assert "Are you sure you want to continue? (yes/no)" in outcomes[QUICK_REFERENCE[5]][1]
     assert list((tmp_path / "offsite").glob("full_backup_*.tar.gz"))
     assert not any(Path("/data").iterdir()), "the machine's /data was written to"
+    if made_mount_point:
+        Path("/data").rmdir()
     assert sys.executable  # the same interpreter's installation ran every line
