@@ -24,6 +24,8 @@ _EXPORTS = {
     "db_backup": "flows.db_backup_flow",
     "RestoreResult": "flows.db_restore_flow",
     "db_restore": "flows.db_restore_flow",
+    "ListResult": "flows.list_backups_flow",
+    "list_backups": "flows.list_backups_flow",
     "MigrationResult": "flows.migrate_to_postgres_flow",
     "migrate_to_postgres": "flows.migrate_to_postgres_flow",
     "MonitorResult": "flows.monitor_flow",
@@ -45,6 +47,7 @@ __all__ = [
     "BaseBackupResult",
     "DbBackupResult",
     "DrDrillResult",
+    "ListResult",
     "MigrationResult",
     "MonitorResult",
     "OffsiteResult",
@@ -58,6 +61,7 @@ __all__ = [
     "db_backup",
     "db_restore",
     "dr_drill",
+    "list_backups",
     "migrate_to_postgres",
     "monitor_backups",
     "offsite_setup",
@@ -78,12 +82,14 @@ def __getattr__(name: str) -> Any:
 def __dir__() -> list[str]:
     return sorted([*globals(), *_EXPORTS])
 
+
 if TYPE_CHECKING:
     from flows.backup_all_flow import BackupAllResult, backup_all
     from flows.base_backup_flow import BaseBackupResult, base_backup
     from flows.db_backup_flow import DbBackupResult, db_backup
     from flows.db_restore_flow import RestoreResult, db_restore
     from flows.dr_drill_flow import DrDrillResult, dr_drill
+    from flows.list_backups_flow import ListResult, list_backups
     from flows.migrate_to_postgres_flow import MigrationResult, migrate_to_postgres
     from flows.monitor_flow import MonitorResult, monitor_backups
     from flows.offsite_flow import (

@@ -96,19 +96,22 @@ class Settings(BaseSettings):
     monitor_check_deployments: bool = True
     alert_timeout: float = Field(default=10.0, gt=0)
 
-    # dr-drill (and test-restore): the guide's RTO table, and where scratch databases go.
+    # dr-drill: the guide's RTO table.
     rto_complete_failure_minutes: float = Field(default=240.0, gt=0, le=MAX_HOURS * 60)
     rto_database_corruption_minutes: float = Field(default=120.0, gt=0, le=MAX_HOURS * 60)
-    # A role with CREATEDB; scratch databases are created there and dropped. Default: the
-    # server of ADMIN_DATABASE_URL.
-    restore_test_database_url: SecretStr | None = None
 
     # migrate-to-postgres: the target (a secret; the CLI's --target-url lands here).
     migrate_target_database_url: SecretStr | None = None
 
+    # test-restore's (and dr-drill's) scratch databases: a role with CREATEDB, so the
+    # app's own role needs none; default ADMIN_DATABASE_URL.
+    restore_test_database_url: SecretStr | None = None
+
     # PostgreSQL point-in-time recovery (tasks/pitr/): WAL archive, base backups.
     pitr_enabled: bool = False
-    pitr_database_url: SecretStr | None = None  # a role with REPLICATION; default ADMIN_DATABASE_URL
+    pitr_database_url: SecretStr | None = (
+        None  # a role with REPLICATION; default ADMIN_DATABASE_URL
+    )
     wal_push_offsite: bool = False
     monitor_wal_max_age_minutes: float = Field(default=15.0, gt=0)
     # How PostgreSQL's archive/restore_command reaches this tool, e.g. a wrapper script;
@@ -210,6 +213,17 @@ class Settings(BaseSettings):
                 "(or set MIGRATE_TARGET_DATABASE_URL)"
             )
         return url.get_secret_value()
+
+    def scratch_database_url(self) -> tuple[str, str] | None:
+        """Where scratch databases are created, and the variable that says so:
+        RESTORE_TEST_DATABASE_URL, else ADMIN_DATABASE_URL; None when neither is set."""
+        for variable, url in (
+            ("RESTORE_TEST_DATABASE_URL", self.restore_test_database_url),
+            ("ADMIN_DATABASE_URL", self.admin_database_url),
+        ):
+            if url is not None and url.get_secret_value():
+                return url.get_secret_value(), variable
+        return None
 
     def pitr_url(self) -> str:
         """PITR_DATABASE_URL (a secret), else ADMIN_DATABASE_URL; ConfigError when neither."""

@@ -101,6 +101,10 @@ FAMILIES: tuple[Family, ...] = (
         "chatbot_backup_monitor_last_run_timestamp_seconds", "Unix time of the last monitor run."
     ),
     _gauge(
+        "chatbot_wal_last_archived_timestamp_seconds",
+        "Unix time PostgreSQL last archived a WAL segment (pg_stat_archiver; PITR_ENABLED).",
+    ),
+    _gauge(
         "chatbot_dr_drill_success",
         "1 if the last DR drill of each scenario restored and met its RTO and RPO, 0 if not.",
     ),
