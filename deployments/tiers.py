@@ -82,6 +82,7 @@ ENTRYPOINTS: dict[str, str] = {
     "backup-all": "flows.backup_all_flow.backup_all",
     "monitor-backups": "flows.monitor_flow.monitor_backups",
     "base-backup": "flows.base_backup_flow.base_backup",
+    "dr-drill": "flows.dr_drill_flow.dr_drill",
 }
 
 ON_DEMAND_NAME = "on-demand"
@@ -97,6 +98,13 @@ def on_demand(flow: str, entrypoint: str, description: str, **defaults: Any) -> 
 # The jobs an operator starts from the Prefect UI with a form (SPEC: "restores from the
 # Prefect UI"). A restore started there pauses until the operator confirms it. One line each.
 ON_DEMAND: tuple[Tier, ...] = (
+    on_demand(
+        "dr-drill",
+        "flows.dr_drill_flow.dr_drill",
+        "DR drill into scratch space (nothing live is touched), timed against RTO/RPO.",
+        scenario="complete-failure",
+        from_offsite=False,
+    ),
     on_demand(
         "db-restore",
         "flows.db_restore_flow.db_restore",

@@ -19,6 +19,8 @@ _EXPORTS = {
     "BaseBackupResult": "flows.base_backup_flow",
     "base_backup": "flows.base_backup_flow",
     "DbBackupResult": "flows.db_backup_flow",
+    "DrDrillResult": "flows.dr_drill_flow",
+    "dr_drill": "flows.dr_drill_flow",
     "db_backup": "flows.db_backup_flow",
     "RestoreResult": "flows.db_restore_flow",
     "db_restore": "flows.db_restore_flow",
@@ -44,6 +46,7 @@ __all__ = [
     "BackupAllResult",
     "BaseBackupResult",
     "DbBackupResult",
+    "DrDrillResult",
     "ListResult",
     "MigrationResult",
     "MonitorResult",
@@ -57,6 +60,7 @@ __all__ = [
     "base_backup",
     "db_backup",
     "db_restore",
+    "dr_drill",
     "list_backups",
     "migrate_to_postgres",
     "monitor_backups",
@@ -84,6 +88,7 @@ if TYPE_CHECKING:
     from flows.base_backup_flow import BaseBackupResult, base_backup
     from flows.db_backup_flow import DbBackupResult, db_backup
     from flows.db_restore_flow import RestoreResult, db_restore
+    from flows.dr_drill_flow import DrDrillResult, dr_drill
     from flows.list_backups_flow import ListResult, list_backups
     from flows.migrate_to_postgres_flow import MigrationResult, migrate_to_postgres
     from flows.monitor_flow import MonitorResult, monitor_backups

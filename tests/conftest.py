@@ -44,6 +44,11 @@ _PRODUCT_VARIABLES = (
 ).split()
 _PRODUCT_VARIABLES.append("MIGRATE_TARGET_DATABASE_URL")  # migrate-to-postgres's target
 _PRODUCT_VARIABLES.append("RESTORE_TEST_DATABASE_URL")  # test-restore's scratch server
+_PRODUCT_VARIABLES += [  # dr-drill
+    "RTO_COMPLETE_FAILURE_MINUTES",
+    "RTO_DATABASE_CORRUPTION_MINUTES",
+    "MONITOR_RPO_LOGS_HOURS",
+]
 
 
 @pytest.fixture(scope="session")

@@ -54,6 +54,7 @@ SPEC_TABLE: dict[str, tuple[str, dict[str, Any]]] = {
         {"retention_days": 365, "offsite": True, "tier": "monthly"},
     ),
     "monitor-backups/hourly": ("0 * * * *", {}),
+    "dr-drill/quarterly": ("0 5 1 1,4,7,10 *", {}),
 }
 
 

@@ -260,7 +260,7 @@ def test_offsite_scheme_labels_carry_no_destination() -> None:
 def test_alert_rules_are_valid() -> None:
     done = subprocess.run([PROMTOOL, "check", "rules", str(RULES)], capture_output=True, text=True)  # type: ignore[list-item]
     assert done.returncode == 0, done.stdout + done.stderr
-    assert "SUCCESS: 12 rules found" in done.stdout
+    assert "SUCCESS: 14 rules found" in done.stdout  # 12 + the two DR-drill rules
 
 
 @needs_promtool
@@ -279,5 +279,7 @@ def test_no_backup_and_backup_failed_rules_fire() -> None:
         "ChatbotWalArchiveStale",
         "ChatbotWalArchiveStopped",
         "ChatbotBaseBackupMissing",
+        "ChatbotDrDrillFailed",
+        "ChatbotDrDrillOverdue",
     ):
         assert f"alertname: {rule}" in tests

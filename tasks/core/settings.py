@@ -92,8 +92,13 @@ class Settings(BaseSettings):
     monitor_free_space_multiple: float = Field(default=2.0, ge=0)
     monitor_rpo_database_hours: float = Field(default=6.0, gt=0, le=MAX_HOURS)
     monitor_rpo_files_hours: float = Field(default=24.0, gt=0, le=MAX_HOURS)
+    monitor_rpo_logs_hours: float = Field(default=168.0, gt=0, le=MAX_HOURS)  # logs: weekly
     monitor_check_deployments: bool = True
     alert_timeout: float = Field(default=10.0, gt=0)
+
+    # dr-drill: the guide's RTO table.
+    rto_complete_failure_minutes: float = Field(default=240.0, gt=0, le=MAX_HOURS * 60)
+    rto_database_corruption_minutes: float = Field(default=120.0, gt=0, le=MAX_HOURS * 60)
 
     # migrate-to-postgres: the target (a secret; the CLI's --target-url lands here).
     migrate_target_database_url: SecretStr | None = None

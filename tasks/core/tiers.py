@@ -125,6 +125,13 @@ OTHER_SCHEDULES: tuple[Schedule, ...] = (
         "0 * * * *",
         "Backup health checks every hour: alerts and metrics.",
     ),
+    Schedule(
+        "dr-drill",
+        "quarterly",
+        "0 5 1 1,4,7,10 *",
+        "Quarterly DR drill: the newest full backup restored into a scratch environment, "
+        "timed against the RTO and RPO tables.",
+    ),
 )
 
 TIERS: tuple[str, ...] = tuple(dict.fromkeys(t.name for t in TIER_TABLE))

@@ -104,6 +104,18 @@ FAMILIES: tuple[Family, ...] = (
         "chatbot_wal_last_archived_timestamp_seconds",
         "Unix time PostgreSQL last archived a WAL segment (pg_stat_archiver; PITR_ENABLED).",
     ),
+    _gauge(
+        "chatbot_dr_drill_success",
+        "1 if the last DR drill of each scenario restored and met its RTO and RPO, 0 if not.",
+    ),
+    _gauge(
+        "chatbot_dr_drill_seconds",
+        "How long the last DR drill of each scenario took, fetch to last check.",
+    ),
+    _gauge(
+        "chatbot_dr_drill_timestamp_seconds",
+        "Unix time of the last successful DR drill of each scenario (0: none yet).",
+    ),
 )
 _KNOWN_SAMPLES = {s for f in FAMILIES for s in f.samples}
 

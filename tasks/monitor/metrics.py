@@ -38,6 +38,7 @@ __all__ = [
     "publish",
     "record_backup_failure",
     "record_backup_success",
+    "record_dr_drill",
     "record_job_failure",
     "record_monitor_run",
     "record_offsite_status",
@@ -141,6 +142,20 @@ def record_offsite_status(settings: Any, kind: str, scheme: str, ok: bool) -> bo
     return publish(
         settings, {key("chatbot_offsite_backup_status", kind=kind, scheme=scheme): 1 if ok else 0}
     )
+
+
+def record_dr_drill(
+    settings: Any, scenario: str, passed: bool, seconds: float, when: float | None = None
+) -> bool:
+    """A DR drill's outcome; the timestamp moves only on success (the overdue alert's clock)."""
+    stamp = key("chatbot_dr_drill_timestamp_seconds", scenario=scenario)
+    updates: dict[SampleKey, float | None] = {
+        key("chatbot_dr_drill_success", scenario=scenario): 1 if passed else 0,
+        key("chatbot_dr_drill_seconds", scenario=scenario): round(seconds, 3),
+    }
+    if passed:
+        updates[stamp] = when or time.time()
+    return publish(settings, updates, {stamp: 0})
 
 
 def offsite_scheme(destination: str) -> str:

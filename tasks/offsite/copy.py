@@ -216,6 +216,11 @@ def _read_remote_meta(dest: Destination, remote_name: str) -> dict[str, Any]:
     return data if isinstance(data, dict) else {}
 
 
+def read_remote_meta(dest: Destination, remote_name: str) -> dict[str, Any]:
+    """A remote backup's `NAME.meta.json` (tier, table row counts, ...); {} when absent."""
+    return _read_remote_meta(dest, remote_name)
+
+
 def _existing_copy(
     dest: Destination, local: Path, remote_name: str, source_sha256: str, encrypted: bool
 ) -> tuple[str, int] | None:
