@@ -22,7 +22,7 @@ def add_commands(commands: Any) -> None:
             "counts, time every step and compare the total with the RTO table and each data "
             "class's newest backup with the RPO table. Writes $BACKUP_DIR/reports/"
             "dr_drill_*.md and .json. Exit 0 when it restored and met RTO and RPO, 1 otherwise "
-            "(and it alerts). Reads BACKUP_DIR, ADMIN_DB_TYPE, ADMIN_DATABASE_URL, "
+            "(and it alerts).\n\nreads: BACKUP_DIR, ADMIN_DB_TYPE, ADMIN_DATABASE_URL, "
             "RESTORE_TEST_DATABASE_URL (scratch PostgreSQL databases), OFFSITE_DESTINATION and "
             "BACKUP_ENCRYPTION_IDENTITY (--from-offsite), RTO_COMPLETE_FAILURE_MINUTES (240), "
             "RTO_DATABASE_CORRUPTION_MINUTES (120), MONITOR_RPO_DATABASE_HOURS (6), "
