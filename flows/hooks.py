@@ -23,6 +23,9 @@ def on_flow_failure(flow: Any, flow_run: Any, state: Any) -> None:
     """Record a failed or crashed run (alerts and metrics: `flows.notify`)."""
     message = failure_message(state)
     log.error("%s failed: %s", getattr(flow, "name", "flow"), message)
+    from flows.events import emit_job_event
+
+    emit_job_event(getattr(flow, "name", "flow"), False, flow_run, message=message)
     try:
         from flows.notify import notify_flow_failure
     except ImportError:  # notifications not installed in this build
@@ -30,7 +33,22 @@ def on_flow_failure(flow: Any, flow_run: Any, state: Any) -> None:
     notify_flow_failure(getattr(flow, "name", "flow"), message)
 
 
+def on_flow_completion(flow: Any, flow_run: Any, state: Any) -> None:
+    """Emit `chatbot-backup.<job>.completed` (or `.failed` when a restore proof failed)."""
+    from flows.events import emit_job_event
+
+    try:
+        result = state.result(raise_on_failure=False)
+    except Exception:  # a result that cannot be read still ends in an event
+        result = None
+    passed = getattr(result, "passed", None)
+    ok = passed if isinstance(passed, bool) else True
+    emit_job_event(getattr(flow, "name", "flow"), ok, flow_run, result=result)
+
+
 FAILURE_HOOKS: dict[str, list[Any]] = {
     "on_failure": [on_flow_failure],
     "on_crashed": [on_flow_failure],
+    "on_completion": [on_flow_completion],
 }
+"""Every flow's state hooks: failure alerts and the end-of-job Prefect event."""

@@ -1,0 +1,67 @@
+"""Issue 23: every job ends with a Prefect event, read back through the API."""
+
+from __future__ import annotations
+
+import socket
+from pathlib import Path
+
+from tests.conftest import Platform
+from tests.support.prefect_api import read_events, related_flow_run, wait_for
+
+SECRET = "Ev3ntPassw0rdXyz"
+
+
+def _for_run(name: str, run_id: str) -> list[object]:
+    return [e for e in read_events([name]) if related_flow_run(e) == run_id]
+
+
+def test_good_and_failing_runs_emit_their_events(sqlite_platform: Platform) -> None:
+    from prefect.client.orchestration import get_client
+
+    done = sqlite_platform.run("db-backup")
+    assert done.returncode == 0, done.stderr
+    (backup,) = sqlite_platform.backup_files("admin_sqlite_*.db.gz")
+    sidecar = Path(f"{backup}.sha256").read_text().split()[0]
+
+    def completed() -> list[object]:
+        return [
+            e
+            for e in read_events(["chatbot-backup.db-backup.completed"])
+            if e.payload.get("file") == str(backup)
+        ]
+
+    (event,) = wait_for(completed, what="the db-backup.completed event")
+    assert event.resource.id == f"chatbot-backup.{socket.gethostname()}"
+    assert event.resource["chatbot-backup.job"] == "db-backup"
+    assert event.payload["kind"] == "db"
+    assert event.payload["size"] == backup.stat().st_size
+    assert len(event.payload["sha256"]) == 64
+    assert event.payload["sha256"] == sidecar
+    assert event.payload["duration"] > 0
+    run_id = related_flow_run(event)
+    assert run_id is not None
+    with get_client(sync_client=True) as client:
+        run = client.read_flow_run(run_id)
+    assert run.state is not None and run.state.is_completed()
+    assert event.resource["chatbot-backup.scheduled"] == "false"  # started by hand
+
+    # A run that fails inside Prefect: the database server refuses the connection.
+    url = f"postgresql://postgres:{SECRET}@127.0.0.1:1/chatbot"
+    failed = sqlite_platform.run(
+        "db-backup", extra_env={"ADMIN_DB_TYPE": "postgres", "ADMIN_DATABASE_URL": url}
+    )
+    assert failed.returncode != 0
+    assert SECRET not in failed.stderr + failed.stdout
+
+    def failures() -> list[object]:
+        return read_events(["chatbot-backup.db-backup.failed"])
+
+    (bad,) = wait_for(failures, what="the db-backup.failed event")
+    assert bad.payload["kind"] == "db"
+    assert bad.payload["message"]
+    assert related_flow_run(bad) is not None
+    with get_client(sync_client=True) as client:
+        run = client.read_flow_run(related_flow_run(bad))
+    assert run.state is not None and run.state.is_failed()
+    for every in read_events(prefix="chatbot-backup."):
+        assert SECRET not in every.model_dump_json()
