@@ -26,6 +26,7 @@ from uuid import UUID
 import httpx
 
 from deployments.build import build_deployments, check_timezone
+from deployments.on_demand import build_on_demand
 from tasks.core.errors import BackupError, ConfigError
 from tasks.core.folder_rules import check_folder_rules
 from tasks.core.settings import load_settings
@@ -142,6 +143,28 @@ def require_api_url() -> str:
     return str(url)
 
 
+def set_up_automations(settings: Any | None) -> None:
+    """The automations and notification blocks (`chatbot-backup automations`); a failure
+    is a warning: the schedules are served all the same."""
+    import importlib
+
+    try:
+        # flows sits above deployments: reached at run time, as the flows themselves are.
+        settings = settings or load_settings(check_folders=False)
+        report = importlib.import_module("flows.automations").set_up_automations(settings)
+    except Exception as exc:
+        from tasks.core.redact import redact
+
+        print(
+            "chatbot-backup serve: warning: automations not set up: "
+            + redact(f"{type(exc).__name__}: {exc}"),
+            file=sys.stderr,
+        )
+        return
+    for line in report.lines():
+        print(f"chatbot-backup serve: automations: {line}", file=sys.stderr)
+
+
 def serve_tiers(timezone: str | None = None) -> None:
     """Register every tier deployment, reduce missed runs to one catch-up, serve forever.
 
@@ -164,9 +187,12 @@ def serve_tiers(timezone: str | None = None) -> None:
     if not built.deployments:
         raise ConfigError("serve: no tier deployment could be built; see the warnings above")
     ids: dict[UUID, str] = {}
+    on_demand = build_on_demand()
     try:
         for deployment in built.deployments:
             ids[cast(UUID, deployment.apply())] = deployment.full_name
+        for deployment in on_demand:
+            deployment.apply()
         missed = sweep_missed_runs(ids)
     except (OSError, httpx.HTTPError) as exc:
         raise BackupError(
@@ -176,6 +202,7 @@ def serve_tiers(timezone: str | None = None) -> None:
         ) from None
     for line in missed.lines():
         print(f"chatbot-backup serve: {line}", file=sys.stderr)
+    set_up_automations(settings)
     # limit=None: runs of different tiers never wait behind each other in the runner;
     # the BACKUP_DIR lock and the per-deployment limit decide what may run together.
-    serve(*built.deployments, pause_on_shutdown=False, limit=None)
+    serve(*built.deployments, *on_demand, pause_on_shutdown=False, limit=None)

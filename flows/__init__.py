@@ -74,6 +74,7 @@ def __getattr__(name: str) -> Any:
 def __dir__() -> list[str]:
     return sorted([*globals(), *_EXPORTS])
 
+
 if TYPE_CHECKING:
     from flows.backup_all_flow import BackupAllResult, backup_all
     from flows.base_backup_flow import BaseBackupResult, base_backup
