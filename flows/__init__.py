@@ -13,6 +13,10 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING, Any
 
+from flows.secret_blocks import install as _install_secret_blocks
+
+_install_secret_blocks()  # credentials from Prefect Secret blocks; the environment wins
+
 _EXPORTS = {
     "BackupAllResult": "flows.backup_all_flow",
     "backup_all": "flows.backup_all_flow",

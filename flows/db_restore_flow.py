@@ -151,7 +151,9 @@ def restore_database(
             discard_staged(staged.path)  # gone already when the swap succeeded
         return DatabaseRestore(snapshot, check_sqlite(db_path))
     pg_snapshot = snapshot_postgres(settings)
-    loaded = load_postgres(settings, verified.path, verified.compression, verified.sha256, expected)
+    loaded = load_postgres(
+        settings, verified.path, verified.compression, verified.sha256, expected
+    )
     return DatabaseRestore(pg_snapshot, loaded.tables)
 
 
@@ -180,7 +182,9 @@ def restore_postgres_in_one_pass(settings: Settings, path: Path) -> VerifiedRest
     )
     snapshot = snapshot_postgres(settings)
     try:
-        loaded = load_postgres(settings, path, checked.compression, checked.sha256, recorded.tables)
+        loaded = load_postgres(
+            settings, path, checked.compression, checked.sha256, recorded.tables
+        )
     except VerifyError:
         if snapshot is not None:
             discard_snapshot(snapshot)

@@ -97,11 +97,8 @@ def warning_lines(target: TargetInfo, settings: Settings, update_env: bool) -> l
 
 
 def ask_operator(
-    target: TargetInfo,
-    settings: Settings,
-    update_env: bool,
-    stdin: TextIO | None = None,
-    stdout: TextIO | None = None,
+    target: TargetInfo, settings: Settings, update_env: bool,
+    stdin: TextIO | None = None, stdout: TextIO | None = None,
 ) -> bool:
     """Print what will happen, read one line; True only for `yes`. End of input is a no."""
     stdin, stdout = stdin or sys.stdin, stdout or sys.stdout
@@ -133,9 +130,7 @@ class MigrationConfirmation(RunInput):
     )
 
 
-def require_confirmation(
-    confirm: bool, target: TargetInfo, settings: Settings, update_env: bool
-) -> str:
+def require_confirmation(confirm: bool, target: TargetInfo, settings: Settings, update_env: bool) -> str:
     if confirm:
         return "confirm=True"
     if not started_by_deployment():
@@ -144,10 +139,7 @@ def require_confirmation(
     from prefect.flow_runs import pause_flow_run
 
     description = "\n\n".join(
-        [
-            *warning_lines(target, settings, update_env),
-            "Tick **confirm** and resume to continue; resume without it to abort.",
-        ]
+        [*warning_lines(target, settings, update_env), "Tick **confirm** and resume to continue; resume without it to abort."]
     )
     form = MigrationConfirmation.with_initial_data(description=description, confirm=False)
     try:
@@ -190,9 +182,7 @@ def check_before_asking() -> tuple[Settings, TargetInfo]:
 
 def _publish(text: str, description: str) -> None:
     if FlowRunContext.get() is not None:
-        create_markdown_artifact(
-            markdown=redact(text), key="migration-report", description=redact(description)
-        )
+        create_markdown_artifact(markdown=redact(text), key="migration-report", description=redact(description))
 
 
 def _failure_text(failed: MigrationFailed, settings: Settings, final: str) -> str:
@@ -210,11 +200,7 @@ def _environment_override(url: str) -> str | None:
     """After `.env` was written: None when the settings now read PostgreSQL at the target,
     else why not (the environment wins over `.env`)."""
     fresh = load_settings()
-    if (
-        fresh.db_type == "postgres"
-        and fresh.admin_database_url is not None
-        and fresh.database_url() == url
-    ):
+    if fresh.db_type == "postgres" and fresh.admin_database_url is not None and fresh.database_url() == url:
         return None
     return (
         "ADMIN_DB_TYPE or ADMIN_DATABASE_URL is set in the environment and wins over .env: "
@@ -254,9 +240,7 @@ def migrate_to_postgres(confirm: bool = False, update_env: bool = False) -> Migr
     try:
         final = db_backup(tier=FINAL_BACKUP_TIER)
         logger.info("final SQLite backup: %s", final.path)
-        with backup_dir_lock(
-            settings.backups, "migrate-to-postgres", settings.backup_lock_timeout, must_write=True
-        ):
+        with backup_dir_lock(settings.backups, "migrate-to-postgres", settings.backup_lock_timeout, must_write=True):
             try:
                 outcome: MigrationOutcome = migrate_database(watch, settings, logger.info)
             except MigrationFailed as failed:
@@ -279,11 +263,7 @@ def migrate_to_postgres(confirm: bool = False, update_env: bool = False) -> Migr
         moment,
         final_backup=final.path,
         env_lines=shown_lines(url),
-        env_written=(
-            str(change.kept_as)
-            if change and change.kept_as
-            else ("(there was no .env)" if change else None)
-        ),
+        env_written=(str(change.kept_as) if change and change.kept_as else ("(there was no .env)" if change else None)),
         env_note=env_problem,
         first_postgres_backup=first_backup,
     )
@@ -293,11 +273,7 @@ def migrate_to_postgres(confirm: bool = False, update_env: bool = False) -> Migr
     refused = sum(1 for s in outcome.steps if not s.done)
     logger.info(
         "migrated %d tables, %d rows into %s; %d item(s) not translated; report %s",
-        len(outcome.tables),
-        outcome.rows,
-        target.description,
-        refused,
-        path,
+        len(outcome.tables), outcome.rows, target.description, refused, path,
     )
     if env_problem is not None:
         raise ConfigError(
