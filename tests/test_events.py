@@ -65,3 +65,25 @@ def test_good_and_failing_runs_emit_their_events(sqlite_platform: Platform) -> N
     assert run.state is not None and run.state.is_failed()
     for every in read_events(prefix="chatbot-backup."):
         assert SECRET not in every.model_dump_json()
+
+
+def test_offsite_copies_are_link_artifacts(sqlite_platform: Platform, tmp_path: Path) -> None:
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterKey
+
+    offsite = tmp_path / "offsite"
+    offsite.mkdir()
+    done = sqlite_platform.run(
+        "db-backup", "--offsite", extra_env={"OFFSITE_DESTINATION": str(offsite)}
+    )
+    assert done.returncode == 0, done.stderr
+    (backup,) = sqlite_platform.backup_files("admin_sqlite_*.db.gz")
+    copied = offsite / backup.name
+    assert copied.read_bytes() == backup.read_bytes()  # the copy the link names is there
+    with get_client(sync_client=True) as client:
+        links = client.read_artifacts(
+            artifact_filter=ArtifactFilter(key=ArtifactFilterKey(any_=["offsite-copy-link"]))
+        )
+    mine = [a for a in links if backup.name in str(a.data)]
+    assert mine, [a.data for a in links]
+    assert mine[0].type == "markdown" and f"[{backup.name}](" in str(mine[0].data)
