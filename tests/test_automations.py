@@ -201,10 +201,14 @@ def test_automations_fire_and_prove_every_scheduled_backup(served: Platform) -> 
     with get_client(sync_client=True) as client:
         kept = [
             *(e.model_dump_json() for e in read_events(prefix="")),
-            *(b.model_dump_json() for b in client.read_block_documents()),
+            *(b.model_dump_json() for b in client.read_block_documents(include_secrets=False)),
             *(a.model_dump_json() for a in client.read_automations()),
             *(a.model_dump_json() for a in client.read_artifacts()),
             *(r.model_dump_json() for r in client.read_flow_runs()),
         ]
+        webhook = client.read_block_document_by_name(
+            "chatbot-backup-webhook", "custom-webhook", include_secrets=False
+        )
+    assert webhook.data["url"] == "{{webhook_url}}"  # the plain field holds no secret
     for text in kept:
         assert HOOK_SECRET not in text and SLACK_SECRET not in text

@@ -87,3 +87,38 @@ def test_offsite_copies_are_link_artifacts(sqlite_platform: Platform, tmp_path: 
     mine = [a for a in links if backup.name in str(a.data)]
     assert mine, [a.data for a in links]
     assert mine[0].type == "markdown" and f"[{backup.name}](" in str(mine[0].data)
+
+
+def test_credentials_from_secret_blocks_and_the_environment_wins(
+    platform: Platform, monkeypatch: object
+) -> None:
+    from prefect.blocks.system import Secret
+
+    import flows  # noqa: F401  (installs the Secret block source)
+    from flows import secret_blocks
+    from tasks.core.redact import redact
+    from tasks.core.settings import load_settings
+
+    hook = f"https://hooks.example.invalid/{SECRET}"
+    Secret(value=hook).save("chatbot-backup-alert-webhook", overwrite=True)
+    Secret(value="SmtpFromBlock9").save("chatbot-backup-smtp-password", overwrite=True)
+    secret_blocks._cache.clear()
+    settings = load_settings(check_folders=False)
+    assert settings.alert_webhook is not None
+    assert settings.alert_webhook.get_secret_value() == hook
+    assert settings.smtp_password is not None
+    assert settings.smtp_password.get_secret_value() == "SmtpFromBlock9"
+    assert SECRET not in redact(f"posting to {hook} failed")  # redacted like any secret
+    # The environment wins over the block.
+    platform.set(monkeypatch, SMTP_PASSWORD="FromTheEnvironment")  # type: ignore[arg-type]
+    secret_blocks._cache.clear()
+    assert load_settings(check_folders=False).smtp_password.get_secret_value() == (  # type: ignore[union-attr]
+        "FromTheEnvironment"
+    )
+
+
+def test_automations_without_a_server_is_one_clear_line(platform: Platform) -> None:
+    done = platform.run("automations", extra_env={"PREFECT_API_URL": ""})
+    assert done.returncode == 3  # a configuration error
+    (line,) = done.stderr.strip().splitlines()
+    assert line.startswith("chatbot-backup: error: automations: PREFECT_API_URL is not set")

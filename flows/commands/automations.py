@@ -35,10 +35,14 @@ def add_commands(commands: Any) -> None:
 def _run_automations(args: argparse.Namespace) -> int:
     from deployments.serve import require_api_url
     from flows.automations import remove_automations, set_up_automations
+    from tasks.core.errors import ConfigError
     from tasks.core.settings import load_settings
 
     settings = load_settings(check_folders=False)
-    require_api_url()
+    try:
+        require_api_url()
+    except ConfigError as exc:
+        raise ConfigError(str(exc).replace("serve:", "automations:", 1)) from None
     if args.remove:
         for name in remove_automations():
             print(f"{PROG}: automations: removed: {name}")
