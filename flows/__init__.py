@@ -13,10 +13,6 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING, Any
 
-from flows.secret_blocks import install as _install_secret_blocks
-
-_install_secret_blocks()  # credentials from Prefect Secret blocks; the environment wins
-
 _EXPORTS = {
     "BackupAllResult": "flows.backup_all_flow",
     "backup_all": "flows.backup_all_flow",
@@ -77,7 +73,6 @@ def __getattr__(name: str) -> Any:
 
 def __dir__() -> list[str]:
     return sorted([*globals(), *_EXPORTS])
-
 
 if TYPE_CHECKING:
     from flows.backup_all_flow import BackupAllResult, backup_all

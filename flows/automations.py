@@ -22,6 +22,7 @@ from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 from uuid import UUID
 
+import flows.hooks  # noqa: F401  (settings from Prefect Secret blocks too)
 from deployments.on_demand import TEST_RESTORE_ON_DEMAND
 from flows.events import BACKUP_JOBS, PREFIX, resource_id
 from tasks.core.errors import ConfigError

@@ -6,8 +6,21 @@ import logging
 from typing import Any
 
 from tasks.core.redact import redact
+from tasks.core.settings import add_secret_source
 
 log = logging.getLogger("chatbot_backup")
+
+
+def _from_secret_blocks(fields: list[str]) -> dict[str, str]:
+    """Credentials from Prefect Secret blocks (flows/secret_blocks.py, imported on use)."""
+    from flows.secret_blocks import from_secret_blocks
+
+    return from_secret_blocks(fields)
+
+
+# Every flow imports this module: their settings may come from Secret blocks too (the
+# environment wins).
+add_secret_source(_from_secret_blocks)
 
 
 def failure_message(state: Any) -> str:

@@ -2,8 +2,8 @@
 
 When neither the environment nor `.env` sets one of `ADMIN_DATABASE_URL`,
 `SMTP_PASSWORD`, `ALERT_SLACK_WEBHOOK`, `ALERT_WEBHOOK`, `load_settings()` asks the
-Prefect server (only when `PREFECT_API_URL` is set: no temporary server is ever started
-for this) for the Secret block named after the variable, lower case with dashes and the
+Prefect server (only when `PREFECT_API_URL` is set and the process runs Prefect anyway:
+no temporary server is ever started for this) for the Secret block named after the variable, lower case with dashes and the
 `chatbot-backup-` prefix: `chatbot-backup-admin-database-url`, `chatbot-backup-smtp-password`,
 `chatbot-backup-alert-slack-webhook`, `chatbot-backup-alert-webhook`. The environment
 wins. A value found is registered for redaction like any other secret. A server that does
@@ -27,11 +27,13 @@ _cache: dict[tuple[str, tuple[str, ...]], dict[str, str]] = {}
 
 
 def _api_url() -> str | None:
-    """PREFECT_API_URL from the environment, or from Prefect's profile when Prefect is
-    already loaded (the WAL fast path never loads it for this)."""
+    """PREFECT_API_URL (environment or Prefect's profile), but only in a process that has
+    loaded Prefect already: the WAL fast path (flows/wal_cli.py) never loads it for this."""
+    if "prefect" not in sys.modules:
+        return None
     url = os.environ.get("PREFECT_API_URL")
-    if url or "prefect.settings" not in sys.modules:
-        return url or None
+    if url:
+        return url
     from prefect.settings import PREFECT_API_URL
 
     return PREFECT_API_URL.value() or None
@@ -65,9 +67,3 @@ def _read(fields: list[str]) -> dict[str, str]:
             if isinstance(value, str) and value:
                 found[field] = value
     return found
-
-
-def install() -> None:
-    from tasks.core.settings import add_secret_source
-
-    add_secret_source(from_secret_blocks)

@@ -94,7 +94,7 @@ def test_credentials_from_secret_blocks_and_the_environment_wins(
 ) -> None:
     from prefect.blocks.system import Secret
 
-    import flows  # noqa: F401  (installs the Secret block source)
+    import flows.hooks  # noqa: F401  (installs the Secret block source)
     from flows import secret_blocks
     from tasks.core.redact import redact
     from tasks.core.settings import load_settings
