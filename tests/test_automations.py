@@ -150,6 +150,15 @@ def test_automations_fire_and_prove_every_scheduled_backup(served: Platform) -> 
         )
         assert len(automations) == 3
         assert client.read_automation(other) is not None
+        # An operator pauses one: applying again keeps it paused.
+        (full,) = [a for a in automations if "no full backup" in a.name]
+        client.pause_automation(full.id)
+    again = platform.run("automations")
+    assert again.returncode == 0, again.stderr
+    assert f"still paused (resume in the UI): {full.name}" in again.stdout
+    with get_client(sync_client=True) as client:
+        assert client.read_automation(full.id).enabled is False
+        assert len(_ours(client)) == 3
 
     # Proactive: no db backup within ~11 s -> monitor-backups run by the automation, and
     # the webhook block's notification reaches the webhook.
@@ -167,13 +176,13 @@ def test_automations_fire_and_prove_every_scheduled_backup(served: Platform) -> 
     # Reactive: a run of the scheduled daily tier, then its restore proof on that file.
     backup = run_deployment("backup-all/daily", timeout=240)
     assert backup.state is not None and backup.state.is_completed(), backup.state
-    (full,) = platform.backup_files("full_backup_*.tar.gz")
+    (archive,) = platform.backup_files("full_backup_*.tar.gz")
 
     def proof() -> list[Any]:
         with get_client(sync_client=True) as client:
             return [
                 r
-                for r in _run_of(client, "test-restore/on-demand", backup_file=str(full))
+                for r in _run_of(client, "test-restore/on-demand", backup_file=str(archive))
                 if r.state is not None and r.state.is_final()
             ]
 
@@ -187,7 +196,7 @@ def test_automations_fire_and_prove_every_scheduled_backup(served: Platform) -> 
     (verdict,) = wait_for(verdicts, timeout=60, what="the restore proof's event")
     assert verdict.event == "chatbot-backup.test-restore.completed"
     assert verdict.payload["passed"] is True
-    assert verdict.payload["file"] == str(full)
+    assert verdict.payload["file"] == str(archive)
 
     def made_events() -> list[Any]:
         names = ["chatbot-backup.backup-all.completed"]

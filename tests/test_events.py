@@ -122,3 +122,35 @@ def test_automations_without_a_server_is_one_clear_line(platform: Platform) -> N
     assert done.returncode == 3  # a configuration error
     (line,) = done.stderr.strip().splitlines()
     assert line.startswith("chatbot-backup: error: automations: PREFECT_API_URL is not set")
+
+
+def test_restore_proof_verdict_in_its_event_and_the_metrics(sqlite_platform: Platform) -> None:
+    from tasks.monitor.metrics import key, parse_metrics
+
+    assert sqlite_platform.run("db-backup").returncode == 0
+    (backup,) = sqlite_platform.backup_files("admin_sqlite_*.db.gz")
+    metrics = sqlite_platform.backups / "metrics" / "chatbot_backup.prom"
+
+    def verdicts() -> list[object]:
+        names = ["chatbot-backup.test-restore.completed", "chatbot-backup.test-restore.failed"]
+        return [e for e in read_events(names) if e.payload.get("file") == str(backup)]
+
+    good = sqlite_platform.run("test-restore", "--backup-file", str(backup))
+    assert good.returncode == 0, good.stderr
+    (event,) = wait_for(verdicts, what="the passing proof's event")
+    assert event.event == "chatbot-backup.test-restore.completed"  # type: ignore[attr-defined]
+    assert event.payload["passed"] is True  # type: ignore[attr-defined]
+    samples = parse_metrics(metrics.read_text())
+    assert samples[key("chatbot_restore_proof_status", kind="db")] == 1
+    # The same file, damaged: the proof fails, and says so in its event and the metrics.
+    data = bytearray(backup.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    backup.write_bytes(bytes(data))
+    bad = sqlite_platform.run("test-restore", "--backup-file", str(backup))
+    assert bad.returncode == 1
+    both = wait_for(lambda: [*verdicts()][1:] and verdicts(), what="the failing proof's event")
+    failed = both[-1]
+    assert failed.event == "chatbot-backup.test-restore.failed"  # type: ignore[attr-defined]
+    assert failed.payload["passed"] is False  # type: ignore[attr-defined]
+    samples = parse_metrics(metrics.read_text())
+    assert samples[key("chatbot_restore_proof_status", kind="db")] == 0

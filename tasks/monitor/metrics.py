@@ -107,6 +107,18 @@ FAMILIES: tuple[Family, ...] = (
         ("chatbot_job_last_failure_timestamp_seconds",),
     ),
     Family(
+        "chatbot_restore_proof_status",
+        "gauge",
+        "Outcome of the last test-restore of each kind: 1 every check passed, 0 not.",
+        ("chatbot_restore_proof_status",),
+    ),
+    Family(
+        "chatbot_last_restore_proof_timestamp_seconds",
+        "gauge",
+        "Unix time of the last test-restore of each kind.",
+        ("chatbot_last_restore_proof_timestamp_seconds",),
+    ),
+    Family(
         "chatbot_backup_monitor_status",
         "gauge",
         "Outcome of the last monitor run: 0 all checks passed, 1 warnings, 2 critical.",
@@ -376,6 +388,17 @@ def record_job_failure(settings: Any, job: str, when: float | None = None) -> bo
     """A non-backup job (restore, monitor, test-restore) failed."""
     return publish(
         settings, {key("chatbot_job_last_failure_timestamp_seconds", job=job): when or time.time()}
+    )
+
+
+def record_restore_proof(settings: Any, kind: str, passed: bool, when: float | None = None) -> bool:
+    """A test-restore of a `kind` backup ended: every check passed (1) or not (0)."""
+    return publish(
+        settings,
+        {
+            key("chatbot_restore_proof_status", kind=kind): 1 if passed else 0,
+            key("chatbot_last_restore_proof_timestamp_seconds", kind=kind): when or time.time(),
+        },
     )
 
 
