@@ -17,13 +17,13 @@ from flows.reporting import publish_table, run_logger
 from tasks.core import clock
 from tasks.core.settings import load_settings
 from tasks.monitor.alerts import Alert, ChannelResult
-from tasks.monitor.checks import Finding, exit_code_for, worst
 from tasks.steps.monitor import (
     check_deployments,
     inspect_backup_folder,
     record_monitor_metrics,
     send_alert_task,
 )
+from tasks.verify.finding import Finding, exit_code_for, worst
 
 
 @dataclass(frozen=True)

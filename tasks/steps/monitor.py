@@ -17,15 +17,10 @@ from prefect.cache_policies import NO_CACHE
 
 from tasks.core.redact import redact
 from tasks.monitor.alerts import Alert, ChannelResult, send_alert
-from tasks.monitor.checks import (
-    SCHEDULED_DEPLOYMENTS,
-    Finding,
-    Inspection,
-    Thresholds,
-    deployments_finding,
-    inspect_backups,
-)
+from tasks.monitor.checks import SCHEDULED_DEPLOYMENTS, Inspection, Thresholds, inspect_backups
+from tasks.monitor.host_checks import deployments_finding
 from tasks.monitor.metrics import KindSnapshot, record_backup_success, record_monitor_run
+from tasks.verify.finding import Finding
 
 
 @task(name="inspect-backups", cache_policy=NO_CACHE)
