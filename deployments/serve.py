@@ -27,9 +27,11 @@ import httpx
 
 from deployments.build import build_deployments, check_timezone
 from deployments.on_demand import build_on_demand
+from deployments.tiers import tier_table
 from tasks.core.errors import BackupError, ConfigError
 from tasks.core.folder_rules import check_folder_rules
 from tasks.core.settings import load_settings
+from tasks.core.tiers import TIER_TABLE, Tier
 
 if TYPE_CHECKING:
     from prefect.client.orchestration import SyncPrefectClient
@@ -165,6 +167,21 @@ def set_up_automations(settings: Any | None) -> None:
         print(f"chatbot-backup serve: automations: {line}", file=sys.stderr)
 
 
+def offsite_tier_warnings(
+    destination: str | None, tiers: tuple[Tier, ...] = TIER_TABLE
+) -> list[str]:
+    """One line per scheduled off-site tier that has nowhere to copy to (no
+    OFFSITE_DESTINATION): said when `serve` starts, not found out by a failed run."""
+    if destination and destination.strip():
+        return []
+    return [
+        f"warning: tier {tier.name} ({tier.full_name}) copies its backups off-site, but "
+        "OFFSITE_DESTINATION is not set: its runs will fail until it is"
+        for tier in tiers
+        if tier.offsite
+    ]
+
+
 def serve_tiers(timezone: str | None = None) -> None:
     """Register every tier deployment, reduce missed runs to one catch-up, serve forever.
 
@@ -173,15 +190,15 @@ def serve_tiers(timezone: str | None = None) -> None:
     """
     from prefect import serve
 
-    settings = None
+    settings = load_settings(check_folders=False)
     if timezone is None:
-        settings = load_settings(check_folders=False)
         timezone = settings.backup_timezone
     timezone = check_timezone(timezone)  # settings first, then the server, then the folders
+    for line in offsite_tier_warnings(settings.offsite_destination):
+        print(f"chatbot-backup serve: {line}", file=sys.stderr, flush=True)
     api_url = require_api_url()
-    if settings is not None:  # every tier's run would refuse these folders: say so now
-        check_folder_rules(settings)
-    built = build_deployments(timezone)
+    check_folder_rules(settings)  # every tier's run would refuse these folders: say so now
+    built = build_deployments(timezone, tier_table(settings.pitr_enabled))
     for reason in built.unavailable.values():
         print(f"chatbot-backup serve: warning: {reason}; this tier is not served", file=sys.stderr)
     if not built.deployments:

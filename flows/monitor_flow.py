@@ -16,9 +16,11 @@ from flows.hooks import FAILURE_HOOKS
 from flows.reporting import publish_table, run_logger
 from tasks.core import clock
 from tasks.core.settings import load_settings
+from tasks.core.tiers import scheduled_deployments
 from tasks.monitor.alerts import Alert, ChannelResult
 from tasks.steps.monitor import (
     check_deployments,
+    check_pitr,
     inspect_backup_folder,
     record_monitor_metrics,
     send_alert_task,
@@ -68,8 +70,16 @@ def monitor_backups() -> MonitorResult:
     started = time.monotonic()
     settings = load_settings()
     logger = run_logger()
-    inspection = inspect_backup_folder(settings, clock.utc_now())
-    findings = [*inspection.findings, check_deployments(settings.monitor_check_deployments)]
+    now = clock.utc_now()
+    inspection = inspect_backup_folder(settings, now)
+    pitr = check_pitr(settings, now) if settings.pitr_enabled else None
+    findings = [
+        *inspection.findings,
+        *(pitr.findings if pitr is not None else []),
+        check_deployments(
+            settings.monitor_check_deployments, scheduled_deployments(settings.pitr_enabled)
+        ),
+    ]
     status = worst(findings)
     code = exit_code_for(status)
     alerts: list[ChannelResult] = []
@@ -83,7 +93,7 @@ def monitor_backups() -> MonitorResult:
                 checks=[f.as_dict() for f in findings],
             ),
         )
-    written = record_monitor_metrics(settings, inspection, code)
+    written = record_monitor_metrics(settings, inspection, code, pitr)
     result = MonitorResult(
         status=status,
         exit_code=code,

@@ -18,7 +18,7 @@ from prefect import flow
 
 from flows.hooks import FAILURE_HOOKS
 from flows.offsite_flow import fetch_for_restore, release_fetched
-from flows.reporting import publish_table, run_logger
+from flows.reporting import publish_table, run_logger, with_progress
 from tasks.catalog.records import list_backups, read_meta
 from tasks.core.redact import redact
 from tasks.core.settings import Settings, load_settings
@@ -152,6 +152,7 @@ def _db_artifact_checks(path: Path, settings: Settings, workdir: Path) -> list[C
 
 
 @flow(name="test-restore", log_prints=False, **FAILURE_HOOKS)  # type: ignore[call-overload]
+@with_progress("test-restore")
 def test_restore(
     backup_file: str | None = None, staging_server: str | None = None
 ) -> TestRestoreResult:

@@ -33,7 +33,7 @@ def add_commands(commands: Any) -> None:
         restore = commands.add_parser(job, help=what)
         restore.add_argument("file", metavar="FILE", help="the backup file to restore")
         restore.add_argument("--yes", action="store_true", help="do not ask for confirmation")
-        restore.set_defaults(run=_run_restore, job=job)
+        restore.set_defaults(run=_run_restore, precheck=_precheck_restore, job=job)
 
 
 def _run_test_restore(args: argparse.Namespace) -> int:
@@ -59,14 +59,14 @@ def _run_test_restore(args: argparse.Namespace) -> int:
     return 1
 
 
-def _run_restore(args: argparse.Namespace) -> int:
-    """Ask first (the guide's warning) unless --yes, then run the restore flow confirmed."""
-    from flows import db_restore, restore_all
-    from flows.restore_confirm import ask_operator, not_confirmed
+def _precheck_restore(args: argparse.Namespace) -> None:
+    """Before Prefect loads and before the question: the file is sniffed and the live
+    database reached, so a "yes" is never asked for nothing (and a "no" is fast)."""
     from tasks.core.errors import VerifyError
+    from tasks.core.settings import load_settings
+    from tasks.restore.reach import check_live_database
     from tasks.stream.compress import sniff_compression
 
-    full = args.job == "restore-all"
     refuse_impossible_date(args.file)
     given = os.path.expanduser(args.file)
     path = os.path.abspath(given)
@@ -76,10 +76,20 @@ def _run_restore(args: argparse.Namespace) -> int:
         raise VerifyError(f"{path}: no such backup file")
     else:
         path = given  # the flow also looks for a bare name in BACKUP_DIR
+    args.restore_path = path
+    check_live_database(load_settings())
+
+
+def _run_restore(args: argparse.Namespace) -> int:
+    """Ask first (the guide's warning) unless --yes, then run the restore flow confirmed."""
+    from flows import db_restore, restore_all
+    from flows.restore_confirm import ask_operator, not_confirmed
+
+    full = args.job == "restore-all"
     if not args.yes and not ask_operator(full):
         print(f"{PROG}: {not_confirmed(args.job)}", file=sys.stderr)
         return 1
     flow = restore_all if full else db_restore
-    result = flow(backup_file=path, confirm=True)
+    result = flow(backup_file=args.restore_path, confirm=True)
     print("\n".join(result.summary_lines()))
     return 0

@@ -99,9 +99,15 @@ class Settings(BaseSettings):
     # migrate-to-postgres: the target (a secret; the CLI's --target-url lands here).
     migrate_target_database_url: SecretStr | None = None
 
+    # test-restore's (and dr-drill's) scratch databases: a role with CREATEDB, so the
+    # app's own role needs none; default ADMIN_DATABASE_URL.
+    restore_test_database_url: SecretStr | None = None
+
     # PostgreSQL point-in-time recovery (tasks/pitr/): WAL archive, base backups.
     pitr_enabled: bool = False
-    pitr_database_url: SecretStr | None = None  # a role with REPLICATION; default ADMIN_DATABASE_URL
+    pitr_database_url: SecretStr | None = (
+        None  # a role with REPLICATION; default ADMIN_DATABASE_URL
+    )
     wal_push_offsite: bool = False
     monitor_wal_max_age_minutes: float = Field(default=15.0, gt=0)
     # How PostgreSQL's archive/restore_command reaches this tool, e.g. a wrapper script;
@@ -204,6 +210,17 @@ class Settings(BaseSettings):
             )
         return url.get_secret_value()
 
+    def scratch_database_url(self) -> tuple[str, str] | None:
+        """Where scratch databases are created, and the variable that says so:
+        RESTORE_TEST_DATABASE_URL, else ADMIN_DATABASE_URL; None when neither is set."""
+        for variable, url in (
+            ("RESTORE_TEST_DATABASE_URL", self.restore_test_database_url),
+            ("ADMIN_DATABASE_URL", self.admin_database_url),
+        ):
+            if url is not None and url.get_secret_value():
+                return url.get_secret_value(), variable
+        return None
+
     def pitr_url(self) -> str:
         """PITR_DATABASE_URL (a secret), else ADMIN_DATABASE_URL; ConfigError when neither."""
         if self.pitr_database_url is not None and self.pitr_database_url.get_secret_value():
@@ -303,6 +320,7 @@ def load_settings(check_folders: bool = True, **overrides: object) -> Settings:
     for secret in (
         settings.admin_database_url,
         settings.pitr_database_url,
+        settings.restore_test_database_url,
         settings.smtp_password,
         settings.alert_slack_webhook,
         settings.alert_webhook,
@@ -315,6 +333,7 @@ def load_settings(check_folders: bool = True, **overrides: object) -> Settings:
         settings.admin_database_url,
         settings.migrate_target_database_url,
         settings.pitr_database_url,
+        settings.restore_test_database_url,
     ):
         if url is not None:
             _register_url_password(url.get_secret_value())

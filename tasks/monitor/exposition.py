@@ -108,6 +108,10 @@ FAMILIES: tuple[Family, ...] = (
     _gauge(
         "chatbot_backup_monitor_last_run_timestamp_seconds", "Unix time of the last monitor run."
     ),
+    _gauge(
+        "chatbot_wal_last_archived_timestamp_seconds",
+        "Unix time PostgreSQL last archived a WAL segment (pg_stat_archiver; PITR_ENABLED).",
+    ),
 )
 _KNOWN_SAMPLES = {s for f in FAMILIES for s in f.samples}
 

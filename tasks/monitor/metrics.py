@@ -17,8 +17,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from tasks.catalog.records import list_backups
-from tasks.core.naming import parse_backup_name
+from tasks.catalog.records import list_backups, list_base_backups
+from tasks.core.naming import parse_backup_name, parse_base_backup_name
 from tasks.core.redact import redact, strip_url_password
 from tasks.monitor.exposition import (
     SampleKey,
@@ -83,7 +83,8 @@ def publish(
 
 
 def _count_and_bytes(folder: Path, kind: str) -> tuple[int, int]:
-    mine = [b for b in list_backups(folder) if b.kind == kind and b.good]  # as the monitor counts
+    listed = list_base_backups(folder) if kind == "base" else list_backups(folder)
+    mine = [b for b in listed if b.kind == kind and b.good]  # as the monitor counts
     return len(mine), sum(b.size for b in mine)
 
 
@@ -99,7 +100,7 @@ def record_backup_success(
 
     `count` defaults to the number of backups of that kind now in the folder.
     """
-    parsed = parse_backup_name(Path(path).name)
+    parsed = parse_backup_name(Path(path).name) or parse_base_backup_name(Path(path).name)
     stamp = parsed.created_at.timestamp() if parsed else time.time()
     counted, total = _count_and_bytes(Path(path).parent, kind)
     return publish(
@@ -176,7 +177,11 @@ class KindSnapshot:
 
 
 def record_monitor_run(
-    settings: Any, kinds: Mapping[str, KindSnapshot], status_code: int, when: float | None = None
+    settings: Any,
+    kinds: Mapping[str, KindSnapshot],
+    status_code: int,
+    when: float | None = None,
+    wal_last_archived: float | None = None,
 ) -> bool:
     """The monitor's view of the folder (the catalog is the truth, whoever made the files).
 
@@ -188,6 +193,8 @@ def record_monitor_run(
         key("chatbot_backup_monitor_status"): status_code,
         key("chatbot_backup_monitor_last_run_timestamp_seconds"): when or time.time(),
     }
+    if wal_last_archived is not None:
+        updates[key("chatbot_wal_last_archived_timestamp_seconds")] = wal_last_archived
     defaults: dict[SampleKey, float] = {}
     kinds = {**{k: KindSnapshot(0, 0) for k in _recorded_kinds(settings.metrics_path)}, **kinds}
     for kind, seen in kinds.items():

@@ -1,7 +1,7 @@
 """Streaming compression on every core, and hashing while writing.
 
-gzip: the input is cut into blocks that are deflated in parallel threads (zlib releases
-the GIL) and written in order as concatenated gzip members — a valid gzip file that
+gzip: the input is cut into blocks that are deflated in parallel threads (ISA-L, or zlib
+without the isal wheel: both release the GIL) and written in order as concatenated gzip members — a valid gzip file that
 `gunzip`, `tar -z` and Python's `gzip` read as one stream (RFC 1952, section 2.2).
 zstd: zstandard's own multithreaded frame writer. Memory stays bounded: at most
 `2 × threads` blocks are in flight.
@@ -9,28 +9,36 @@ zstd: zstandard's own multithreaded frame writer. Memory stays bounded: at most
 
 from __future__ import annotations
 
-import gzip
 import hashlib
 import io
 import os
-import zlib
+import sys
 from collections import deque
 from collections.abc import Callable
-from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
-from typing import BinaryIO
+from typing import TYPE_CHECKING, BinaryIO
 
-import zstandard
+if TYPE_CHECKING:
+    from concurrent.futures import Future, ThreadPoolExecutor
+
+# zstandard (it imports `platform`) and the thread pool are imported where they are used:
+# wal-push, run once per WAL segment with gzip, pays for neither (issue 19's time budget).
 
 from tasks.core.errors import VerifyError
+from tasks.stream import gzip_codec
 
 BLOCK_SIZE = 1 << 20
-# gzip level 2: the fastest level whose output stays well inside issue 8's bound of
-# 1.25x the size of `gzip -6`. Measured on a 150 MB slice of the bench PostgreSQL dump
-# (bench/datasets.py), 1 MB members, size relative to `gzip -6` of the same bytes:
-#   level 1 1.17x 61 MB/s | 2 1.13x 53 MB/s | 3 1.09x 33 MB/s | 4 1.06x 34 MB/s |
-#   level 5 1.02x 24 MB/s | 6 1.00x 15 MB/s   (one thread, 2026-11-26)
-# Level 1 is also inside the bound but with little margin for less repetitive data.
+# gzip level 3 with ISA-L (tasks/stream/gzip_codec.py): its best ratio, at the speed of
+# its level 2 on the prose bench set. 1 MiB members, one thread, CPU MB/s, size relative
+# to `gzip -6` of the same bytes (bench/codec_levels.py, 2026-12-01, issue 18):
+#   prose set (gzip -6 2.9x):   ISA-L 1 165 MB/s 1.155x | 2 177 1.128x | 3 177 1.108x
+#                                zlib 2 47 MB/s 1.135x | zlib 6 12 MB/s 1.004x
+#   chat-log set (gzip -6 8.8x): ISA-L 1 407 MB/s 1.567x | 2 456 1.543x | 3 207 1.435x
+#                                zlib 2 111 MB/s 1.484x | zlib 6 36 MB/s 1.016x
+# No ISA-L level comes within 1.05x of gzip -6 on these sets (only zlib 5-6 does, at a
+# quarter of zlib 2's speed); level 3 is smaller than zlib 2 on both and 2-4x faster.
+# Without the isal wheel the default stays zlib level 2 (issue 8's choice: 3.5x the speed
+# of level 6, 1.13x its size).
 # zstd level 1: the level that keeps up with pg_dump on 2 cores. The 964 MB bench dump
 # (2026-11-27): `pg_dump > /dev/null` 3.9 s; `pg_dump | zstd -1 -T2` 4.4 s, 367 MB;
 # `| zstd -3 -T2` 5.7 s, 312 MB (gzip -6: 334 MB). Level 3 would cost 1.8 s for 15 %
@@ -38,7 +46,7 @@ BLOCK_SIZE = 1 << 20
 GZIP_MAGIC = b"\x1f\x8b"
 ZSTD_MAGIC = b"\x28\xb5\x2f\xfd"
 
-DEFAULT_LEVEL = {"gzip": 2, "zstd": 1}
+DEFAULT_LEVEL = {"gzip": 3 if gzip_codec.have_isal() else 2, "zstd": 1}
 ZSTD_JOB_SIZE = 2 << 20
 
 
@@ -91,7 +99,7 @@ class HashingReader(io.RawIOBase):
 
 
 def _gzip_member(block: bytes, level: int) -> bytes:
-    compressor = zlib.compressobj(level, zlib.DEFLATED, 31)  # wbits 31: gzip framing
+    compressor = gzip_codec.deflater(level)  # ISA-L at levels 0-3, zlib above
     member = compressor.compress(block) + compressor.flush()
     _check_member(member, block)
     return member
@@ -105,18 +113,20 @@ def _check_member(member: bytes, block: bytes) -> None:
     a fraction of deflate), and the file on disk is then proved to be these bytes by
     re-hashing it against the sha256 recorded while writing (tasks.verify.backup_file).
     """
-    inflater = zlib.decompressobj(31)
+    inflater = gzip_codec.inflater()
     try:
         restored = inflater.decompress(member)
-    except zlib.error:  # zlib checks the member's own crc32/length trailer too
+    except gzip_codec.ERRORS:  # the member's own crc32/length trailer is checked too
         restored = b""
     if (
         not inflater.eof
         or inflater.unused_data
         or len(restored) != len(block)
-        or zlib.crc32(restored) != zlib.crc32(block)
+        or gzip_codec.crc32(restored) != gzip_codec.crc32(block)
     ):
-        raise VerifyError("gzip self-check failed: a compressed block does not inflate to its input")
+        raise VerifyError(
+            "gzip self-check failed: a compressed block does not inflate to its input"
+        )
 
 
 class ParallelGzipWriter(io.RawIOBase):
@@ -126,7 +136,12 @@ class ParallelGzipWriter(io.RawIOBase):
         self._target = target
         self._level = level
         self._threads = threads or cpu_threads()
-        self._pool = ThreadPoolExecutor(self._threads, thread_name_prefix="gzip")
+        # One thread: the same members, compressed inline (no pool to start and join).
+        self._pool: ThreadPoolExecutor | None = None
+        if self._threads > 1:
+            from concurrent.futures import ThreadPoolExecutor
+
+            self._pool = ThreadPoolExecutor(self._threads, thread_name_prefix="gzip")
         self._pending: deque[Future[bytes]] = deque()
         self._buffer = bytearray()
         self._wrote_any = False
@@ -142,8 +157,11 @@ class ParallelGzipWriter(io.RawIOBase):
         return len(data)
 
     def _submit(self, block: bytes) -> None:
-        self._pending.append(self._pool.submit(_gzip_member, block, self._level))
         self._wrote_any = True
+        if self._pool is None:
+            self._target.write(_gzip_member(block, self._level))
+            return
+        self._pending.append(self._pool.submit(_gzip_member, block, self._level))
         while len(self._pending) > 2 * self._threads:
             self._target.write(self._pending.popleft().result())
 
@@ -157,7 +175,8 @@ class ParallelGzipWriter(io.RawIOBase):
             while self._pending:
                 self._target.write(self._pending.popleft().result())
         finally:
-            self._pool.shutdown(wait=True, cancel_futures=True)
+            if self._pool is not None:
+                self._pool.shutdown(wait=True, cancel_futures=True)
             super().close()
 
 
@@ -167,6 +186,8 @@ class _ZstdWriter(io.RawIOBase):
         # 2 MB jobs instead of the level's default: measured on a 150 MB bench dump at
         # level 3, 2 threads, this keeps ~16 MB in flight instead of ~52 MB (issue 8's
         # 150 MB peak) for output 2 % larger and the same speed.
+        import zstandard
+
         params = zstandard.ZstdCompressionParameters.from_level(
             level, threads=threads, job_size=ZSTD_JOB_SIZE, write_checksum=True
         )
@@ -182,6 +203,8 @@ class _ZstdWriter(io.RawIOBase):
 
     def close(self) -> None:
         if not self.closed:
+            import zstandard
+
             self._writer.flush(zstandard.FLUSH_FRAME)
             self._writer.close()
             super().close()
@@ -221,7 +244,7 @@ def open_decompressed(source: BinaryIO, compression: str) -> BinaryIO:
     """Read the uncompressed stream of a gzip or zstd file object."""
     if compression == "zstd":
         return io.BufferedReader(_ZstdFramesReader(source), BLOCK_SIZE)
-    return gzip.GzipFile(fileobj=source, mode="rb")  # type: ignore[return-value]
+    return gzip_codec.gzip_reader(source)
 
 
 class _ZstdFramesReader(io.RawIOBase):
@@ -236,6 +259,8 @@ class _ZstdFramesReader(io.RawIOBase):
     _PIECE = 16 * 1024
 
     def __init__(self, source: BinaryIO) -> None:
+        import zstandard
+
         self._source = source
         self._inflater = zstandard.ZstdDecompressor().decompressobj()
         self._pending = b""  # compressed bytes read but not yet fed
@@ -272,6 +297,8 @@ class _ZstdFramesReader(io.RawIOBase):
                 self._frames += 1
                 self._in_frame = False
                 piece = self._inflater.unused_data
+                import zstandard
+
                 self._inflater = zstandard.ZstdDecompressor().decompressobj()
 
 
@@ -287,3 +314,10 @@ def copy_stream(
         total += len(chunk)
         if on_chunk is not None:
             on_chunk(len(chunk))
+
+
+def with_zstd_errors(*errors: type[BaseException]) -> tuple[type[BaseException], ...]:
+    """`errors` plus zstandard's error type when zstandard is loaded (it is whenever a
+    zstd stream was opened): for `except` clauses that must not import it."""
+    module = sys.modules.get("zstandard")
+    return (*errors, module.ZstdError) if module is not None else errors
