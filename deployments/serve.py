@@ -26,8 +26,7 @@ from uuid import UUID
 import httpx
 
 from deployments.build import build_deployments, check_timezone
-from deployments.on_demand import build_on_demand
-from deployments.tiers import tier_table
+from deployments.tiers import ON_DEMAND, tier_table
 from tasks.core.errors import BackupError, ConfigError
 from tasks.core.folder_rules import check_folder_rules
 from tasks.core.settings import load_settings
@@ -198,18 +197,15 @@ def serve_tiers(timezone: str | None = None) -> None:
         print(f"chatbot-backup serve: {line}", file=sys.stderr, flush=True)
     api_url = require_api_url()
     check_folder_rules(settings)  # every tier's run would refuse these folders: say so now
-    built = build_deployments(timezone, tier_table(settings.pitr_enabled))
+    built = build_deployments(timezone, (*tier_table(settings.pitr_enabled), *ON_DEMAND))
     for reason in built.unavailable.values():
         print(f"chatbot-backup serve: warning: {reason}; this tier is not served", file=sys.stderr)
     if not built.deployments:
         raise ConfigError("serve: no tier deployment could be built; see the warnings above")
     ids: dict[UUID, str] = {}
-    on_demand = build_on_demand()
     try:
         for deployment in built.deployments:
             ids[cast(UUID, deployment.apply())] = deployment.full_name
-        for deployment in on_demand:
-            deployment.apply()
         missed = sweep_missed_runs(ids)
     except (OSError, httpx.HTTPError) as exc:
         raise BackupError(
@@ -222,4 +218,4 @@ def serve_tiers(timezone: str | None = None) -> None:
     set_up_automations(settings)
     # limit=None: runs of different tiers never wait behind each other in the runner;
     # the BACKUP_DIR lock and the per-deployment limit decide what may run together.
-    serve(*built.deployments, *on_demand, pause_on_shutdown=False, limit=None)
+    serve(*built.deployments, pause_on_shutdown=False, limit=None)

@@ -22,6 +22,8 @@ _EXPORTS = {
     "db_backup": "flows.db_backup_flow",
     "RestoreResult": "flows.db_restore_flow",
     "db_restore": "flows.db_restore_flow",
+    "ListResult": "flows.list_backups_flow",
+    "list_backups": "flows.list_backups_flow",
     "MigrationResult": "flows.migrate_to_postgres_flow",
     "migrate_to_postgres": "flows.migrate_to_postgres_flow",
     "MonitorResult": "flows.monitor_flow",
@@ -42,6 +44,7 @@ __all__ = [
     "BackupAllResult",
     "BaseBackupResult",
     "DbBackupResult",
+    "ListResult",
     "MigrationResult",
     "MonitorResult",
     "OffsiteResult",
@@ -54,6 +57,7 @@ __all__ = [
     "base_backup",
     "db_backup",
     "db_restore",
+    "list_backups",
     "migrate_to_postgres",
     "monitor_backups",
     "offsite_setup",
@@ -74,11 +78,13 @@ def __getattr__(name: str) -> Any:
 def __dir__() -> list[str]:
     return sorted([*globals(), *_EXPORTS])
 
+
 if TYPE_CHECKING:
     from flows.backup_all_flow import BackupAllResult, backup_all
     from flows.base_backup_flow import BaseBackupResult, base_backup
     from flows.db_backup_flow import DbBackupResult, db_backup
     from flows.db_restore_flow import RestoreResult, db_restore
+    from flows.list_backups_flow import ListResult, list_backups
     from flows.migrate_to_postgres_flow import MigrationResult, migrate_to_postgres
     from flows.monitor_flow import MonitorResult, monitor_backups
     from flows.offsite_flow import (

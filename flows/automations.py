@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any
 from uuid import UUID
 
 import flows.hooks  # noqa: F401  (settings from Prefect Secret blocks too)
-from deployments.on_demand import TEST_RESTORE_ON_DEMAND
+from deployments.tiers import ON_DEMAND_NAME
 from flows.events import BACKUP_JOBS, PREFIX, resource_id
 from tasks.core.errors import ConfigError
 
@@ -32,6 +32,7 @@ if TYPE_CHECKING:
 
 NAME_PREFIX = "chatbot-backup: "
 MONITOR_DEPLOYMENT = "monitor-backups/hourly"
+TEST_RESTORE_ON_DEMAND = f"test-restore/{ON_DEMAND_NAME}"  # deployments.tiers.ON_DEMAND
 PROACTIVE_JOBS = ("db-backup", "backup-all")  # the kinds the monitor's age check covers
 REACTIVE_NAME = f"{NAME_PREFIX}restore proof after every scheduled backup"
 MIN_PROACTIVE_SECONDS = 10.0  # Prefect's floor for a proactive trigger's window

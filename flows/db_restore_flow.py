@@ -20,7 +20,9 @@ from flows.hooks import FAILURE_HOOKS
 from flows.locking import job_lock
 from flows.offsite_flow import release_fetched
 from flows.reporting import publish_table, with_progress
+from flows.restore_confirm import cancel_when_declined
 from flows.restore_job import start_restore
+from tasks.catalog.listing import LATEST
 from tasks.core.errors import RestoreError, VerifyError
 from tasks.core.settings import Settings
 from tasks.restore.postgres import discard_snapshot
@@ -211,9 +213,12 @@ def restore_postgres_in_one_pass(settings: Settings, path: Path) -> VerifiedRest
 
 @flow(name="db-restore", log_prints=False, **FAILURE_HOOKS)  # type: ignore[call-overload]
 @with_progress("db-restore")
-def db_restore(backup_file: str, confirm: bool = False) -> RestoreResult:
+@cancel_when_declined
+def db_restore(
+    backup_file: str = LATEST, confirm: bool = False, as_of: str | None = None
+) -> RestoreResult:
     """Restore the admin database from a `.db.gz`/`.sql.gz` backup (ours or hand-made)."""
-    start = start_restore(backup_file, confirm, "db-restore", full=False)
+    start = start_restore(backup_file, confirm, "db-restore", full=False, as_of=as_of)
     settings, path, logger = start.settings, start.path, start.logger
     with job_lock(settings, "db-restore"):
         if settings.db_type == "postgres":

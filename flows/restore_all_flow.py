@@ -33,7 +33,9 @@ from flows.hooks import FAILURE_HOOKS
 from flows.locking import job_lock
 from flows.offsite_flow import release_fetched
 from flows.reporting import publish_table, with_progress
+from flows.restore_confirm import cancel_when_declined
 from flows.restore_job import start_restore
+from tasks.catalog.listing import LATEST
 from tasks.core.errors import VerifyError
 from tasks.restore.archive import discard_staging, new_staging_dir, prove_restored_tree
 from tasks.restore.files import (
@@ -60,9 +62,12 @@ from tasks.steps.restore_all import swap_all_postgres, swap_all_sqlite
 
 @flow(name="restore-all", log_prints=False, **FAILURE_HOOKS)  # type: ignore[call-overload]
 @with_progress("restore-all")
-def restore_all(backup_file: str, confirm: bool = False) -> RestoreResult:
+@cancel_when_declined
+def restore_all(
+    backup_file: str = LATEST, confirm: bool = False, as_of: str | None = None
+) -> RestoreResult:
     """Restore database, uploads, configuration and application data from a full backup."""
-    start = start_restore(backup_file, confirm, "restore-all", full=True)
+    start = start_restore(backup_file, confirm, "restore-all", full=True, as_of=as_of)
     settings, path, logger = start.settings, start.path, start.logger
     with job_lock(settings, "restore-all"):
         verified = verify_backup(path)

@@ -6,6 +6,7 @@ them only when it builds the parser, so `import flows.cli` stays cheap.
 
 GROUPS = (
     "backup",
+    "catalog",
     "restore",
     "monitor",
     "offsite",

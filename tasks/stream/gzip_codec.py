@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import gzip
 import io
-import logging
 import zlib
 from typing import Any, BinaryIO, cast
 
@@ -27,7 +26,6 @@ try:
 except ImportError:  # pragma: no cover - the wheel is a dependency; this is the fallback
     pass
 
-log = logging.getLogger("chatbot_backup")
 
 ISAL_MAX_LEVEL = 3
 GZIP_WBITS = 31  # gzip framing
@@ -47,7 +45,10 @@ def _say_fallback() -> None:
     global _said_fallback
     if not _said_fallback:
         _said_fallback = True
-        log.warning(
+        # logging is imported here only: wal-push (once per WAL segment) never pays for it.
+        import logging
+
+        logging.getLogger("chatbot_backup").warning(
             "ISA-L (the 'isal' package) is not installed: gzip falls back to zlib, "
             "which is several times slower; pip install isal"
         )
