@@ -144,6 +144,28 @@ def require_api_url() -> str:
     return str(url)
 
 
+def set_up_automations(settings: Any | None) -> None:
+    """The automations and notification blocks (`chatbot-backup automations`); a failure
+    is a warning: the schedules are served all the same."""
+    import importlib
+
+    try:
+        # flows sits above deployments: reached at run time, as the flows themselves are.
+        settings = settings or load_settings(check_folders=False)
+        report = importlib.import_module("flows.automations").set_up_automations(settings)
+    except Exception as exc:
+        from tasks.core.redact import redact
+
+        print(
+            "chatbot-backup serve: warning: automations not set up: "
+            + redact(f"{type(exc).__name__}: {exc}"),
+            file=sys.stderr,
+        )
+        return
+    for line in report.lines():
+        print(f"chatbot-backup serve: automations: {line}", file=sys.stderr)
+
+
 def offsite_tier_warnings(
     destination: str | None, tiers: tuple[Tier, ...] = TIER_TABLE
 ) -> list[str]:
@@ -193,6 +215,7 @@ def serve_tiers(timezone: str | None = None) -> None:
         ) from None
     for line in missed.lines():
         print(f"chatbot-backup serve: {line}", file=sys.stderr)
+    set_up_automations(settings)
     # limit=None: runs of different tiers never wait behind each other in the runner;
     # the BACKUP_DIR lock and the per-deployment limit decide what may run together.
     serve(*built.deployments, pause_on_shutdown=False, limit=None)

@@ -20,7 +20,7 @@ from typing import Any
 from prefect import flow
 
 from flows.hooks import FAILURE_HOOKS
-from flows.reporting import human_size, publish_table, run_logger
+from flows.reporting import human_size, publish_links, publish_table, run_logger
 from tasks.catalog.records import list_backups
 from tasks.core.errors import BackupError, ConfigError, DestinationError, SourceError, VerifyError
 from tasks.core.redact import redact
@@ -132,6 +132,11 @@ def copy_offsite(
     for line in result.summary_lines():
         logger.info(line)
     publish_table("offsite-copy", _copy_rows(copies), f"Off-site copy to {dest.display}")
+    publish_links(
+        "offsite-copy-link",
+        [(c.url, c.remote_name) for c in copies],
+        f"Verified off-site copy at {dest.display}",
+    )
     return result
 
 
@@ -223,6 +228,11 @@ def offsite_sync(verify: bool = False) -> OffsiteSyncResult:
         for c in checks
     ]
     publish_table("offsite-sync", rows, f"Off-site sync to {dest.display}")
+    publish_links(
+        "offsite-copy-link",
+        [(c.url, c.remote_name) for c in copies if c.uploaded],
+        f"Verified off-site copy at {dest.display}",
+    )
     _raise_for(failures, checks, dest)
     return result
 

@@ -35,6 +35,20 @@ def publish_table(key: str, rows: list[dict[str, Any]], description: str) -> Non
     create_table_artifact(key=key, table=clean, description=redact(description))
 
 
+def publish_links(key: str, links: list[tuple[str, str]], description: str) -> None:
+    """One link artifact per (url, text) for the current flow run: the off-site copies.
+
+    The URLs are display forms (no credentials) and are redacted once more."""
+    if FlowRunContext.get() is None:
+        return
+    from prefect.artifacts import create_link_artifact
+
+    for url, text in links:
+        create_link_artifact(
+            link=redact(url), link_text=redact(text), key=key, description=redact(description)
+        )
+
+
 def run_logger() -> logging.Logger | logging.LoggerAdapter[logging.Logger]:
     try:
         from prefect.logging import get_run_logger

@@ -23,7 +23,9 @@ from flows.reporting import publish_table, run_logger, with_progress
 from flows.restore_job import chosen_backup
 from tasks.catalog.listing import LATEST
 from tasks.catalog.records import list_backups, read_meta
+from tasks.core.redact import redact
 from tasks.core.settings import Settings, load_settings
+from tasks.monitor.metrics import record_restore_proof
 from tasks.steps.verify import (
     archive_integrity_task,
     backup_file_task,
@@ -202,6 +204,10 @@ def test_restore(
     )
     for line in result.summary_lines():
         (logger.info if result.passed else logger.warning)(line)
+    try:  # the proof's verdict for the metrics file (and the alert rules over it)
+        record_restore_proof(settings, "full" if is_full_archive(path) else "db", result.passed)
+    except Exception as exc:
+        logger.warning("restore proof not recorded in the metrics: %s", redact(str(exc)))
     publish_table(
         "test-restore-checks",
         [

@@ -14,4 +14,5 @@ GROUPS = (
     "migrate",
     "pitr",
     "drill",
+    "automations",
 )

@@ -9,6 +9,7 @@ arguments; only the flows call `load_settings()`.
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from pathlib import Path
 from typing import Literal
 
@@ -257,6 +258,41 @@ def application_root() -> Path:
     return Path(root).expanduser().resolve() if root else Path.cwd()
 
 
+# Secrets that may also come from elsewhere (Prefect Secret blocks: flows.secret_blocks)
+# when neither the environment nor `.env` sets them: the environment wins.
+SECRET_FIELDS = ("admin_database_url", "smtp_password", "alert_slack_webhook", "alert_webhook")
+SecretSource = Callable[[list[str]], dict[str, str]]
+_secret_sources: list[SecretSource] = []
+
+
+def add_secret_source(source: SecretSource) -> None:
+    """Register `source(field names) -> {field: value}` for secrets left unset."""
+    if source not in _secret_sources:
+        _secret_sources.append(source)
+
+
+def _fill_secrets(settings: Settings, overrides: dict[str, object]) -> dict[str, object]:
+    missing = [
+        name
+        for name in SECRET_FIELDS
+        if name not in overrides
+        and (getattr(settings, name) is None or not getattr(settings, name).get_secret_value())
+    ]
+    found: dict[str, object] = {}
+    for source in _secret_sources:
+        if not missing:
+            break
+        try:
+            values = source(list(missing))
+        except Exception:  # a secret store that is down leaves the secret unset
+            continue
+        for name, value in values.items():
+            if name in missing and value:
+                found[name] = value
+                missing.remove(name)
+    return found
+
+
 def load_settings(check_folders: bool = True, **overrides: object) -> Settings:
     """Read the environment and `$APP_ROOT/.env`, validate, register secrets.
 
@@ -274,6 +310,18 @@ def load_settings(check_folders: bool = True, **overrides: object) -> Settings:
         )
     except ValidationError as exc:
         raise ConfigError(_one_line(exc)) from None
+    found = _fill_secrets(settings, overrides) if _secret_sources else {}
+    if found:
+        for value in found.values():
+            register_secret(str(value))
+        try:
+            settings = Settings(
+                _env_file=env_file if env_file.is_file() else None,  # type: ignore[call-arg]
+                app_root=root,
+                **{**overrides, **found},  # type: ignore[arg-type]
+            )
+        except ValidationError as exc:
+            raise ConfigError(_one_line(exc)) from None
     for secret in (
         settings.admin_database_url,
         settings.pitr_database_url,

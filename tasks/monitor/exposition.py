@@ -94,6 +94,14 @@ FAMILIES: tuple[Family, ...] = (
         "Unix time of the last failed run of each job (restores, monitor, test-restore).",
     ),
     _gauge(
+        "chatbot_restore_proof_status",
+        "Outcome of the last test-restore of each kind: 1 every check passed, 0 not.",
+    ),
+    _gauge(
+        "chatbot_last_restore_proof_timestamp_seconds",
+        "Unix time of the last test-restore of each kind.",
+    ),
+    _gauge(
         "chatbot_backup_monitor_status",
         "Outcome of the last monitor run: 0 all checks passed, 1 warnings, 2 critical.",
     ),

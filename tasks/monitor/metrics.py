@@ -42,6 +42,7 @@ __all__ = [
     "record_job_failure",
     "record_monitor_run",
     "record_offsite_status",
+    "record_restore_proof",
     "render_metrics",
 ]
 
@@ -131,6 +132,17 @@ def record_job_failure(settings: Any, job: str, when: float | None = None) -> bo
     """A non-backup job (restore, monitor, test-restore) failed."""
     return publish(
         settings, {key("chatbot_job_last_failure_timestamp_seconds", job=job): when or time.time()}
+    )
+
+
+def record_restore_proof(settings: Any, kind: str, passed: bool, when: float | None = None) -> bool:
+    """A test-restore of a `kind` backup ended: every check passed (1) or not (0)."""
+    return publish(
+        settings,
+        {
+            key("chatbot_restore_proof_status", kind=kind): 1 if passed else 0,
+            key("chatbot_last_restore_proof_timestamp_seconds", kind=kind): when or time.time(),
+        },
     )
 
 
