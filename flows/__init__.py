@@ -27,10 +27,12 @@ _EXPORTS = {
     "MonitorResult": "flows.monitor_flow",
     "monitor_backups": "flows.monitor_flow",
     "OffsiteResult": "flows.offsite_flow",
-    "OffsiteSetupResult": "flows.offsite_flow",
+    "OffsiteSetupResult": "flows.offsite_setup_flow",
     "OffsiteSyncResult": "flows.offsite_flow",
-    "offsite_setup": "flows.offsite_flow",
+    "OffsiteVerifyResult": "flows.offsite_verify_flow",
+    "offsite_setup": "flows.offsite_setup_flow",
     "offsite_sync": "flows.offsite_flow",
+    "offsite_verify": "flows.offsite_verify_flow",
     "PitrRestoreResult": "flows.pitr_restore_flow",
     "pitr_restore": "flows.pitr_restore_flow",
     "restore_all": "flows.restore_all_flow",
@@ -47,6 +49,7 @@ __all__ = [
     "OffsiteResult",
     "OffsiteSetupResult",
     "OffsiteSyncResult",
+    "OffsiteVerifyResult",
     "PitrRestoreResult",
     "RestoreResult",
     "TestRestoreResult",
@@ -58,6 +61,7 @@ __all__ = [
     "monitor_backups",
     "offsite_setup",
     "offsite_sync",
+    "offsite_verify",
     "pitr_restore",
     "restore_all",
     "test_restore",
@@ -74,6 +78,7 @@ def __getattr__(name: str) -> Any:
 def __dir__() -> list[str]:
     return sorted([*globals(), *_EXPORTS])
 
+
 if TYPE_CHECKING:
     from flows.backup_all_flow import BackupAllResult, backup_all
     from flows.base_backup_flow import BaseBackupResult, base_backup
@@ -81,13 +86,9 @@ if TYPE_CHECKING:
     from flows.db_restore_flow import RestoreResult, db_restore
     from flows.migrate_to_postgres_flow import MigrationResult, migrate_to_postgres
     from flows.monitor_flow import MonitorResult, monitor_backups
-    from flows.offsite_flow import (
-        OffsiteResult,
-        OffsiteSetupResult,
-        OffsiteSyncResult,
-        offsite_setup,
-        offsite_sync,
-    )
+    from flows.offsite_flow import OffsiteResult, OffsiteSyncResult, offsite_sync
+    from flows.offsite_setup_flow import OffsiteSetupResult, offsite_setup
+    from flows.offsite_verify_flow import OffsiteVerifyResult, offsite_verify
     from flows.pitr_restore_flow import PitrRestoreResult, pitr_restore
     from flows.restore_all_flow import restore_all
     from flows.test_restore_flow import TestRestoreResult, test_restore

@@ -85,7 +85,7 @@ FAMILIES: tuple[Family, ...] = (
     Family(
         "chatbot_offsite_backup_status",
         "gauge",
-        "1 if the last off-site copy of each kind to each destination scheme was verified, 0 if not.",
+        "1 if the last off-site copy of each kind to each destination was verified, 0 if not.",
         ("chatbot_offsite_backup_status",),
     ),
     Family(
@@ -379,14 +379,18 @@ def record_job_failure(settings: Any, job: str, when: float | None = None) -> bo
     )
 
 
-def record_offsite_status(settings: Any, kind: str, scheme: str, ok: bool) -> bool:
-    """The outcome of an off-site copy of a `kind` backup to a `scheme` destination.
+def record_offsite_status(
+    settings: Any, kind: str, scheme: str, ok: bool, destination: str | None = None
+) -> bool:
+    """The outcome of an off-site copy of a `kind` backup to one destination.
 
-    `scheme` is the destination's scheme only (s3, gs, az, ssh, file) — never its URL.
+    `scheme` is the destination's scheme (s3, gs, az, ssh, file); `destination` its
+    display form (`s3://bucket/prefix`, `user@host:/path`), which never carries a secret.
     """
-    return publish(
-        settings, {key("chatbot_offsite_backup_status", kind=kind, scheme=scheme): 1 if ok else 0}
-    )
+    labels = {"kind": kind, "scheme": scheme}
+    if destination:
+        labels["destination"] = strip_url_password(destination)
+    return publish(settings, {key("chatbot_offsite_backup_status", **labels): 1 if ok else 0})
 
 
 def offsite_scheme(destination: str) -> str:

@@ -18,8 +18,9 @@ from typing import TYPE_CHECKING
 
 from tasks.core.errors import BackupError, ConfigError, DestinationError
 from tasks.core.redact import redact
-from tasks.offsite.copy import OffsiteCopy, copy_backup, policy_from_settings, staging_dir
+from tasks.offsite.copy import OffsiteCopy, copy_backup
 from tasks.offsite.encryption import encryption_from_settings
+from tasks.offsite.remote import policy_from_settings, staging_dir
 from tasks.storage.destination import Destination, open_destination
 
 if TYPE_CHECKING:
