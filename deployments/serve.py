@@ -26,6 +26,7 @@ from uuid import UUID
 import httpx
 
 from deployments.build import build_deployments, check_timezone
+from deployments.tiers import TIER_TABLE
 from tasks.core.errors import BackupError, ConfigError
 from tasks.core.folder_rules import check_folder_rules
 from tasks.core.settings import load_settings
@@ -142,6 +143,14 @@ def require_api_url() -> str:
     return str(url)
 
 
+def offsite_configured() -> bool:
+    """OFFSITE_DESTINATION is set (environment or `.env`), for the off-site-only schedules."""
+    try:
+        return bool(load_settings(check_folders=False).offsite_destination)
+    except BackupError:
+        return False
+
+
 def serve_tiers(timezone: str | None = None) -> None:
     """Register every tier deployment, reduce missed runs to one catch-up, serve forever.
 
@@ -158,7 +167,11 @@ def serve_tiers(timezone: str | None = None) -> None:
     api_url = require_api_url()
     if settings is not None:  # every tier's run would refuse these folders: say so now
         check_folder_rules(settings)
-    built = build_deployments(timezone)
+    offsite = (
+        bool(settings.offsite_destination) if settings is not None else offsite_configured()
+    )
+    tiers = tuple(t for t in TIER_TABLE if offsite or not t.needs_offsite)
+    built = build_deployments(timezone, tiers)
     for reason in built.unavailable.values():
         print(f"chatbot-backup serve: warning: {reason}; this tier is not served", file=sys.stderr)
     if not built.deployments:

@@ -40,6 +40,7 @@ class Tier:
     offsite: bool = False
     tier: str | None = None  # the retention tier its backups carry (tasks.core.tiers.TIERS)
     kind: str | None = None  # "db" or "full": the kind of backup it makes
+    needs_offsite: bool = False  # served only when OFFSITE_DESTINATION is set
 
     @property
     def full_name(self) -> str:
@@ -73,6 +74,7 @@ ENTRYPOINTS: dict[str, str] = {
     "db-backup": "flows.db_backup_flow.db_backup",
     "backup-all": "flows.backup_all_flow.backup_all",
     "monitor-backups": "flows.monitor_flow.monitor_backups",
+    "offsite-verify": "flows.offsite_verify_flow.offsite_verify",
 }
 
 
@@ -97,6 +99,7 @@ def schedule_row(schedule: core_tiers.Schedule) -> Tier:
         entrypoint=ENTRYPOINTS[schedule.job],
         cron=schedule.cron,
         description=schedule.description,
+        needs_offsite=schedule.needs_offsite,
     )
 
 

@@ -20,6 +20,7 @@ from tasks.monitor.alerts import Alert, ChannelResult
 from tasks.monitor.checks import Finding, exit_code_for, worst
 from tasks.steps.monitor import (
     check_deployments,
+    check_offsite_copies,
     inspect_backup_folder,
     record_monitor_metrics,
     send_alert_task,
@@ -69,7 +70,11 @@ def monitor_backups() -> MonitorResult:
     settings = load_settings()
     logger = run_logger()
     inspection = inspect_backup_folder(settings, clock.utc_now())
-    findings = [*inspection.findings, check_deployments(settings.monitor_check_deployments)]
+    findings = [
+        *inspection.findings,
+        check_offsite_copies(settings, clock.utc_now()),
+        check_deployments(settings.monitor_check_deployments, bool(settings.offsite_destination)),
+    ]
     status = worst(findings)
     code = exit_code_for(status)
     alerts: list[ChannelResult] = []

@@ -54,6 +54,7 @@ SPEC_TABLE: dict[str, tuple[str, dict[str, Any]]] = {
         {"retention_days": 365, "offsite": True, "tier": "monthly"},
     ),
     "monitor-backups/hourly": ("0 * * * *", {}),
+    "offsite-verify/weekly": ("0 6 * * 0", {}),
 }
 
 

@@ -32,6 +32,7 @@ class Tier:
     deployment_name: str = ""  # the deployment's own name; default: the tier's name
     offsite: bool = False  # its scheduled runs copy the backup off-site
     default: bool = False  # the tier of a backup of its kind that carries no marker
+    interval_hours: float = 24.0  # how often its schedule runs (the longest gap)
 
     @property
     def job(self) -> str:
@@ -54,6 +55,7 @@ class Schedule:
     deployment: str
     cron: str
     description: str
+    needs_offsite: bool = False  # scheduled only when OFFSITE_DESTINATION is set
 
     @property
     def full_name(self) -> str:
@@ -68,6 +70,7 @@ TIER_TABLE: tuple[Tier, ...] = (
         cron="0 */6 * * *",
         description="Database-only backup every 6 hours, kept 2 days.",
         default=True,
+        interval_hours=6,
     ),
     Tier(
         "daily",
@@ -85,6 +88,7 @@ TIER_TABLE: tuple[Tier, ...] = (
         description="Full backup on Sundays at 03:00, copied off-site, kept 30 days.",
         deployment_name="weekly-offsite",
         offsite=True,
+        interval_hours=7 * 24,
     ),
     Tier(
         "monthly",
@@ -94,6 +98,7 @@ TIER_TABLE: tuple[Tier, ...] = (
         description="Full backup on the 1st of the month at 04:00, copied off-site, kept 365 days.",
         deployment_name="monthly-offsite",
         offsite=True,
+        interval_hours=31 * 24,
     ),
 )
 
@@ -104,7 +109,17 @@ OTHER_SCHEDULES: tuple[Schedule, ...] = (
         "0 * * * *",
         "Backup health checks every hour: alerts and metrics.",
     ),
+    Schedule(
+        "offsite-verify",
+        "weekly",
+        "0 6 * * 0",
+        "Off-site copies read back and checked against their sidecars, Sundays at 06:00.",
+        needs_offsite=True,
+    ),
 )
+# Off-site copies may be this much later than their tier's schedule before the monitor
+# reports the destination (a slow upload, a run retried the next day).
+OFFSITE_GRACE_HOURS = 24.0
 
 TIERS: tuple[str, ...] = tuple(t.name for t in TIER_TABLE)
 # The tier a backup without a marker belongs to (SPEC: Rotation): the default of its kind.
@@ -123,6 +138,25 @@ SCHEDULED_DEPLOYMENTS: tuple[str, ...] = (
     *(t.full_name for t in TIER_TABLE),
     *(s.full_name for s in OTHER_SCHEDULES),
 )
+
+
+# The scheduled deployments that exist only when an off-site destination is configured.
+OFFSITE_ONLY_DEPLOYMENTS: tuple[str, ...] = tuple(
+    s.full_name for s in OTHER_SCHEDULES if s.needs_offsite
+)
+
+
+def scheduled_deployments(offsite: bool) -> tuple[str, ...]:
+    """The deployments `serve` registers: those needing a destination only with one."""
+    return tuple(d for d in SCHEDULED_DEPLOYMENTS if offsite or d not in OFFSITE_ONLY_DEPLOYMENTS)
+
+
+def offsite_max_age_hours(tier: str) -> float | None:
+    """How old the newest off-site copy of `tier` may be (None: not an off-site tier)."""
+    for row in TIER_TABLE:
+        if row.name == tier and row.offsite:
+            return row.interval_hours + OFFSITE_GRACE_HOURS
+    return None
 
 
 def tiers_of(kind: Kind) -> tuple[str, ...]:

@@ -16,11 +16,13 @@ from prefect import task
 from prefect.cache_policies import NO_CACHE
 
 from tasks.core.redact import redact
+from tasks.core.tiers import scheduled_deployments
 from tasks.monitor.alerts import Alert, ChannelResult, send_alert
 from tasks.monitor.checks import (
     SCHEDULED_DEPLOYMENTS,
     Finding,
     Inspection,
+    Severity,
     Thresholds,
     deployments_finding,
     inspect_backups,
@@ -60,20 +62,50 @@ def deployment_states(names: tuple[str, ...] = SCHEDULED_DEPLOYMENTS) -> dict[st
 
 
 @task(name="check-deployments", cache_policy=NO_CACHE)
-def check_deployments(enabled: bool = True) -> Finding:
+def check_deployments(enabled: bool = True, offsite: bool = True) -> Finding:
     """SPEC: the scheduled deployments are present and not paused (only with a server)."""
     if not enabled:
         return Finding("deployments", "ok", "not checked: MONITOR_CHECK_DEPLOYMENTS is off")
     if prefect_api_url() is None:
         return Finding("deployments", "ok", "not checked: PREFECT_API_URL is not set")
     try:
-        return deployments_finding(deployment_states())
+        return deployments_finding(deployment_states(scheduled_deployments(offsite)))
     except Exception as exc:  # an unreachable server is a finding, not a crash
         return Finding(
             "deployments",
             "warning",
             redact(f"cannot read deployments from the Prefect server ({type(exc).__name__})"),
         )
+
+
+@task(name="check-offsite-copies", cache_policy=NO_CACHE)
+def check_offsite_copies(settings: Any, now: datetime) -> Finding:
+    """Each off-site destination: newest copy within its tier's age, last verification passed."""
+    from tasks.core.errors import BackupError
+    from tasks.offsite.health import Judgment, judge_destination
+    from tasks.storage.destination import open_destinations
+
+    if not settings.offsite_destination:
+        return Finding("offsite", "ok", "not checked: OFFSITE_DESTINATION is not set")
+    judgments: list[Judgment] = []
+    destinations = open_destinations(settings)
+    for dest in destinations:
+        try:
+            judgments += judge_destination(dest, now)
+        except BackupError as exc:
+            judgments.append(Judgment("warning", redact(f"{dest.display}: {exc}")))
+        except Exception as exc:  # an unreachable destination is a finding, not a crash
+            judgments.append(
+                Judgment("warning", redact(f"{dest.display}: cannot be read ({type(exc).__name__})"))
+            )
+    if not judgments:
+        return Finding(
+            "offsite", "ok", f"{len(destinations)} destination(s): recent copies, verified"
+        )
+    severity: Severity = (
+        "critical" if any(j.severity == "critical" for j in judgments) else "warning"
+    )
+    return Finding("offsite", severity, "; ".join(j.reason for j in judgments))
 
 
 @task(name="send-alert", cache_policy=NO_CACHE)
