@@ -101,9 +101,11 @@ def test_compliance_mode_is_used_when_asked(sqlite_platform: Platform, s3: sv.S3
         assert head["ObjectLockMode"] == "COMPLIANCE", name
 
 
-def test_a_bad_lock_mode_is_refused_before_any_work(sqlite_platform: Platform) -> None:
+def test_a_bad_lock_mode_is_refused_before_any_work(
+    sqlite_platform: Platform, tmp_path: Path
+) -> None:
     env = {
-        "OFFSITE_DESTINATION": "/tmp/nowhere-offsite",
+        "OFFSITE_DESTINATION": str(tmp_path),
         "OFFSITE_OBJECT_LOCK_DAYS": "3",
         "OFFSITE_OBJECT_LOCK_MODE": "FOREVER",
     }
@@ -222,7 +224,10 @@ def test_uploads_need_no_delete_permission(s3: sv.S3Service, tmp_path: Path) -> 
     proxy = _NoDelete(dest.fs)
     dest._fs = proxy
     copy = copy_backup(
-        dest, path, policy=RetryPolicy(window_seconds=3, first_delay=0.5), staging=staging_dir(local)
+        dest,
+        path,
+        policy=RetryPolicy(window_seconds=3, first_delay=0.5),
+        staging=staging_dir(local),
     )
     assert copy.uploaded and proxy.refused == []
     head = boto(s3).head_object(Bucket=LOCKED, Key=f"writeonly/{path.name}.sha256")
