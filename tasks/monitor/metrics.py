@@ -388,9 +388,13 @@ def record_offsite_status(
     display form (`s3://bucket/prefix`, `user@host:/path`), which never carries a secret.
     """
     labels = {"kind": kind, "scheme": scheme}
+    updates: dict[SampleKey, float | None] = {}
     if destination:
         labels["destination"] = strip_url_password(destination)
-    return publish(settings, {key("chatbot_offsite_backup_status", **labels): 1 if ok else 0})
+        # The series of the single-destination days, without the label, would stay forever.
+        updates[key("chatbot_offsite_backup_status", kind=kind, scheme=scheme)] = None
+    updates[key("chatbot_offsite_backup_status", **labels)] = 1 if ok else 0
+    return publish(settings, updates)
 
 
 def offsite_scheme(destination: str) -> str:

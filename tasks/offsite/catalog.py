@@ -130,7 +130,10 @@ def prune_remote(
                 if part in present:
                     dest.delete(part)
     data_names = {b.remote_name for b in backups} - set(result.removed)
+    gone = {p for n in result.removed for p in (n, *(n + s for s in COMPANION_SUFFIXES))}
     for entry in entries:
+        if entry.name in gone:
+            continue
         if _abandoned(entry.name, entry.modified, data_names, now):
             if _locked_until(dest, [entry.name], now) is not None:
                 continue
@@ -145,7 +148,7 @@ SEALED = META_SUFFIX + AGE_SUFFIX
 
 def _locked_until(dest: Destination, names: list[str], now: datetime) -> datetime | None:
     """The latest retention end among `names` still in the future, else None."""
-    if dest.lock is None and dest.scheme != "s3":
+    if dest.scheme != "s3":  # copies locked under an earlier setting count too
         return None
     ends = [until for n in names if (until := dest.locked_until(n)) is not None and until > now]
     return max(ends) if ends else None

@@ -184,7 +184,10 @@ class Destination:
             return None
         from tasks.storage.s3 import head_object
 
-        head = head_object(self.fs, self.path(name))
+        try:
+            head = head_object(self.fs, self.path(name))
+        except FileNotFoundError:
+            return None
         until = head.get("ObjectLockRetainUntilDate")
         if not isinstance(until, datetime):
             return None
