@@ -49,6 +49,9 @@ PART_SIZE = 8 * 2**20
 READ_CHUNK = 8 * 2**20
 
 
+MIN_PART = 5 * 2**20  # S3's smallest multipart part (GCS and Azure take any)
+
+
 PARTIAL_MARKER = ".partial-"
 
 
@@ -277,12 +280,14 @@ class Destination:
     ) -> None:
         """An upload under OFFSITE_BANDWIDTH_LIMIT: streamed through a Throttle.
 
-        Object stores still upload in PART_SIZE parts (multipart, resumable, blocks),
-        and an object appears only when the stream is closed.
+        Object stores still upload in parts (multipart, resumable, blocks), and an
+        object appears only when the stream is closed.
         """
         assert self.bandwidth is not None
         throttle = Throttle(self.bandwidth)
-        options: dict[str, Any] = {"block_size": PART_SIZE} if self.commit == "direct" else {}
+        # The smallest part S3 accepts: parts go out while the stream is throttled, so
+        # only the last one is sent at close, outside the throttle's reckoning.
+        options: dict[str, Any] = {"block_size": MIN_PART} if self.commit == "direct" else {}
         done = 0
         dst = self.fs.open(path, "wb", **options, **self.write_options())
         try:
