@@ -112,6 +112,10 @@ def per_segment(
     return push_ours, push_shell, fetch_ours, fetch_shell
 
 
+class _Done(Exception):
+    """--push-only: the per-segment rows are all that was asked for."""
+
+
 def summary(label: str, runs: list[Measurement]) -> Measurement:
     """Median wall and CPU seconds per segment, largest peak memory."""
     return Measurement(
@@ -132,6 +136,9 @@ def main() -> int:
     parser.add_argument("--wal-mb", type=int, default=256)
     parser.add_argument("--segments", type=int, default=8)
     parser.add_argument("--repeat", type=int, default=1)
+    parser.add_argument(
+        "--push-only", action="store_true", help="only the wal-push and wal-fetch rows"
+    )
     args = parser.parse_args()
 
     folder = postgres_folder("bench-pitr-")
@@ -180,6 +187,8 @@ def main() -> int:
                 )
             )
 
+            if args.push_only:
+                raise _Done
             env = {
                 "APP_ROOT": str(folder),
                 "BACKUP_DIR": str(backups),
@@ -238,6 +247,8 @@ def main() -> int:
                         theirs,
                     )
                 )
+    except _Done:
+        pass
     finally:
         shutil.rmtree(folder, ignore_errors=True)
     print_rows(rows, "Point-in-time recovery (issue 19)")

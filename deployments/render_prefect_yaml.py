@@ -3,6 +3,7 @@
     python -m deployments.render_prefect_yaml              # rewrite ./prefect.yaml
     python -m deployments.render_prefect_yaml --check      # exit 1 if it differs
     python -m deployments.render_prefect_yaml --timezone Europe/Berlin
+    python -m deployments.render_prefect_yaml --pitr       # with base-backup/weekly
 
 The committed file is rendered for UTC; an operator whose BACKUP_TIMEZONE differs
 renders it again with `--timezone` (the default is BACKUP_TIMEZONE, else UTC) before
@@ -27,9 +28,9 @@ from deployments.tiers import (
     COLLISION_STRATEGY,
     CONCURRENCY_LIMIT,
     TAGS,
-    TIER_TABLE,
     WORK_POOL,
     Tier,
+    tier_table,
 )
 from tasks.core.errors import ConfigError
 
@@ -49,6 +50,12 @@ HEADER = """\
 """
 
 
+PITR_NOTE = """\
+# Without point-in-time recovery; with PITR_ENABLED=true render with --pitr to add
+# base-backup/weekly (SPEC: Schedules).
+"""
+
+
 def deployment_entry(tier: Tier, timezone: str) -> dict[str, Any]:
     return {
         "name": tier.deployment,
@@ -65,7 +72,7 @@ def deployment_entry(tier: Tier, timezone: str) -> dict[str, Any]:
     }
 
 
-def render(timezone: str = "UTC") -> str:
+def render(timezone: str = "UTC", pitr: bool = False) -> str:
     timezone = check_timezone(timezone)
     document: dict[str, Any] = {
         "name": "chatbot-backup",
@@ -75,10 +82,13 @@ def render(timezone: str = "UTC") -> str:
         "pull": [
             {"prefect.deployments.steps.set_working_directory": {"directory": "{{ $APP_ROOT }}"}}
         ],
-        "deployments": [deployment_entry(tier, timezone) for tier in TIER_TABLE],
+        "deployments": [deployment_entry(tier, timezone) for tier in tier_table(pitr)],
     }
     body = yaml.safe_dump(document, sort_keys=False, allow_unicode=True, width=100)
-    return HEADER.format(pool=WORK_POOL, timezone=timezone) + "\n" + body
+    header = HEADER.format(pool=WORK_POOL, timezone=timezone)
+    if not pitr:
+        header += PITR_NOTE
+    return header + "\n" + body
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -90,13 +100,19 @@ def main(argv: Sequence[str] | None = None) -> int:
         default=os.environ.get("BACKUP_TIMEZONE") or "UTC",
         help="timezone of the schedules (default: BACKUP_TIMEZONE, else UTC)",
     )
+    parser.add_argument(
+        "--pitr",
+        action="store_true",
+        default=os.environ.get("PITR_ENABLED", "").strip().lower() in ("1", "true", "yes", "on"),
+        help="add base-backup/weekly (default: when PITR_ENABLED=true)",
+    )
     parser.add_argument("--output", type=Path, default=DEFAULT_PATH, metavar="PATH")
     parser.add_argument(
         "--check", action="store_true", help="do not write; exit 1 when PATH differs"
     )
     args = parser.parse_args(argv)
     try:
-        text = render(args.timezone)
+        text = render(args.timezone, args.pitr)
     except ConfigError as exc:
         print(f"render_prefect_yaml: error: {exc}", file=sys.stderr)
         return exc.exit_code

@@ -16,6 +16,7 @@ monitor, and the one catch-up happens when it is started again.
 
 from __future__ import annotations
 
+import os
 import sys
 from collections import defaultdict
 from dataclasses import dataclass, field
@@ -26,7 +27,7 @@ from uuid import UUID
 import httpx
 
 from deployments.build import build_deployments, check_timezone
-from deployments.tiers import TIER_TABLE
+from deployments.tiers import tier_table
 from tasks.core.errors import BackupError, ConfigError
 from tasks.core.folder_rules import check_folder_rules
 from tasks.core.settings import load_settings
@@ -167,11 +168,15 @@ def serve_tiers(timezone: str | None = None) -> None:
     api_url = require_api_url()
     if settings is not None:  # every tier's run would refuse these folders: say so now
         check_folder_rules(settings)
+    pitr = (
+        settings.pitr_enabled
+        if settings is not None
+        else os.environ.get("PITR_ENABLED", "").strip().lower() in ("1", "true", "yes", "on")
+    )
     offsite = (
         bool(settings.offsite_destination) if settings is not None else offsite_configured()
     )
-    tiers = tuple(t for t in TIER_TABLE if offsite or not t.needs_offsite)
-    built = build_deployments(timezone, tiers)
+    built = build_deployments(timezone, tier_table(pitr, offsite))
     for reason in built.unavailable.values():
         print(f"chatbot-backup serve: warning: {reason}; this tier is not served", file=sys.stderr)
     if not built.deployments:

@@ -39,7 +39,8 @@ class Tier:
     retention_days: int | None = None  # None: the job keeps no backups (the monitor)
     offsite: bool = False
     tier: str | None = None  # the retention tier its backups carry (tasks.core.tiers.TIERS)
-    kind: str | None = None  # "db" or "full": the kind of backup it makes
+    kind: str | None = None  # "db", "full" or "base": the kind of backup it makes
+    needs_pitr: bool = False  # scheduled only with PITR_ENABLED=true
     needs_offsite: bool = False  # served only when OFFSITE_DESTINATION is set
 
     @property
@@ -74,6 +75,7 @@ ENTRYPOINTS: dict[str, str] = {
     "db-backup": "flows.db_backup_flow.db_backup",
     "backup-all": "flows.backup_all_flow.backup_all",
     "monitor-backups": "flows.monitor_flow.monitor_backups",
+    "base-backup": "flows.base_backup_flow.base_backup",
     "offsite-verify": "flows.offsite_verify_flow.offsite_verify",
 }
 
@@ -89,6 +91,7 @@ def backup_tier_row(tier: core_tiers.Tier) -> Tier:
         offsite=tier.offsite,
         tier=tier.name,
         kind=tier.kind,
+        needs_pitr=tier.needs_pitr,
     )
 
 
@@ -103,17 +106,30 @@ def schedule_row(schedule: core_tiers.Schedule) -> Tier:
     )
 
 
-TIER_TABLE: tuple[Tier, ...] = (
-    *(backup_tier_row(t) for t in core_tiers.TIER_TABLE),
-    *(schedule_row(s) for s in core_tiers.OTHER_SCHEDULES),
-)
+def tier_table(pitr_enabled: bool = False, offsite: bool = True) -> tuple[Tier, ...]:
+    """The scheduled deployments; `base-backup/weekly` only with PITR_ENABLED=true,
+    `offsite-verify/weekly` only with an off-site destination (`offsite`)."""
+    return (
+        *(backup_tier_row(t) for t in core_tiers.active_tiers(pitr_enabled)),
+        *(
+            schedule_row(s)
+            for s in core_tiers.OTHER_SCHEDULES
+            if offsite or not s.needs_offsite
+        ),
+    )
 
-DEPLOYMENT_NAMES: tuple[str, ...] = tuple(t.full_name for t in TIER_TABLE)
+
+# Without point-in-time recovery (the default; what the committed prefect.yaml holds).
+TIER_TABLE: tuple[Tier, ...] = tier_table(False)
+# Every row, the PITR ones included.
+ALL_TIERS: tuple[Tier, ...] = tier_table(True)
+
+DEPLOYMENT_NAMES: tuple[str, ...] = tuple(t.full_name for t in ALL_TIERS)
 
 
 def tier_by_name(full_name: str) -> Tier:
     """The row for `flow/deployment`; KeyError names the known ones."""
-    for tier in TIER_TABLE:
+    for tier in ALL_TIERS:
         if tier.full_name == full_name:
             return tier
     raise KeyError(f"no tier deployment {full_name!r}; known: {', '.join(DEPLOYMENT_NAMES)}")

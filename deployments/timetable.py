@@ -13,7 +13,7 @@ from pathlib import Path
 from zoneinfo import ZoneInfo
 
 from deployments.build import check_timezone
-from deployments.tiers import TIER_TABLE, Tier
+from deployments.tiers import TIER_TABLE, Tier, tier_table
 from tasks.catalog.records import BackupRecord, list_backups
 from tasks.core.settings import load_settings
 
@@ -53,7 +53,11 @@ def last_backup(tier: Tier, backups: list[BackupRecord]) -> BackupRecord | None:
 
 
 def schedule_lines(
-    timezone: str, now: datetime, backup_dir: Path | None = None, count: int = 3
+    timezone: str,
+    now: datetime,
+    backup_dir: Path | None = None,
+    count: int = 3,
+    tiers: tuple[Tier, ...] = TIER_TABLE,
 ) -> list[str]:
     """The table `chatbot-backup schedule` prints, one string per line."""
     zone = ZoneInfo(check_timezone(timezone))
@@ -62,7 +66,7 @@ def schedule_lines(
     header = ("DEPLOYMENT", "SCHEDULE", "RETENTION", "OFFSITE", "NEXT", "LEFT", "LAST BACKUP")
     rows: list[tuple[str, ...]] = []
     following: list[str] = []
-    for tier in TIER_TABLE:
+    for tier in tiers:
         runs = next_runs(tier.cron, timezone, now, max(count, 1))
         if tier.kind is None:
             last = "—"
@@ -103,4 +107,5 @@ def print_schedule(count: int = 3) -> None:
     """`chatbot-backup schedule`: the table for BACKUP_TIMEZONE and the local BACKUP_DIR."""
     settings = load_settings(check_folders=False)  # reads names only; the jobs check folders
     now = datetime.now(UTC)
-    print("\n".join(schedule_lines(settings.backup_timezone, now, settings.backups, count)))
+    tiers = tier_table(settings.pitr_enabled)
+    print("\n".join(schedule_lines(settings.backup_timezone, now, settings.backups, count, tiers)))

@@ -2,23 +2,18 @@
 
 from __future__ import annotations
 
-import dataclasses
-import time
 from dataclasses import dataclass, field
+from typing import Any
 
 from prefect import flow
 
+from flows.backup_job import BackupJob, BackupRun, run_backup_job
 from flows.hooks import FAILURE_HOOKS
-from flows.locking import job_lock
-from flows.offsite_flow import OffsiteResult, check_offsite, copy_offsite
-from flows.reporting import human_size, publish_table, run_logger
-from tasks.core import clock
-from tasks.core.settings import load_settings
-from tasks.core.tiers import DEFAULT_TIER, check_tier, resolve_retention, tiers_of
-from tasks.retention.plan import RetentionPolicy
-from tasks.steps.backup import rotate_backups
+from flows.offsite_flow import OffsiteResult
+from flows.reporting import human_size
+from tasks.archive.full_content import ArchiveSummary
+from tasks.core.tiers import DEFAULT_TIER, tiers_of
 from tasks.steps.full_backup import verify_full_backup, write_full_backup_task
-from tasks.steps.monitor import record_backup_metrics
 
 SHOWN_SKIPPED = 20  # lines in the summary; the manifest inside the archive has every one
 
@@ -78,33 +73,16 @@ class BackupAllResult:
         return lines
 
 
-@flow(name="backup-all", log_prints=False, **FAILURE_HOOKS)  # type: ignore[call-overload]
-def backup_all(
-    retention_days: int | None = None, offsite: bool = False, tier: str = DEFAULT_TIER["full"]
-) -> BackupAllResult:
-    """Back up the database, uploads, configuration and data folder into one archive."""
-    started = time.monotonic()
-    settings = load_settings()
-    retention = resolve_retention(retention_days, settings.retention_days, tier)
-    check_tier(tier, tiers_of("full"))
-    if offsite:
-        check_offsite(settings)  # a bad destination or key stops the run before any work
-    logger = run_logger()
-    with job_lock(settings, "backup-all", must_write=True):
-        artifact = write_full_backup_task(settings, tier)
-        verify_full_backup(artifact)
-        rotation = rotate_backups(
-            settings.backups, RetentionPolicy("full", tier, retention), clock.utc_now()
-        )
-    summary = artifact.detail
-    result = BackupAllResult(
+def _full_result(run: BackupRun[ArchiveSummary]) -> BackupAllResult:
+    artifact, summary = run.artifact, run.artifact.detail
+    return BackupAllResult(
         path=str(artifact.path),
         sidecar=str(artifact.sidecar),
         size=artifact.size,
         sha256=artifact.sha256,
-        db_type=settings.db_type,
-        tier=tier,
-        seconds=time.monotonic() - started,
+        db_type=run.settings.db_type,
+        tier=run.tier,
+        seconds=run.seconds,
         files=summary.files,
         bytes=summary.bytes,
         tables=dict(summary.tables),
@@ -113,38 +91,38 @@ def backup_all(
         skipped=summary.skipped,
         changed_count=summary.changed_count,
         skipped_count=summary.skipped_count,
-        kept=rotation.kept,
-        removed=rotation.removed,
-        snapshots_removed=rotation.snapshots_removed,
+        kept=run.rotation.kept,
+        removed=run.rotation.removed,
+        snapshots_removed=run.rotation.snapshots_removed,
     )
-    # After the lock is released: metrics describe the run, they are not part of it.
-    record_backup_metrics(settings, "full", artifact.path, artifact.size, result.seconds)
-    if offsite:  # outside the lock: a slow upload does not hold up the next backup job
-        shipped = copy_offsite(
-            settings, [artifact.path], "full", {artifact.path.name: artifact.sha256}
-        )
-        result = dataclasses.replace(result, offsite=shipped)
-    for line in result.summary_lines():
-        logger.info(line)
-    publish_table(
-        "backup-all-summary",
-        [
-            {"item": "file", "value": artifact.path.name},
-            {"item": "size_bytes", "value": artifact.size},
-            {"item": "sha256", "value": artifact.sha256},
-            {"item": "database", "value": settings.db_type},
-            {"item": "tables", "value": len(result.tables)},
-            *[
-                {"item": f"{name}_files", "value": f"{counts[0]} ({counts[1]} bytes)"}
-                for name, counts in summary.sections.items()
-            ],
-            {"item": "changed_while_read", "value": result.changed_count},
-            {"item": "skipped", "value": result.skipped_count},
-            {"item": "duration_s", "value": f"{result.seconds:.2f}"},
-            {"item": "tier", "value": tier},
-            {"item": "kept", "value": len(rotation.kept)},
-            {"item": "removed", "value": ", ".join(rotation.removed) or "none"},
+
+
+def _full_rows(run: BackupRun[ArchiveSummary], result: BackupAllResult) -> list[dict[str, Any]]:
+    return [
+        *[
+            {"item": f"{name}_files", "value": f"{counts[0]} ({counts[1]} bytes)"}
+            for name, counts in run.artifact.detail.sections.items()
         ],
-        f"Full backup {artifact.path.name}",
-    )
-    return result
+        {"item": "changed_while_read", "value": result.changed_count},
+        {"item": "skipped", "value": result.skipped_count},
+    ]
+
+
+BACKUP_ALL = BackupJob[ArchiveSummary, BackupAllResult](
+    name="backup-all",
+    kind="full",
+    title="Full backup",
+    tiers=tiers_of("full"),
+    write=lambda settings, tier: write_full_backup_task(settings, tier),
+    verify=lambda artifact: verify_full_backup(artifact),
+    result=_full_result,
+    rows=_full_rows,
+)
+
+
+@flow(name="backup-all", log_prints=False, **FAILURE_HOOKS)  # type: ignore[call-overload]
+def backup_all(
+    retention_days: int | None = None, offsite: bool = False, tier: str = DEFAULT_TIER["full"]
+) -> BackupAllResult:
+    """Back up the database, uploads, configuration and data folder into one archive."""
+    return run_backup_job(BACKUP_ALL, retention_days, offsite, tier)

@@ -18,15 +18,22 @@ from prefect import flow
 
 from flows.hooks import FAILURE_HOOKS
 from flows.offsite_flow import OffsiteResult, check_offsite, copy_offsite
-from flows.pitr_precheck import check_base_backup
+from flows.pitr_precheck import base_retention, check_base_backup
 from flows.reporting import human_size, publish_table, run_logger
 from tasks.core import clock
 from tasks.core.lock import backup_dir_lock
 from tasks.core.settings import load_settings
 from tasks.pitr.base_catalog import DEFAULT_BASE_TIER
 from tasks.pitr.basebackup import write_base_meta
+from tasks.pitr.rotation import PitrRotation
 from tasks.pitr.segments import format_lsn
-from tasks.steps.pitr import check_base_wal_step, take_base_backup_step, verify_base_backup_step
+from tasks.steps.monitor import record_backup_metrics
+from tasks.steps.pitr import (
+    check_base_wal_step,
+    rotate_pitr_step,
+    take_base_backup_step,
+    verify_base_backup_step,
+)
 
 
 @dataclass(frozen=True)
@@ -46,10 +53,12 @@ class BaseBackupResult:
     content_bytes: int
     wal_archive: str
     seconds: float
+    rotation: PitrRotation | None = None
     offsite: OffsiteResult | None = None
 
     def summary_lines(self) -> list[str]:
         offsite = self.offsite.summary_lines() if self.offsite is not None else []
+        rotation = self.rotation.summary_lines() if self.rotation is not None else []
         return [
             "Base backup completed",
             f"  file:     {self.path}",
@@ -61,16 +70,21 @@ class BaseBackupResult:
             "  checked:  every file against the server's backup_manifest; its WAL archived",
             f"  duration: {self.seconds:.1f} s",
             f"  tier:     {self.tier}",
+            *rotation,
             *offsite,
         ]
 
 
 @flow(name="base-backup", log_prints=False, **FAILURE_HOOKS)  # type: ignore[call-overload]
-def base_backup(offsite: bool = False, tier: str = DEFAULT_BASE_TIER) -> BaseBackupResult:
-    """Take a pg_basebackup (tar, SHA256 manifest), prove it and its WAL, keep it."""
+def base_backup(
+    offsite: bool = False, tier: str = DEFAULT_BASE_TIER, retention_days: int | None = None
+) -> BaseBackupResult:
+    """Take a pg_basebackup (tar, SHA256 manifest), prove it and its WAL, keep it; then
+    rotate the base backups of its tier and the WAL no kept base needs."""
     started = time.monotonic()
     settings = load_settings()
     check_base_backup(settings, tier)
+    retention = base_retention(retention_days, tier)
     if offsite:
         check_offsite(settings)
     logger = run_logger()
@@ -92,6 +106,7 @@ def base_backup(offsite: bool = False, tier: str = DEFAULT_BASE_TIER) -> BaseBac
                 with contextlib.suppress(FileNotFoundError):
                     path.unlink()
             raise
+        rotation = rotate_pitr_step(settings, retention, clock.utc_now())
     result = BaseBackupResult(
         path=str(artifact.path),
         sidecar=str(artifact.sidecar),
@@ -108,12 +123,14 @@ def base_backup(offsite: bool = False, tier: str = DEFAULT_BASE_TIER) -> BaseBac
         content_bytes=contents.content_bytes,
         wal_archive=str(settings.wal_archive),
         seconds=time.monotonic() - started,
+        rotation=rotation,
     )
     if offsite:  # outside the lock, like the other backups
         shipped = copy_offsite(
             settings, [artifact.path], "base", {artifact.path.name: artifact.sha256}
         )
         result = dataclasses.replace(result, offsite=shipped)
+    record_backup_metrics(settings, "base", artifact.path, artifact.size, result.seconds)
     for line in result.summary_lines():
         logger.info(line)
     publish_table(
@@ -129,6 +146,9 @@ def base_backup(offsite: bool = False, tier: str = DEFAULT_BASE_TIER) -> BaseBac
             {"item": "files", "value": contents.files},
             {"item": "duration_s", "value": f"{result.seconds:.2f}"},
             {"item": "tier", "value": tier},
+            {"item": "bases_removed", "value": len(rotation.removed_bases)},
+            {"item": "wal_removed", "value": len(rotation.removed_wal)},
+            {"item": "wal_kept_from", "value": rotation.oldest_needed or "-"},
         ],
         f"Base backup {artifact.path.name}",
     )

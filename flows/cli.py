@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import argparse
 import importlib
-import logging
 import os
 import sys
 from collections.abc import Callable, Sequence
@@ -37,6 +36,8 @@ def quiet_prefect_console() -> None:
 
     Only the console handler is raised; logs still reach the Prefect API and its UI.
     """
+    import logging  # not at the top: wal-push/wal-fetch never need it
+
     from prefect.logging.handlers import PrefectConsoleHandler
 
     for logger in [

@@ -16,15 +16,17 @@ from flows.hooks import FAILURE_HOOKS
 from flows.reporting import publish_table, run_logger
 from tasks.core import clock
 from tasks.core.settings import load_settings
+from tasks.core.tiers import scheduled_deployments
 from tasks.monitor.alerts import Alert, ChannelResult
-from tasks.monitor.checks import Finding, exit_code_for, worst
 from tasks.steps.monitor import (
     check_deployments,
     check_offsite_copies,
+    check_pitr,
     inspect_backup_folder,
     record_monitor_metrics,
     send_alert_task,
 )
+from tasks.verify.finding import Finding, exit_code_for, worst
 
 
 @dataclass(frozen=True)
@@ -69,11 +71,18 @@ def monitor_backups() -> MonitorResult:
     started = time.monotonic()
     settings = load_settings()
     logger = run_logger()
-    inspection = inspect_backup_folder(settings, clock.utc_now())
+    now = clock.utc_now()
+    inspection = inspect_backup_folder(settings, now)
+    pitr = check_pitr(settings, now) if settings.pitr_enabled else None
+    offsite = bool(settings.offsite_destination)
     findings = [
         *inspection.findings,
-        check_offsite_copies(settings, clock.utc_now()),
-        check_deployments(settings.monitor_check_deployments, bool(settings.offsite_destination)),
+        *(pitr.findings if pitr is not None else []),
+        check_offsite_copies(settings, now),
+        check_deployments(
+            settings.monitor_check_deployments,
+            scheduled_deployments(settings.pitr_enabled, offsite),
+        ),
     ]
     status = worst(findings)
     code = exit_code_for(status)
@@ -88,7 +97,7 @@ def monitor_backups() -> MonitorResult:
                 checks=[f.as_dict() for f in findings],
             ),
         )
-    written = record_monitor_metrics(settings, inspection, code)
+    written = record_monitor_metrics(settings, inspection, code, pitr)
     result = MonitorResult(
         status=status,
         exit_code=code,

@@ -18,7 +18,7 @@ import psycopg
 
 from tasks.core.errors import ConfigError
 from tasks.core.settings import Settings
-from tasks.core.tiers import TIERS
+from tasks.core.tiers import check_tier, tier_of, tiers_of
 from tasks.pitr.archiver_status import read_archive_mode
 from tasks.pitr.base_catalog import list_bases
 from tasks.pitr.recovery import RecoveryPlan, check_target_dir, parse_target_time, plan_recovery
@@ -62,8 +62,7 @@ def precheck(settings: Settings, target_time: str, data_dir: str) -> Precheck:
 
 def check_base_backup(settings: Settings, tier: str) -> dict[str, str]:
     """base-backup's refusals; returns the connection parameters (a secret inside)."""
-    if tier not in TIERS:
-        raise ConfigError(f"--tier: must be one of {', '.join(TIERS)}, got {tier!r}")
+    check_tier(tier, tiers_of("base"))
     params = parse_database_url(settings.pitr_url())
     if read_archive_mode(params) == "off":
         raise ConfigError(
@@ -71,3 +70,16 @@ def check_base_backup(settings: Settings, tier: str) -> dict[str, str]:
             "archived — run `chatbot-backup pitr-setup --apply` and restart PostgreSQL"
         )
     return params
+
+
+def base_retention(retention_days: int | None, tier: str) -> int:
+    """The flag, else the base tier's own retention (SPEC: `base-backup/weekly`, 30 days)."""
+    if retention_days is not None:
+        from tasks.core.settings import check_retention_days
+
+        try:
+            return check_retention_days(retention_days)
+        except ValueError as exc:
+            raise ConfigError(f"--retention-days: {exc}") from None
+    row = tier_of("base", tier)
+    return row.retention_days if row is not None else 30

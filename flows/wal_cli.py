@@ -57,11 +57,17 @@ renamed to DEST only when the archived copy matches its sha256 sidecar. Set as
 PostgreSQL's restore_command (pitr-restore writes it into the restored data directory):
   restore_command = 'env WAL_ARCHIVE_DIR=/data/backups/wal chatbot-backup wal-fetch %f %p'
 
-Exit status: 0 restored; 1 NAME is not in the archive (PostgreSQL asks for files that do
-not exist as a matter of course, e.g. the next timeline's history); 3 configuration;
-6 the archived copy is damaged or unfinished; 8 DEST cannot be written.
+With WAL_PUSH_OFFSITE=true, a file missing from WAL_ARCHIVE_DIR is fetched from the
+first off-site destination (OFFSITE_DESTINATION, its wal/ folder) that holds it, checked
+against its sidecar there (decrypted with BACKUP_ENCRYPTION_IDENTITY when it is .age).
 
-Reads: WAL_ARCHIVE_DIR (default $BACKUP_DIR/wal), BACKUP_DIR; APP_ROOT/.env.
+Exit status: 0 restored; 1 NAME is not in the archive (nor off-site; PostgreSQL asks for
+files that do not exist as a matter of course, e.g. the next timeline's history);
+3 configuration; 6 the archived copy is damaged or unfinished; 8 DEST cannot be written
+(or an off-site destination cannot be read).
+
+Reads: WAL_ARCHIVE_DIR (default $BACKUP_DIR/wal), BACKUP_DIR, WAL_PUSH_OFFSITE and with it
+OFFSITE_DESTINATION, its credentials and BACKUP_ENCRYPTION_IDENTITY; APP_ROOT/.env.
 """
 
 _TRUE = {"1", "true", "t", "yes", "y", "on"}
@@ -175,9 +181,19 @@ def run_push(path: str, config: WalConfig) -> int:
 
 
 def run_fetch(name: str, dest: str, config: WalConfig) -> int:
-    from tasks.pitr.archive import fetch_wal
+    from tasks.pitr.archive import WalMissingError, fetch_wal
 
-    fetch_wal(name, config.archive_dir, Path(dest))
+    try:
+        fetch_wal(name, config.archive_dir, Path(dest))
+    except WalMissingError:
+        if not config.push_offsite:
+            raise
+        # Not here, but pushed off-site too: the first destination that has it (the
+        # full settings are loaded only on this path).
+        from tasks.core.settings import load_settings
+        from tasks.pitr.archive_offsite import fetch_offsite
+
+        fetch_offsite(load_settings(), name, Path(dest), config.archive_dir)
     return 0
 
 

@@ -28,12 +28,8 @@ import pytest
 import tasks.archive.manifest.entry_store as entry_store
 import tasks.archive.manifest.read as manifest_read
 import tasks.archive.safe_extract as safe_extract
-from tasks.archive.full_archive import (
-    SUMMARY_NOTES,
-    ArchiveContent,
-    DatabaseMember,
-    FullArchiveBuilder,
-)
+from tasks.archive.full_archive import FullArchiveBuilder
+from tasks.archive.full_content import SUMMARY_NOTES, ArchiveContent, DatabaseMember
 from tasks.archive.manifest.entry_store import EntryStore
 from tasks.archive.manifest.model import DatabaseEntry, FileEntry, Manifest
 from tasks.archive.manifest.write import write_manifest_json, write_manifest_text

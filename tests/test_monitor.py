@@ -17,19 +17,11 @@ from pathlib import Path
 import pytest
 
 from tasks.core.naming import db_backup_name, full_backup_name
-from tasks.monitor.checks import (
-    DiskUsage,
-    Finding,
-    Thresholds,
-    check_free_disk,
-    check_rotation,
-    deployments_finding,
-    exit_code_for,
-    inspect_backups,
-    worst,
-)
+from tasks.monitor.checks import Thresholds, check_rotation, inspect_backups
+from tasks.monitor.host_checks import DiskUsage, check_free_disk, deployments_finding
 from tasks.sources.sqlite import SQLITE_HEADER
 from tasks.stream.checksum import sha256_file, write_sidecar
+from tasks.verify.finding import Finding, exit_code_for, worst
 from tests.conftest import Platform
 from tests.support.services import http_receiver
 

@@ -31,6 +31,7 @@ from pathlib import Path
 
 import pytest
 
+from tasks.catalog.records import list_base_backups
 from tasks.core.errors import VerifyError
 from tasks.pitr.archiver_status import check_continuity, judge_archiver, read_archiver
 from tasks.pitr.base_catalog import list_bases
@@ -271,6 +272,52 @@ def test_a_wal_gap_is_reported_and_makes_pitr_restore_fail_clearly(site: Site) -
     assert done.returncode == 7, done.stderr + done.stdout
     assert "recovery did not reach" in done.stderr
     assert "recovery ended before configured recovery target was reached" in done.stderr
+
+
+def test_the_monitor_checks_the_archiver_reports_a_gap_and_exports_the_wal_metric(
+    site: Site,
+) -> None:
+    site.cluster.execute("INSERT INTO filler(pad) VALUES ('m')", "appdb")
+    site.cluster.switch_wal()
+    metrics = site.folder / "monitor-metrics.prom"
+    env = {"METRICS_FILE": str(metrics), "MONITOR_CHECK_DEPLOYMENTS": "false"}
+    done = site.run("monitor", **env)
+    out = done.stdout + done.stderr
+    assert "wal-continuity" in out and "no gap" in out, out
+    assert "wal-archiver-failing" not in out and "archive_mode is" not in out, out
+    samples = metrics.read_text()
+    wal_line = next(
+        line for line in samples.splitlines()
+        if line.startswith("chatbot_wal_last_archived_timestamp_seconds ")
+    )  # fmt: skip
+    [last] = site.cluster.execute(
+        "SELECT extract(epoch FROM last_archived_time) FROM pg_stat_archiver"
+    )
+    assert abs(float(wal_line.split()[1]) - float(last[0])) < 1.0
+    base = list_bases(site.backups)[-1]
+    base_line = next(
+        line for line in samples.splitlines()
+        if line.startswith('chatbot_last_backup_timestamp_seconds{kind="base"}')
+    )  # fmt: skip
+    assert abs(float(base_line.split()[1]) - base.end_time.timestamp()) < 1.0
+    promtool = shutil.which("promtool")
+    if promtool:
+        lint = subprocess.run([promtool, "check", "metrics"], input=samples, text=True,
+                              capture_output=True)  # fmt: skip
+        assert lint.returncode == 0, lint.stdout + lint.stderr
+    # The catalog shows the base backup as kind "base", good.
+    [listed] = [r for r in list_base_backups(site.backups) if r.path == base.path]
+    assert listed.kind == "base" and listed.good, listed.why
+
+    # A segment after the base deleted from (a copy of) the archive: critical, named.
+    gone = segment_name(base.timeline, lsn_segno(base.start_lsn) + 1)
+    broken = site.folder / "wal-gap-monitor"
+    shutil.copytree(site.wal, broken)
+    for path in broken.glob(gone + ".*"):
+        path.unlink()
+    done = site.run("monitor", WAL_ARCHIVE_DIR=str(broken), **env)
+    assert done.returncode == 2, done.stdout + done.stderr
+    assert f"WAL gap: {gone}" in done.stdout + done.stderr
 
 
 def wait_for_file(path: Path, timeout: float = 60.0) -> None:

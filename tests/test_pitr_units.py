@@ -464,6 +464,41 @@ def test_wal_push_offsite_copies_every_segment_to_each_destination_verified(
     assert (first / "wal" / f"{name}.gz").read_bytes() == local
 
 
+def test_wal_fetch_falls_back_to_the_offsite_copy_verified(tmp_path: Path, pg_wal: Path) -> None:
+    name = "000000010000000000000007"
+    archive, nas = tmp_path / "archive", tmp_path / "nas"
+    nas.mkdir()
+    env = {
+        "APP_ROOT": str(tmp_path),
+        "WAL_ARCHIVE_DIR": str(archive),
+        "WAL_PUSH_OFFSITE": "true",
+        "OFFSITE_DESTINATION": str(nas),
+    }
+    assert cli("wal-push", f"pg_wal/{name}", cwd=tmp_path, **env).returncode == 0
+    for path in archive.glob(name + "*"):
+        path.unlink()  # the local archive lost it; off-site still has it
+    dest = tmp_path / "RECOVERYXLOG"
+    done = cli("wal-fetch", name, str(dest), cwd=tmp_path, **env)
+    assert done.returncode == 0, done.stderr
+    assert dest.read_bytes() == (pg_wal / name).read_bytes()
+    assert not any(p.name.startswith(name) for p in archive.rglob("*"))  # staging cleaned
+    # Without WAL_PUSH_OFFSITE the local archive is all there is.
+    dest.unlink()
+    local_only = cli("wal-fetch", name, str(dest), cwd=tmp_path, WAL_ARCHIVE_DIR=str(archive))
+    assert local_only.returncode == 1 and not dest.exists()
+    # A damaged off-site copy is refused (exit 6) and DEST never appears.
+    remote = nas / "wal" / f"{name}.gz"
+    data = bytearray(remote.read_bytes())
+    data[len(data) // 2] ^= 0x01
+    remote.write_bytes(bytes(data))
+    damaged = cli("wal-fetch", name, str(dest), cwd=tmp_path, **env)
+    assert damaged.returncode == 6, damaged.stderr
+    assert "does not match its sidecar" in damaged.stderr and not dest.exists()
+    # Missing everywhere: exit 1, naming both places.
+    gone = cli("wal-fetch", "000000010000000000000099", str(dest), cwd=tmp_path, **env)
+    assert gone.returncode == 1 and "nor off-site" in gone.stderr
+
+
 def test_wal_push_offsite_failure_keeps_the_local_copy_and_fails(
     tmp_path: Path, pg_wal: Path
 ) -> None:
@@ -535,8 +570,11 @@ def test_wal_push_imports_neither_prefect_nor_pydantic_nor_psycopg(
     )  # fmt: skip
     assert done.returncode == 0, done.stderr
     imported = {line.split("|")[-1].strip().split(".")[0] for line in done.stderr.splitlines()}
-    assert "tasks" in imported and "zstandard" in imported
+    assert "tasks" in imported
     assert not imported & {"prefect", "pydantic", "pydantic_settings", "psycopg", "fsspec"}
+    # With gzip (the default) not even zstandard (it imports `platform`), logging or a
+    # thread pool: each is import time paid once per 16 MB segment.
+    assert not imported & {"zstandard", "platform", "logging", "concurrent"}
 
 
 # --------------------------------------------------------------------------- base archives

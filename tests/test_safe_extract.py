@@ -10,7 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from tasks.archive.safe_extract import UnsafeArchiveError, extract_archive
+from tasks.archive.member_rules import UnsafeArchiveError
+from tasks.archive.safe_extract import extract_archive
 from tasks.core.errors import VerifyError
 from tests.support.readers import extract_safely
 

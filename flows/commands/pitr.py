@@ -9,6 +9,7 @@ import os
 from typing import Any
 
 from flows.commands.common import no_prefect
+from tasks.core.tiers import DEFAULT_TIER, one_of, tiers_of
 
 
 def add_commands(commands: Any) -> None:
@@ -36,7 +37,17 @@ def add_commands(commands: Any) -> None:
         "--offsite", action="store_true", help="also copy it to OFFSITE_DESTINATION (verified)"
     )
     base.add_argument(
-        "--tier", default="weekly", help="retention tier recorded in its meta (default: weekly)"
+        "--tier",
+        default=DEFAULT_TIER["base"],
+        help=f"retention tier: {one_of(tiers_of('base'))} (default: {DEFAULT_TIER['base']})",
+    )
+    base.add_argument(
+        "--retention-days",
+        type=int,
+        default=None,
+        metavar="N",
+        help="remove base backups older than N days, keeping the newest 3 (default: the "
+        "tier's, 30), and every archived WAL file no kept base needs",
     )
     base.set_defaults(run=_run_base_backup, precheck=_precheck_base_backup)
 
@@ -99,16 +110,17 @@ def add_commands(commands: Any) -> None:
 
 
 def _precheck_base_backup(args: argparse.Namespace) -> None:
-    from flows.pitr_precheck import check_base_backup
+    from flows.pitr_precheck import base_retention, check_base_backup
     from tasks.core.settings import load_settings
 
     check_base_backup(load_settings(), args.tier)
+    base_retention(args.retention_days, args.tier)
 
 
 def _run_base_backup(args: argparse.Namespace) -> int:
     from flows import base_backup
 
-    result = base_backup(offsite=args.offsite, tier=args.tier)
+    result = base_backup(offsite=args.offsite, tier=args.tier, retention_days=args.retention_days)
     print("\n".join(result.summary_lines()))
     return 0
 

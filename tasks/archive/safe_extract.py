@@ -19,6 +19,9 @@ of inside-looking links can). Each file is hashed while it is written, and its i
 noted, so checking it against a manifest needs no second read. Folder modes are applied
 last, deepest first, so a read-only folder still gets its content; setuid, setgid and
 sticky bits are dropped.
+
+The names' rules are `tasks.archive.member_rules`; what was written, and the link policy,
+`tasks.archive.extracted`; the pass that refuses before writing, `tasks.archive.header_pass`.
 """
 
 from __future__ import annotations
@@ -29,199 +32,45 @@ import gzip
 import hashlib
 import io
 import os
-import posixpath
 import sqlite3
 import stat
 import tarfile
 import zlib
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from collections.abc import Iterator
 from pathlib import Path
-from typing import BinaryIO, Protocol, cast
+from typing import BinaryIO
 
 import zstandard
 
+from tasks.archive.extracted import (
+    ExtractedFile,
+    ExtractedFiles,
+    Extraction,
+    LinkPolicy,
+    LinkRule,
+    NameSet,
+    Withheld,
+)
 from tasks.archive.manifest.entry_store import (
     decode_text,
     encode_text,
     open_scratch_database,
     scratch_writes,
 )
+from tasks.archive.member_rules import (
+    MemberRules,
+    UnsafeArchiveError,
+    check_link_target,
+    clean_name,
+    hard_link_target,
+    parent_of,
+    shorten,
+)
 from tasks.core.errors import VerifyError
 from tasks.stream.compress import BLOCK_SIZE, open_decompressed, sniff_compression
 
-
-class UnsafeArchiveError(VerifyError):
-    """A member would land outside the target, or is something that is never extracted."""
-
-
-# Linux limits, in bytes: a longer name can never be created, so it is refused up front
-# (in the header pass too) rather than failing half-way through the extraction.
-NAME_MAX = 255
-PATH_MAX = 4096
 # What the filesystem says of a name it cannot hold (a backstop for the checks above).
 _UNUSABLE_NAME = (errno.ENAMETOOLONG, errno.EILSEQ, errno.EINVAL)
-
-
-def _length(text: str) -> int:
-    return len(text.encode("utf-8", "surrogateescape"))
-
-
-def _shorten(text: str) -> str:
-    return repr(text) if len(text) <= 80 else repr(text[:60]) + f"… ({len(text)} characters)"
-
-
-@dataclass(frozen=True)
-class ExtractedFile:
-    size: int
-    sha256: str
-    inode: int = 0  # of the file written (a hard link: its target's)
-    hardlink: str | None = None  # a hard-link member: the earlier member it links to
-
-
-class ExtractedFiles:
-    """name -> ExtractedFile for every file written, kept on disk (a temporary SQLite
-    database): an archive of a million files costs no more memory than one of ten."""
-
-    def __init__(self, db: sqlite3.Connection) -> None:
-        self._db = db
-        with scratch_writes():
-            self._db.execute(
-                "CREATE TABLE files (name BLOB PRIMARY KEY, size INTEGER, sha256 TEXT,"
-                " inode INTEGER, hardlink BLOB) WITHOUT ROWID"
-            )
-        self._count = 0
-
-    def __setitem__(self, name: str, value: ExtractedFile) -> None:
-        hardlink = None if value.hardlink is None else encode_text(value.hardlink)
-        with scratch_writes():
-            self._db.execute(
-                "INSERT INTO files (name, size, sha256, inode, hardlink) VALUES (?, ?, ?, ?, ?)",
-                (encode_text(name), value.size, value.sha256, value.inode, hardlink),
-            )
-        self._count += 1
-
-    def get(self, name: str) -> ExtractedFile | None:
-        row = self._db.execute(
-            "SELECT size, sha256, inode, hardlink FROM files WHERE name = ?",
-            (encode_text(name),),
-        ).fetchone()
-        if row is None:
-            return None
-        size, sha256, inode, hardlink = row
-        return ExtractedFile(size, sha256, inode, None if hardlink is None else decode_text(hardlink))
-
-    def __getitem__(self, name: str) -> ExtractedFile:
-        found = self.get(name)
-        if found is None:
-            raise KeyError(name)
-        return found
-
-    def __contains__(self, name: object) -> bool:
-        return isinstance(name, str) and self.get(name) is not None
-
-    def __len__(self) -> int:
-        return self._count
-
-    def __iter__(self) -> Iterator[str]:
-        for (name,) in self._db.execute("SELECT name FROM files"):
-            yield decode_text(name)
-
-    def items(self) -> Iterator[tuple[str, ExtractedFile]]:
-        rows = self._db.execute("SELECT name, size, sha256, inode, hardlink FROM files")
-        for name, size, sha256, inode, hardlink in rows:
-            link = None if hardlink is None else decode_text(hardlink)
-            yield decode_text(name), ExtractedFile(size, sha256, inode, link)
-
-
-class NameSet:
-    """A set of names kept on disk, in a table of its own (folders: one per upload is common)."""
-
-    def __init__(self, db: sqlite3.Connection, table: str) -> None:
-        self._db = db
-        self._table = table
-        with scratch_writes():
-            self._db.execute(f"CREATE TABLE {table} (name BLOB PRIMARY KEY) WITHOUT ROWID")
-        self._count = 0
-
-    def add(self, name: str) -> None:
-        with scratch_writes():
-            cursor = self._db.execute(
-                f"INSERT OR IGNORE INTO {self._table} (name) VALUES (?)", (encode_text(name),)
-            )
-        self._count += cursor.rowcount
-
-    def __contains__(self, name: object) -> bool:
-        if not isinstance(name, str):
-            return False
-        found = self._db.execute(
-            f"SELECT 1 FROM {self._table} WHERE name = ?", (encode_text(name),)
-        ).fetchone()
-        return found is not None
-
-    def __len__(self) -> int:
-        return self._count
-
-    def __iter__(self) -> Iterator[str]:
-        """In byte order of the names (sorted, for names that are valid UTF-8)."""
-        for (name,) in self._db.execute(f"SELECT name FROM {self._table}"):
-            yield decode_text(name)
-
-
-@dataclass
-class Extraction:
-    dest: Path
-    files: ExtractedFiles  # name -> what was written
-    dirs: NameSet  # folders that were members of the archive
-    symlinks: dict[str, str] = field(default_factory=dict)  # created: name -> target
-    external_links: dict[str, str] = field(default_factory=dict)  # not created (withheld)
-    bytes: int = 0
-    members: int = 0
-    last_members: list[str] = field(default_factory=list)  # the last two member names
-    top_folders: set[str] = field(default_factory=set)  # the first few names at the top
-
-    def note_member(self, name: str) -> None:
-        self.members += 1
-        self.last_members = [*self.last_members[-1:], name]
-        if len(self.top_folders) <= 3:  # enough to tell one from several, and name some
-            self.top_folders.add(name.split("/", 1)[0])
-
-    def link_target(self, name: str) -> str | None:
-        return self.symlinks.get(name, self.external_links.get(name))
-
-
-class Withheld:
-    """A link verdict: not created and not refused here (recorded in `external_links`);
-    the caller refuses the archive on other grounds (a full backup without a manifest)."""
-
-
-WITHHELD = Withheld()
-
-# (member name, link target) -> None: create the link exactly so; WITHHELD: leave it
-# out; a string: why the link, and so the archive, is refused.
-LinkRule = Callable[[str, str], "str | Withheld | None"]
-
-
-class LinkPolicy(Protocol):
-    """Decides an archive's symbolic links from what the archive itself says.
-
-    The header pass offers it the content of regular file members it asks for (a full
-    backup's MANIFEST.json); the extraction lets it read what was extracted. Either way
-    `rule` then judges every link, before any link is created.
-    """
-
-    def wants(self, name: str, size: int, members_seen: int) -> bool:
-        """Shown every regular file member (name, size, members so far): whether the
-        header pass is to pass its content to `read` (the extraction reads nothing)."""
-        ...
-
-    def read(self, name: str, content: BinaryIO) -> None:
-        """Header pass: the content of a member it wanted (read it now or never)."""
-        ...
-
-    def rule(self, extraction: Extraction | None) -> LinkRule:
-        """The rule: from what the header pass read (None), or from the extracted tree."""
-        ...
 
 
 def new_extraction(dest: Path) -> tuple[Extraction, sqlite3.Connection]:
@@ -230,136 +79,8 @@ def new_extraction(dest: Path) -> tuple[Extraction, sqlite3.Connection]:
     return Extraction(dest=dest, files=ExtractedFiles(db), dirs=NameSet(db, "dirs")), db
 
 
-def clean_name(raw: str) -> str:
-    """The member's relative name ("a/b"), or UnsafeArchiveError if it would climb out."""
-    if "\x00" in raw:
-        raise UnsafeArchiveError(f"{raw!r}: NUL in a member name refused")
-    if raw.startswith("/"):
-        raise UnsafeArchiveError(f"{raw}: absolute path refused")
-    parts = [p for p in raw.split("/") if p not in ("", ".")]
-    if ".." in parts:
-        raise UnsafeArchiveError(f"{raw}: '..' in a member name refused")
-    if _length(raw) >= PATH_MAX or any(_length(p) > NAME_MAX for p in parts):
-        raise UnsafeArchiveError(f"{_shorten(raw)}: name too long to extract; refused")
-    return "/".join(parts)
-
-
-def check_link_target(name: str, target: str) -> None:
-    """A link target the filesystem can hold (where it points is checked separately)."""
-    if "\x00" in target or _length(target) >= PATH_MAX:
-        raise UnsafeArchiveError(
-            f"{name}: link target {_shorten(target)} cannot be created; refused"
-        )
-
-
 def _inside(dest: str, path: str) -> bool:
     return path == dest or path.startswith(dest + os.sep)
-
-
-def _parent(name: str) -> str:
-    return name.rsplit("/", 1)[0] if "/" in name else ""
-
-
-class MemberRules:
-    """What an archive's member names may be, member after member (all names on disk).
-
-    One name, one member (a folder may repeat); nothing below a link or below a file; a
-    hard link only to a file that came before it. The header pass and the extraction
-    both ask here, so they refuse exactly the same archives.
-    """
-
-    FILE, DIR_MEMBER, FOLDER, LINK = range(4)  # FILE: files and hard links
-
-    def __init__(self, db: sqlite3.Connection) -> None:
-        self._db = db
-        with scratch_writes():
-            # One table (scratch space costs a page per table), one lookup per name.
-            db.execute(
-                "CREATE TABLE member_names (name BLOB, kind INTEGER, PRIMARY KEY (name, kind))"
-                " WITHOUT ROWID"
-            )
-        self._last_folder = ""
-
-    def _kinds(self, name: str) -> set[int]:
-        rows = self._db.execute(
-            "SELECT kind FROM member_names WHERE name = ?", (encode_text(name),)
-        )
-        return {kind for (kind,) in rows}
-
-    def _note(self, name: str, kind: int) -> None:
-        with scratch_writes():
-            self._db.execute(
-                "INSERT OR IGNORE INTO member_names (name, kind) VALUES (?, ?)",
-                (encode_text(name), kind),
-            )
-
-    def admit(self, member: tarfile.TarInfo, name: str) -> None:
-        """Refuse `member` (named `name`, already cleaned) if it breaks a rule; note it."""
-        kinds = self._kinds(name)
-        twice = self.LINK in kinds or self.FILE in kinds
-        if twice or (self.DIR_MEMBER in kinds and not member.isdir()):
-            raise UnsafeArchiveError(f"{name}: appears twice in the archive; refused")
-        if member.isdir():
-            self._folders(name, name, known=self.FOLDER in kinds)
-            self._note(name, self.DIR_MEMBER)
-            return
-        if self.FOLDER in kinds:
-            if member.issym():
-                raise UnsafeArchiveError(
-                    f"{name}: a link where other members lie below (a path through a link) refused"
-                )
-            raise UnsafeArchiveError(f"{name}: something is already there; refused")
-        self._folders(_parent(name), name)
-        if member.issym():
-            self._note(name, self.LINK)
-        elif member.isfile():
-            self._note(name, self.FILE)
-        elif member.islnk():
-            target = _hard_link_target(member)
-            if self.FILE not in self._kinds(target):
-                raise UnsafeArchiveError(
-                    f"{name}: hard link to {member.linkname}, which is not a file extracted "
-                    "before it; refused"
-                )
-            self._note(name, self.FILE)
-        else:
-            raise UnsafeArchiveError(
-                f"{name}: {_kind(member)} refused (only files, folders and links are extracted)"
-            )
-
-    def _folders(self, folder: str, member: str, known: bool = False) -> None:
-        """`folder` and its parents are folders: none may be a link or a file."""
-        if folder == self._last_folder or not folder or known:
-            self._last_folder = folder
-            return
-        parts = folder.split("/")
-        new: list[str] = []
-        for depth in range(len(parts), 0, -1):
-            prefix = "/".join(parts[:depth])
-            kinds = self._kinds(prefix)
-            if self.FOLDER in kinds:
-                break  # it and its parents were checked when it was added
-            if self.LINK in kinds:
-                raise UnsafeArchiveError(f"{member}: a path through a link ({prefix}) refused")
-            if self.FILE in kinds:
-                raise UnsafeArchiveError(f"{member}: {prefix} is in the way and is not a folder")
-            new.append(prefix)
-        for prefix in new:
-            self._note(prefix, self.FOLDER)
-        self._last_folder = folder
-
-
-def _hard_link_target(member: tarfile.TarInfo) -> str:
-    try:
-        target = clean_name(member.linkname)
-    except UnsafeArchiveError:
-        target = ""
-    if not target:
-        raise UnsafeArchiveError(
-            f"{member.name}: hard link to {member.linkname}, which leads out of the archive; "
-            "refused"
-        )
-    return target
 
 
 class _Extractor:
@@ -430,7 +151,7 @@ class _Extractor:
         self.result.note_member(name)
         if member.isfile() and self.links is not None:
             self.links.wants(name, member.size, self.result.members)  # it reads later
-        parent = _parent(name)
+        parent = parent_of(name)
         if member.isdir():
             self.ensure_dir(name, name)
             self.result.dirs.add(name)
@@ -487,7 +208,7 @@ class _Extractor:
         self.result.bytes += member.size
 
     def hard_link(self, member: tarfile.TarInfo, name: str) -> None:
-        target = _hard_link_target(member)
+        target = hard_link_target(member)
         linked = self.result.files.get(target)
         if linked is None:
             raise UnsafeArchiveError(
@@ -540,7 +261,7 @@ class _Extractor:
 
     def _symlink(self, name: str, target: str, uid: int, gid: int) -> None:
         """The link, exactly as recorded; what it points to is never looked at or followed."""
-        self.ensure_dir(_parent(name), name)
+        self.ensure_dir(parent_of(name), name)
         try:
             os.symlink(target, self.path(name))
         except FileExistsError:
@@ -583,14 +304,6 @@ class _Extractor:
             os.utime(fd, (member.mtime, member.mtime))
 
 
-def _kind(member: tarfile.TarInfo) -> str:
-    if member.ischr() or member.isblk():
-        return "device"
-    if member.isfifo():
-        return "FIFO"
-    return f"member type {member.type!r}"
-
-
 def extract_stream(
     stream: BinaryIO,
     dest: Path,
@@ -613,7 +326,7 @@ def extract_stream(
         if exc.errno not in _UNUSABLE_NAME:
             raise  # disk full, permissions: the caller's to report
         raise UnsafeArchiveError(
-            f"a member cannot be created here ({exc.strerror}): {_shorten(str(exc.filename))}"
+            f"a member cannot be created here ({exc.strerror}): {shorten(str(exc.filename))}"
         ) from None
     return extractor.result
 
@@ -650,65 +363,3 @@ def extract_archive(
         raise VerifyError(f"{path.name}: damaged or truncated archive ({exc})") from None
     except tarfile.TarError as exc:
         raise VerifyError(f"{path.name}: not a readable tar archive ({exc})") from None
-
-
-def _leads_out(name: str, target: str) -> bool:
-    joined = posixpath.normpath(posixpath.join(posixpath.dirname(name), target))
-    return target.startswith("/") or joined == ".." or joined.startswith("../")
-
-
-def refuse_unsafe_members(path: Path, links: LinkPolicy | None = None) -> int:
-    """Read every header of a compressed tar and refuse it if any member is unsafe.
-
-    A pass that writes nothing, for callers that must refuse "before anything is
-    written" (restore-all): every rule of `MemberRules` (absolute names, `..`, special
-    files, a name twice, a path through a link, hard links to anything but an earlier
-    file), and links: judged by `links` once the whole archive was read, or (without a
-    policy) refused when their target leaves the archive's tree. The extraction applies
-    every check again. Returns the number of members.
-    """
-    count = 0
-    db = open_scratch_database()
-    try:
-        rules = MemberRules(db)
-        with scratch_writes():
-            db.execute("CREATE TABLE links (name BLOB NOT NULL, target BLOB NOT NULL)")
-        with open_archive(path) as stream, tarfile.open(fileobj=stream, mode="r|") as tar:
-            while (member := tar.next()) is not None:
-                count += 1
-                name = clean_name(member.name)
-                if not name and member.isdir():
-                    continue
-                if not name:
-                    raise UnsafeArchiveError(f"{member.name!r}: a member without a name refused")
-                rules.admit(member, name)
-                if member.issym():
-                    target = member.linkname
-                    check_link_target(name, target)
-                    if links is None and _leads_out(name, target):
-                        raise UnsafeArchiveError(
-                            f"{name}: link pointing out of the archive ({target}) refused"
-                        )
-                    with scratch_writes():
-                        db.execute(
-                            "INSERT INTO links (name, target) VALUES (?, ?)",
-                            (encode_text(name), encode_text(target)),
-                        )
-                elif member.isfile() and links is not None and links.wants(name, member.size, count):
-                    content = tar.extractfile(member)
-                    assert content is not None
-                    links.read(name, cast(BinaryIO, content))
-                tar.members.clear()  # type: ignore[attr-defined]
-        if links is not None:
-            rule = links.rule(None)
-            for raw_name, raw_target in db.execute("SELECT name, target FROM links ORDER BY rowid"):
-                verdict = rule(decode_text(raw_name), decode_text(raw_target))
-                if isinstance(verdict, str):
-                    raise UnsafeArchiveError(verdict)
-    except (EOFError, gzip.BadGzipFile, zlib.error, zstandard.ZstdError) as exc:
-        raise VerifyError(f"{path.name}: damaged or truncated archive ({exc})") from None
-    except tarfile.TarError as exc:
-        raise VerifyError(f"{path.name}: not a readable tar archive ({exc})") from None
-    finally:
-        db.close()
-    return count

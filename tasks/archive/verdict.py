@@ -22,9 +22,9 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import BinaryIO
 
+from tasks.archive.extracted import WITHHELD, Extraction, LinkRule
 from tasks.archive.manifest.model import MANIFEST_JSON, MANIFEST_TXT, FileEntry, Manifest
 from tasks.archive.manifest.read import read_manifest
-from tasks.archive.safe_extract import WITHHELD, Extraction, LinkRule
 from tasks.archive.scan import MANIFEST_BYTES_PER_MEMBER, MAX_MANIFEST_BYTES, PLAIN_MANIFEST_BYTES
 from tasks.core.errors import BackupError, VerifyError
 

@@ -18,12 +18,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
 
-from tasks.archive.full_archive import (
-    ArchiveContent,
-    ArchiveSummary,
-    DatabaseMember,
-    FullArchiveBuilder,
-)
+from tasks.archive.full_archive import FullArchiveBuilder
+from tasks.archive.full_content import ArchiveContent, ArchiveSummary, DatabaseMember
 from tasks.backup.db_artifact import unused_moment
 from tasks.catalog.records import write_meta
 from tasks.core.atomic import FILE_MODE, OUT_OF_SPACE, partial_path

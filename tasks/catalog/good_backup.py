@@ -112,6 +112,8 @@ def content_problem(path: Path, name: BackupName) -> str | None:
 def _content_kind_problem(head: bytes, name: BackupName) -> str | None:
     if name.kind == "full":
         return _tar_problem(head, name.top_folders)
+    if name.kind == "base":  # pg_basebackup -Ft: a ustar archive of the data directory
+        return None if head[257:262] == b"ustar" else "does not hold a tar archive"
     if name.db_type == "sqlite":
         return None if head.startswith(SQLITE_HEADER) else "does not hold a SQLite database"
     if not head.strip():

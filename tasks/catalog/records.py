@@ -29,6 +29,7 @@ from tasks.core.naming import (
     BackupName,
     meta_name,
     parse_backup_name,
+    parse_base_backup_name,
     parse_snapshot_name,
     sidecar_name,
 )
@@ -102,13 +103,34 @@ def list_backups(folder: Path, judge: bool = True) -> list[BackupRecord]:
     return _records(folder, parse_backup_name, judge)
 
 
-def list_snapshots(folder: Path, kind: str, db_path: Path | None = None) -> list[list[BackupRecord]]:
+def list_base_backups(folder: Path, judge: bool = True) -> list[BackupRecord]:
+    """The PostgreSQL base backups (kind "base", `base_postgres_*`) in `folder`, oldest
+    first. Their own rotation and checks are point-in-time recovery's (tasks/pitr/);
+    a base without its `.meta.json` is unfinished, so it is never a good backup."""
+    records = _records(folder, parse_base_backup_name, judge)
+    return [
+        _unfinished(r) if r.good and not r.path.with_name(meta_name(r.path.name)).exists() else r
+        for r in records
+    ]
+
+
+def _unfinished(record: BackupRecord) -> BackupRecord:
+    verdict = Verdict(False, "no .meta.json: not finished (never used by pitr-restore)")
+    return BackupRecord(
+        record.path, record.name, record.tier, record.size, record.tier_marked, verdict
+    )
+
+
+def list_snapshots(
+    folder: Path, kind: str, db_path: Path | None = None
+) -> list[list[BackupRecord]]:
     """The pre-restore snapshots of `kind` ("db" or "full"), one list per family, oldest
     first: each family is rotated on its own, like backups of its kind.
 
     db: `admin_postgres_before_restore_*` in `folder`, and `{db_path}.before_restore.*`
     beside the SQLite database; full: `full_before_restore_*` in `folder`.
     """
+
     def mine(name: str) -> BackupName | None:
         parsed = parse_snapshot_name(name)
         return parsed if parsed is not None and parsed.kind == kind else None

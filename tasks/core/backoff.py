@@ -22,16 +22,20 @@ class RetryPolicy:
     first_delay: float = 1.0
     max_delay: float = 30.0
     factor: float = 2.0
+    max_attempts: int | None = None  # also stop after this many attempts (None: the window only)
 
     def delays(self) -> list[float]:
         """The waits between attempts, as far as the window allows (for messages and tests)."""
         out: list[float] = []
         delay, total = self.first_delay, 0.0
-        while total + delay <= self.window_seconds:
+        while total + delay <= self.window_seconds and not self.last_attempt(len(out) + 1):
             out.append(delay)
             total += delay
             delay = min(delay * self.factor, self.max_delay)
         return out
+
+    def last_attempt(self, attempt: int) -> bool:
+        return self.max_attempts is not None and attempt >= self.max_attempts
 
 
 class RetriesExhausted(Exception):
@@ -56,7 +60,8 @@ def retry_call(
 
     A permanent error is raised at once, unchanged. Transient errors are retried after
     `first_delay`, then twice that, ... up to `max_delay`, while the next attempt would
-    still start inside the window; then RetriesExhausted (whose `__cause__` is the last
+    still start inside the window (and `max_attempts`, if set, is not reached); then
+    RetriesExhausted (whose `__cause__` is the last
     error). `before_retry(attempt, delay, error)` runs before each wait, e.g. to log and
     to reconnect.
     """
@@ -71,7 +76,7 @@ def retry_call(
             if not is_transient(exc):
                 raise
             elapsed = clock() - started
-            if elapsed + delay > policy.window_seconds:
+            if elapsed + delay > policy.window_seconds or policy.last_attempt(attempt):
                 raise RetriesExhausted(attempt, elapsed, exc) from exc
             if before_retry is not None:
                 before_retry(attempt, delay, exc)

@@ -21,12 +21,33 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 from tasks.core.errors import ConfigError
 
-if TYPE_CHECKING:
-    from tasks.core.settings import Settings
+
+class Settings(Protocol):
+    """The paths the rule compares, as `tasks.core.settings.Settings` has them (a protocol,
+    so that settings, which checks the rule when it loads, is not imported back)."""
+
+    @property
+    def backups(self) -> Path: ...
+    @property
+    def wal_archive(self) -> Path: ...
+    @property
+    def metrics_file(self) -> Path | None: ...
+    @property
+    def metrics_path(self) -> Path: ...
+    @property
+    def uploads(self) -> Path: ...
+    @property
+    def app_data(self) -> Path: ...
+    @property
+    def config_paths(self) -> list[Path]: ...
+    @property
+    def db_type(self) -> str: ...
+    @property
+    def db_path(self) -> Path: ...
 
 
 @dataclass(frozen=True)

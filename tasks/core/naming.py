@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Literal
 
-Kind = Literal["db", "full"]
+Kind = Literal["db", "full", "base"]  # base: a PostgreSQL base backup (PITR)
 TIMESTAMP_FORMAT = "%Y%m%d_%H%M%S"
 
 COMPRESSION_SUFFIX = {"gzip": ".gz", "zstd": ".zst"}
@@ -95,6 +95,22 @@ def parse_backup_name(name: str) -> BackupName | None:
         created_at=created,
         compression="zstd" if match.group("comp") == ".zst" else "gzip",
     )
+
+
+# A pg_basebackup of the cluster for point-in-time recovery (tasks/pitr/base_catalog.py
+# writes them): listed by the catalog as kind "base", never rotated or counted with the
+# dumps and archives — list_backups leaves them out; list_base_backups lists them.
+_BASE_PATTERN = re.compile(r"^base_postgres_(?P<stamp>\d{8}_\d{6})\.tar(?P<comp>\.gz|\.zst)$")
+
+
+def parse_base_backup_name(name: str) -> BackupName | None:
+    """`base_postgres_YYYYMMDD_HHMMSS.tar.gz` (or `.tar.zst`) parsed, or None."""
+    match = _BASE_PATTERN.match(name)
+    created = _stamp_time(match.group("stamp")) if match else None
+    if match is None or created is None:
+        return None
+    compression = "zstd" if match.group("comp") == ".zst" else "gzip"
+    return BackupName(name, "base", "postgres", created, compression)
 
 
 # Pre-restore snapshots (SPEC: "Choosing what to restore"): never backups, but rotated

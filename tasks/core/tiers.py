@@ -7,17 +7,25 @@ flows' entrypoints), rotation's retention for a tier (`resolve_retention`), the 
 checks and `--tier` help of the CLI, the catalog's tier of an unmarked backup, the
 monitor's rotation check and its list of scheduled deployments. Adding a tier is one
 row of `TIER_TABLE`.
+
+A tier may need a feature switched on: `base-backup/weekly` (the base backups of
+point-in-time recovery) is scheduled, listed and expected by the monitor only with
+PITR_ENABLED=true (`active_tiers`, `scheduled_deployments`).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Literal
 
 from tasks.core.errors import ConfigError
-from tasks.core.naming import Kind
+
+# What a tier's scheduled job makes: a database dump, a full archive, or a PostgreSQL
+# base backup (point-in-time recovery).
+TierKind = Literal["db", "full", "base"]
 
 # The job that makes each kind of backup (its Prefect flow name and CLI command).
-BACKUP_JOBS: dict[Kind, str] = {"db": "db-backup", "full": "backup-all"}
+BACKUP_JOBS: dict[str, str] = {"db": "db-backup", "full": "backup-all", "base": "base-backup"}
 
 
 @dataclass(frozen=True)
@@ -25,7 +33,7 @@ class Tier:
     """One retention tier: a scheduled backup of one kind, and its backups' retention."""
 
     name: str  # the marker its backups carry, and the `--tier` value
-    kind: Kind  # what its scheduled job makes: "db" (db-backup) or "full" (backup-all)
+    kind: TierKind  # what its job makes: "db" (db-backup), "full" (backup-all), "base"
     retention_days: int
     cron: str
     description: str
@@ -33,6 +41,7 @@ class Tier:
     offsite: bool = False  # its scheduled runs copy the backup off-site
     default: bool = False  # the tier of a backup of its kind that carries no marker
     interval_hours: float = 24.0  # how often its schedule runs (the longest gap)
+    needs_pitr: bool = False  # scheduled only with PITR_ENABLED=true
 
     @property
     def job(self) -> str:
@@ -100,6 +109,18 @@ TIER_TABLE: tuple[Tier, ...] = (
         offsite=True,
         interval_hours=31 * 24,
     ),
+    Tier(
+        "weekly",
+        "base",
+        retention_days=30,
+        cron="0 1 * * 0",
+        description=(
+            "PostgreSQL base backup (point-in-time recovery) on Sundays at 01:00, kept 30 "
+            "days with the WAL it needs."
+        ),
+        default=True,
+        needs_pitr=True,
+    ),
 )
 
 OTHER_SCHEDULES: tuple[Schedule, ...] = (
@@ -121,9 +142,9 @@ OTHER_SCHEDULES: tuple[Schedule, ...] = (
 # reports the destination (a slow upload, a run retried the next day).
 OFFSITE_GRACE_HOURS = 24.0
 
-TIERS: tuple[str, ...] = tuple(t.name for t in TIER_TABLE)
+TIERS: tuple[str, ...] = tuple(dict.fromkeys(t.name for t in TIER_TABLE))
 # The tier a backup without a marker belongs to (SPEC: Rotation): the default of its kind.
-DEFAULT_TIER: dict[Kind, str] = {t.kind: t.name for t in TIER_TABLE if t.default}
+DEFAULT_TIER: dict[str, str] = {t.kind: t.name for t in TIER_TABLE if t.default}
 # Each tier's retention (the monitor's rotation check allows the larger of this and
 # RETENTION_DAYS, so a CLI run with the default retention is not taken for a stuck rotation).
 TIER_RETENTION_DAYS: dict[str, int] = {t.name: t.retention_days for t in TIER_TABLE}
@@ -131,24 +152,31 @@ TIER_RETENTION_DAYS: dict[str, int] = {t.name: t.retention_days for t in TIER_TA
 # kind's default one): an ad-hoc `--tier monthly` run must not rotate the monthly backups
 # with the daily 7 days.
 LONG_TIER_RETENTION_DAYS: dict[str, int] = {
-    t.name: t.retention_days for t in TIER_TABLE if not t.default
+    t.name: t.retention_days for t in TIER_TABLE if not t.default and t.kind != "base"
 }
-# Every scheduled deployment, `flow/deployment`, as `serve` registers them.
-SCHEDULED_DEPLOYMENTS: tuple[str, ...] = (
-    *(t.full_name for t in TIER_TABLE),
-    *(s.full_name for s in OTHER_SCHEDULES),
-)
 
 
-# The scheduled deployments that exist only when an off-site destination is configured.
-OFFSITE_ONLY_DEPLOYMENTS: tuple[str, ...] = tuple(
-    s.full_name for s in OTHER_SCHEDULES if s.needs_offsite
-)
+def active_tiers(pitr_enabled: bool = False) -> tuple[Tier, ...]:
+    """The tiers that are scheduled: those that need PITR only when it is enabled."""
+    return tuple(t for t in TIER_TABLE if pitr_enabled or not t.needs_pitr)
 
 
-def scheduled_deployments(offsite: bool) -> tuple[str, ...]:
-    """The deployments `serve` registers: those needing a destination only with one."""
-    return tuple(d for d in SCHEDULED_DEPLOYMENTS if offsite or d not in OFFSITE_ONLY_DEPLOYMENTS)
+def scheduled_deployments(pitr_enabled: bool = False, offsite: bool = True) -> tuple[str, ...]:
+    """Every scheduled deployment, `flow/deployment`, as `serve` registers them: those that
+    need PITR only with it, those that need an off-site destination only with one."""
+    return (
+        *(t.full_name for t in active_tiers(pitr_enabled)),
+        *(s.full_name for s in OTHER_SCHEDULES if offsite or not s.needs_offsite),
+    )
+
+
+# The scheduled deployments without point-in-time recovery.
+SCHEDULED_DEPLOYMENTS: tuple[str, ...] = scheduled_deployments(False)
+
+
+def tier_of(kind: str, name: str) -> Tier | None:
+    """The row of tier `name` for backups of `kind` (names repeat across kinds)."""
+    return next((t for t in TIER_TABLE if t.kind == kind and t.name == name), None)
 
 
 def offsite_max_age_hours(tier: str) -> float | None:
@@ -159,7 +187,7 @@ def offsite_max_age_hours(tier: str) -> float | None:
     return None
 
 
-def tiers_of(kind: Kind) -> tuple[str, ...]:
+def tiers_of(kind: str) -> tuple[str, ...]:
     """The tiers whose scheduled job makes backups of `kind`."""
     return tuple(t.name for t in TIER_TABLE if t.kind == kind)
 

@@ -11,10 +11,10 @@ from __future__ import annotations
 
 import ipaddress
 import json
+import math
 import smtplib
 import socket
 import ssl
-import time
 import urllib.error
 import urllib.request
 from collections.abc import Callable
@@ -25,6 +25,7 @@ from email.message import EmailMessage
 from email.utils import formatdate, make_msgid
 from typing import Any
 
+from tasks.core.backoff import RetriesExhausted, RetryPolicy, retry_call
 from tasks.core.redact import redact
 
 ATTEMPTS = 3
@@ -244,25 +245,26 @@ def deliver(
     attempts: int = ATTEMPTS,
     backoff: float = BACKOFF_SECONDS,
 ) -> ChannelResult:
-    """Call `send`, retrying transient errors; never raises."""
-    delay = backoff
-    for attempt in range(1, attempts + 1):
-        try:
-            send()
-        except TransientError as exc:
-            if attempt == attempts:
-                return ChannelResult(
-                    channel, False, attempt, redact(f"{exc} after {attempt} attempts")
-                )
-            time.sleep(delay)
-            delay *= 2
-        except PermanentError as exc:
-            return ChannelResult(channel, False, attempt, redact(str(exc)))
-        except Exception as exc:  # a bug in one channel must not silence the others
-            return ChannelResult(channel, False, attempt, redact(f"{type(exc).__name__}: {exc}"))
-        else:
-            return ChannelResult(channel, True, attempt, "delivered")
-    return ChannelResult(channel, False, attempts, "not attempted")
+    """Call `send`, retrying transient errors (`retry_call`: `backoff`, then doubled); never raises."""
+    policy = RetryPolicy(
+        window_seconds=math.inf, first_delay=backoff, max_delay=math.inf, max_attempts=attempts
+    )
+    tried = 0
+
+    def attempt() -> None:
+        nonlocal tried
+        tried += 1
+        send()
+
+    try:
+        retry_call(attempt, policy, lambda exc: isinstance(exc, TransientError))
+    except RetriesExhausted as exc:
+        return ChannelResult(channel, False, tried, redact(f"{exc.last} after {tried} attempts"))
+    except PermanentError as exc:
+        return ChannelResult(channel, False, tried, redact(str(exc)))
+    except Exception as exc:  # a bug in one channel must not silence the others
+        return ChannelResult(channel, False, tried, redact(f"{type(exc).__name__}: {exc}"))
+    return ChannelResult(channel, True, tried, "delivered")
 
 
 def channels_for(settings: Any, alert: Alert) -> dict[str, Callable[[], None]]:

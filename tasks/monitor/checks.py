@@ -15,14 +15,13 @@ critical, as for a newest backup that fails its full read.
 
 from __future__ import annotations
 
-import shutil
 import statistics
 from collections import Counter
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 from tasks.catalog.records import BackupRecord, good_backups, list_backups
 from tasks.core.errors import VerifyError
@@ -31,30 +30,17 @@ from tasks.core.naming import Kind
 # the deployments the deployment check looks for (tasks/steps/monitor.py reads them here)
 from tasks.core.tiers import SCHEDULED_DEPLOYMENTS as SCHEDULED_DEPLOYMENTS
 from tasks.core.tiers import TIER_RETENTION_DAYS
+from tasks.monitor.host_checks import check_free_disk, disk_usage
 from tasks.retention.plan import FUTURE_TOLERANCE
 from tasks.verify.backup_file import verify_compressed_file
+from tasks.verify.finding import Finding
 
-Severity = Literal["ok", "warning", "critical"]
-SEVERITY_RANK: dict[str, int] = {"ok": 0, "warning": 1, "critical": 2}
 KINDS: tuple[Kind, ...] = ("db", "full")
 KIND_LABEL = {"db": "database-only", "full": "full"}
 
 KEEP_MIN = 3  # rotation always keeps the newest 3 of each kind and tier
 SIZE_HISTORY = 10  # the latest size is compared with the median of this many before it
 SHOWN_BAD = 5  # files that are not good backups named in the backup-dir finding
-
-
-
-@dataclass(frozen=True)
-class Finding:
-    """One check's outcome, with a reason an operator can act on."""
-
-    name: str
-    severity: Severity
-    reason: str
-
-    def as_dict(self) -> dict[str, str]:
-        return {"name": self.name, "severity": self.severity, "reason": self.reason}
 
 
 @dataclass(frozen=True)
@@ -93,16 +79,6 @@ class Inspection:
     counts: dict[str, int] = field(default_factory=dict)  # kind -> how many
     total_bytes: dict[str, int] = field(default_factory=dict)  # kind -> sum of sizes
     damaged: set[str] = field(default_factory=set)  # kinds whose newest backup is damaged
-
-
-def worst(findings: Iterable[Finding]) -> Severity:
-    rank = max((SEVERITY_RANK[f.severity] for f in findings), default=0)
-    return ("ok", "warning", "critical")[rank]
-
-
-def exit_code_for(status: str) -> int:
-    """The guide's monitor exit codes: 0 all passed, 1 warnings, 2 critical."""
-    return SEVERITY_RANK[status]
 
 
 def hours(delta: timedelta) -> str:
@@ -301,36 +277,6 @@ def check_rotation(backups: list[BackupRecord], now: datetime, retention_days: i
     return Finding("rotation", "ok", "no backup outlived its retention")
 
 
-@dataclass(frozen=True)
-class DiskUsage:
-    total: int
-    free: int
-
-
-def disk_usage(folder: Path) -> DiskUsage:
-    usage = shutil.disk_usage(folder)
-    return DiskUsage(total=usage.total, free=usage.free)
-
-
-def check_free_disk(
-    usage: DiskUsage | None, latest: dict[str, BackupRecord], min_percent: float, multiple: float
-) -> Finding:
-    if usage is None:
-        return Finding("disk-space", "ok", "not checked: no backup directory")
-    percent = 100.0 * usage.free / usage.total if usage.total else 0.0
-    biggest = max((b.size for b in latest.values()), default=0)
-    free_text = f"{usage.free / 2**30:.1f} GiB free ({percent:.1f}%)"
-    if percent < min_percent:
-        return Finding("disk-space", "warning", f"{free_text}, below {min_percent:g}%")
-    if biggest and usage.free < multiple * biggest:
-        return Finding(
-            "disk-space",
-            "warning",
-            f"{free_text}, less than {multiple:g}× the latest backup ({biggest} bytes)",
-        )
-    return Finding("disk-space", "ok", free_text)
-
-
 def check_rpo(
     latest: dict[str, BackupRecord], now: datetime, thresholds: Thresholds
 ) -> list[Finding]:
@@ -372,28 +318,6 @@ def check_rpo(
                 )
             )
     return findings
-
-
-def deployments_finding(states: dict[str, str]) -> Finding:
-    """`states` maps each scheduled deployment to 'active', 'paused' or 'missing'.
-
-    When none is registered, scheduling is evidently done elsewhere (cron, systemd)
-    and this server is only used to record runs: reported, not alerted on.
-    """
-    missing = [n for n, s in states.items() if s == "missing"]
-    paused = [n for n, s in states.items() if s == "paused"]
-    if states and len(missing) == len(states):
-        return Finding(
-            "deployments", "ok", "no scheduled deployment registered on this Prefect server"
-        )
-    problems = []
-    if missing:
-        problems.append(f"missing: {', '.join(missing)}")
-    if paused:
-        problems.append(f"paused: {', '.join(paused)}")
-    if problems:
-        return Finding("deployments", "warning", "; ".join(problems))
-    return Finding("deployments", "ok", f"{len(states)} scheduled deployments active")
 
 
 # -- all file checks at once ---------------------------------------------------------

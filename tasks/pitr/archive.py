@@ -33,9 +33,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
 
-import zstandard
-
-from tasks.core.atomic import ensure_private_dir, fsync_dir, partial_path, write_text_atomic
+from tasks.core.atomic import ensure_private_dir, partial_path, write_text_atomic
 from tasks.core.errors import BackupError, ConfigError, DestinationError, SourceError, VerifyError
 from tasks.core.naming import sidecar_name
 from tasks.pitr.segments import parse_wal_name
@@ -46,6 +44,7 @@ from tasks.stream.compress import (
     HashingWriter,
     compressing_writer,
     open_decompressed,
+    with_zstd_errors,
 )
 
 _OUT_OF_SPACE = {errno.ENOSPC, errno.EDQUOT, errno.EFBIG}
@@ -183,7 +182,10 @@ def _publish(
         if existing is not None:
             return _settle_existing(existing, content_sha256, packed_sha256)
         if _link_no_clobber(tmp, final):
-            fsync_dir(archive_dir)
+            # One fsync of the folder covers both names: write_text_atomic ends with it.
+            # A crash before it may lose either; a sidecar without its file is no
+            # archived copy (and the next push writes it again), and exit 0 comes only
+            # after it, so PostgreSQL pushes again whatever was lost.
             _write_wal_sidecar(final, packed_sha256)
             return final, packed_sha256, final.stat().st_size, False
     raise DestinationError(f"{name} keeps appearing and vanishing in {archive_dir}")
@@ -272,7 +274,7 @@ def _content_digest(
                 while chunk := stream.read(BLOCK_SIZE):
                     content.update(chunk)
             hashed.drain()
-    except (EOFError, OSError, zlib.error, gzip.BadGzipFile, zstandard.ZstdError) as exc:
+    except with_zstd_errors(EOFError, OSError, zlib.error, gzip.BadGzipFile) as exc:
         raise VerifyError(
             f"the archived copy of {entry.name} ({entry.path}) is damaged ({exc}){hint}"
         ) from None
@@ -345,7 +347,7 @@ def fetch_wal(name: str, archive_dir: Path, dest: Path) -> FetchResult:
                 "archived copy is damaged; not restored"
             )
         os.replace(tmp, dest)
-    except (EOFError, zlib.error, gzip.BadGzipFile, zstandard.ZstdError) as exc:
+    except with_zstd_errors(EOFError, zlib.error, gzip.BadGzipFile) as exc:
         raise VerifyError(
             f"{entry.path.name} is damaged or truncated ({exc}); not restored"
         ) from None

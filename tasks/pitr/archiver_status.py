@@ -18,7 +18,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Literal
 
 import psycopg
 
@@ -26,18 +25,7 @@ from tasks.pitr.base_catalog import BaseRecord
 from tasks.pitr.segments import lsn_segno, path_segment, path_timeline, timeline_path
 from tasks.pitr.wal_catalog import ArchivedWal, newest_timeline
 from tasks.sources.postgres import connect
-
-Severity = Literal["ok", "warning", "critical"]
-
-
-@dataclass(frozen=True)
-class ArchiverFinding:
-    name: str
-    severity: Severity
-    reason: str
-
-    def as_dict(self) -> dict[str, str]:
-        return {"name": self.name, "severity": self.severity, "reason": self.reason}
+from tasks.verify.finding import Finding
 
 
 @dataclass(frozen=True)
@@ -57,7 +45,7 @@ class ArchiverSnapshot:
 
 @dataclass(frozen=True)
 class ArchiverStatus:
-    findings: list[ArchiverFinding] = field(default_factory=list)
+    findings: list[Finding] = field(default_factory=list)
     last_archived_at: datetime | None = None  # for chatbot_wal_last_archived_timestamp_seconds
     last_archived_wal: str | None = None
 
@@ -107,10 +95,10 @@ def read_archiver_safely(params: dict[str, str]) -> ArchiverSnapshot | str:
 def judge_archiver(
     snapshot: ArchiverSnapshot, now: datetime, max_age_minutes: float
 ) -> ArchiverStatus:
-    findings: list[ArchiverFinding] = []
+    findings: list[Finding] = []
     if snapshot.archive_mode not in ("on", "always"):
         findings.append(
-            ArchiverFinding(
+            Finding(
                 "wal-archiving",
                 "critical",
                 f"archive_mode is {snapshot.archive_mode}: no WAL is archived, so there is no "
@@ -120,7 +108,7 @@ def judge_archiver(
         )
     elif "wal-push" not in snapshot.archive_command:
         findings.append(
-            ArchiverFinding(
+            Finding(
                 "wal-archiving",
                 "warning",
                 "archive_command does not call `chatbot-backup wal-push` (or is hidden from "
@@ -132,7 +120,7 @@ def judge_archiver(
     )
     if failing:
         findings.append(
-            ArchiverFinding(
+            Finding(
                 "wal-archiver-failing",
                 "critical",
                 f"archive_command is failing: {snapshot.failed_count} failure(s), the last for "
@@ -148,7 +136,7 @@ def judge_archiver(
         )
         if age > timedelta(minutes=max_age_minutes) and moved_on:
             findings.append(
-                ArchiverFinding(
+                Finding(
                     "wal-archive-age",
                     "warning",
                     f"the last archived WAL ({snapshot.last_archived_wal}) is "
@@ -159,7 +147,7 @@ def judge_archiver(
             )
     elif snapshot.archive_mode in ("on", "always") and snapshot.archived_count == 0:
         findings.append(
-            ArchiverFinding(
+            Finding(
                 "wal-archive-age",
                 "warning",
                 "no WAL segment has been archived yet (SELECT pg_switch_wal() forces one)",
@@ -167,7 +155,7 @@ def judge_archiver(
         )
     if not findings:
         findings.append(
-            ArchiverFinding(
+            Finding(
                 "wal-archiving",
                 "ok",
                 f"last archived {snapshot.last_archived_wal} at {_show(snapshot.last_archived_at)}",
@@ -180,17 +168,17 @@ def check_continuity(
     bases: list[BaseRecord],
     archive: dict[str, ArchivedWal],
     histories: dict[int, list[tuple[int, int]]],
-) -> list[ArchiverFinding]:
+) -> list[Finding]:
     """A missing segment between the newest base's start and the newest archived WAL."""
     if not bases:
-        return [ArchiverFinding("wal-continuity", "warning", "no base backup to recover from")]
+        return [Finding("wal-continuity", "warning", "no base backup to recover from")]
     base = max(bases, key=lambda b: b.end_time)
     size = base.segment_size
     timeline = newest_timeline(base.timeline, archive)
     try:
         path = timeline_path(timeline, histories.get(timeline, []))
     except ValueError as exc:
-        return [ArchiverFinding("wal-continuity", "critical", f"timeline history: {exc}")]
+        return [Finding("wal-continuity", "critical", f"timeline history: {exc}")]
     on_path = [
         entry.wal.segno(size)
         for entry in archive.values()
@@ -208,7 +196,7 @@ def check_continuity(
     if missing:
         more = f" and {len(missing) - 1} more" if len(missing) > 1 else ""
         return [
-            ArchiverFinding(
+            Finding(
                 "wal-continuity",
                 "critical",
                 f"WAL gap: {missing[0]}{more} missing from the archive after {base.name}; "
@@ -216,7 +204,7 @@ def check_continuity(
             )
         ]
     return [
-        ArchiverFinding(
+        Finding(
             "wal-continuity",
             "ok",
             f"{last - first + 1} segment(s) from {base.name} on, no gap",

@@ -24,12 +24,10 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
-import zstandard
-
 from tasks.core.errors import VerifyError
 from tasks.core.naming import COMPRESSION_SUFFIX, SIDECAR_SUFFIX
 from tasks.pitr.segments import WalName, history_name, parse_history, parse_wal_name
-from tasks.stream.compress import open_decompressed
+from tasks.stream.compress import open_decompressed, with_zstd_errors
 
 _SUFFIX_COMPRESSION = {suffix: codec for codec, suffix in COMPRESSION_SUFFIX.items()}
 # The long page header at the start of every segment (PostgreSQL's xlog_internal.h):
@@ -113,7 +111,7 @@ def read_archived_text(entry: ArchivedWal, limit: int = 1 << 20) -> str:
     try:
         with open(entry.path, "rb") as raw:
             data = open_decompressed(raw, entry.compression).read(limit + 1)
-    except (EOFError, OSError, zlib.error, gzip.BadGzipFile, zstandard.ZstdError) as exc:
+    except with_zstd_errors(EOFError, OSError, zlib.error, gzip.BadGzipFile) as exc:
         raise VerifyError(f"{entry.path.name}: damaged archived WAL file ({exc})") from None
     if len(data) > limit:
         raise VerifyError(f"{entry.path.name}: larger than a WAL history file can be")
@@ -158,7 +156,7 @@ def read_segment_header(entry: ArchivedWal) -> SegmentHeader:
     try:
         with open(entry.path, "rb") as raw:
             head = open_decompressed(raw, entry.compression).read(need)
-    except (EOFError, OSError, zlib.error, gzip.BadGzipFile, zstandard.ZstdError) as exc:
+    except with_zstd_errors(EOFError, OSError, zlib.error, gzip.BadGzipFile) as exc:
         raise VerifyError(f"{entry.path.name}: damaged archived segment ({exc})") from None
     return parse_segment_header(head, entry.path.name)
 

@@ -23,8 +23,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
+from tasks.archive.extracted import Extraction
 from tasks.archive.manifest.model import MANIFEST_JSON, FileEntry, Manifest
-from tasks.archive.safe_extract import Extraction
 from tasks.archive.verdict import ManifestLinks, Problem, archive_problems
 from tasks.core.atomic import DIR_MODE
 from tasks.core.errors import RestoreError, VerifyError
@@ -67,7 +67,8 @@ def stage_archive(archive: Path, staging: Path) -> StagedArchive:
     anything but an earlier file) and links the manifest does not record are refused by
     a header pass before anything is written; the extraction checks them all again.
     """
-    from tasks.archive.safe_extract import extract_archive, refuse_unsafe_members
+    from tasks.archive.header_pass import refuse_unsafe_members
+    from tasks.archive.safe_extract import extract_archive
 
     header = ManifestLinks()
     try:

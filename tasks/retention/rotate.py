@@ -45,7 +45,7 @@ def rotate(
         reasons=dict(decided.reasons),
     )
     doomed = list(decided.remove)
-    if policy.tier == DEFAULT_TIER.get(policy.kind):  # type: ignore[call-overload]
+    if policy.tier == DEFAULT_TIER.get(policy.kind):
         for family in list_snapshots(folder, policy.kind, db_path):
             snapshots = plan(family, policy, now)
             result.snapshots_kept += [s.path.name for s in snapshots.keep]

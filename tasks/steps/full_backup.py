@@ -10,7 +10,7 @@ from __future__ import annotations
 from prefect import task
 from prefect.cache_policies import NO_CACHE
 
-from tasks.archive.full_archive import ArchiveSummary
+from tasks.archive.full_content import ArchiveSummary
 from tasks.archive.scan import ArchiveScan, scan_archive
 from tasks.backup.full_backup import plan_from_settings, write_full_backup
 from tasks.core.errors import VerifyError

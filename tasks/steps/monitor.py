@@ -16,18 +16,12 @@ from prefect import task
 from prefect.cache_policies import NO_CACHE
 
 from tasks.core.redact import redact
-from tasks.core.tiers import scheduled_deployments
 from tasks.monitor.alerts import Alert, ChannelResult, send_alert
-from tasks.monitor.checks import (
-    SCHEDULED_DEPLOYMENTS,
-    Finding,
-    Inspection,
-    Severity,
-    Thresholds,
-    deployments_finding,
-    inspect_backups,
-)
+from tasks.monitor.checks import SCHEDULED_DEPLOYMENTS, Inspection, Thresholds, inspect_backups
+from tasks.monitor.host_checks import deployments_finding
 from tasks.monitor.metrics import KindSnapshot, record_backup_success, record_monitor_run
+from tasks.pitr.monitor_checks import PitrInspection, inspect_pitr
+from tasks.verify.finding import Finding, Severity
 
 
 @task(name="inspect-backups", cache_policy=NO_CACHE)
@@ -61,15 +55,23 @@ def deployment_states(names: tuple[str, ...] = SCHEDULED_DEPLOYMENTS) -> dict[st
     return states
 
 
+@task(name="check-pitr", cache_policy=NO_CACHE)
+def check_pitr(settings: Any, now: datetime) -> PitrInspection:
+    """pg_stat_archiver, the WAL archive's continuity, the base backups (PITR_ENABLED)."""
+    return inspect_pitr(settings, now)
+
+
 @task(name="check-deployments", cache_policy=NO_CACHE)
-def check_deployments(enabled: bool = True, offsite: bool = True) -> Finding:
+def check_deployments(
+    enabled: bool = True, names: tuple[str, ...] = SCHEDULED_DEPLOYMENTS
+) -> Finding:
     """SPEC: the scheduled deployments are present and not paused (only with a server)."""
     if not enabled:
         return Finding("deployments", "ok", "not checked: MONITOR_CHECK_DEPLOYMENTS is off")
     if prefect_api_url() is None:
         return Finding("deployments", "ok", "not checked: PREFECT_API_URL is not set")
     try:
-        return deployments_finding(deployment_states(scheduled_deployments(offsite)))
+        return deployments_finding(deployment_states(names))
     except Exception as exc:  # an unreachable server is a finding, not a crash
         return Finding(
             "deployments",
@@ -114,7 +116,9 @@ def send_alert_task(settings: Any, alert: Alert) -> list[ChannelResult]:
 
 
 @task(name="record-monitor-metrics", cache_policy=NO_CACHE)
-def record_monitor_metrics(settings: Any, inspection: Inspection, status_code: int) -> bool:
+def record_monitor_metrics(
+    settings: Any, inspection: Inspection, status_code: int, pitr: PitrInspection | None = None
+) -> bool:
     kinds = {
         kind: KindSnapshot(
             count=count,
@@ -129,7 +133,18 @@ def record_monitor_metrics(settings: Any, inspection: Inspection, status_code: i
         )
         for kind, count in inspection.counts.items()
     }
-    return record_monitor_run(settings, kinds, status_code)
+    wal_last = None
+    if pitr is not None:
+        newest = max(pitr.bases, key=lambda b: b.end_time, default=None)
+        kinds["base"] = KindSnapshot(
+            count=len(pitr.bases),
+            total_bytes=sum(b.size for b in pitr.bases),
+            newest_timestamp=newest.end_time.timestamp() if newest else None,
+            newest_size=newest.size if newest else None,
+        )
+        if pitr.last_archived_at is not None:
+            wal_last = pitr.last_archived_at.timestamp()
+    return record_monitor_run(settings, kinds, status_code, wal_last_archived=wal_last)
 
 
 @task(name="record-backup-metrics", cache_policy=NO_CACHE)

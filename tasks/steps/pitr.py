@@ -22,6 +22,8 @@ from tasks.pitr.basebackup import BaseWal, take_base_backup, wait_for_base_wal
 from tasks.pitr.pgserver import Owner
 from tasks.pitr.recovery import LaidOut, RecoveryPlan, lay_out, plan_recovery
 from tasks.pitr.recovery_verify import RecoveryCheck, run_pg_verifybackup, verify_recovery
+from tasks.pitr.retention import BasePolicy
+from tasks.pitr.rotation import PitrRotation, rotate_pitr
 from tasks.pitr.wal_catalog import list_archive, read_histories
 from tasks.sources.postgres import parse_database_url
 from tasks.stream.pipeline import Artifact
@@ -48,6 +50,13 @@ def verify_base_backup_step(path: Path, sha256: str) -> BaseContents:
 def check_base_wal_step(archive_dir: Path, contents: BaseContents) -> BaseWal:
     """Every segment from the base's start to its end is archived and sound."""
     return wait_for_base_wal(archive_dir, contents)
+
+
+@task(name="rotate-pitr", cache_policy=NO_CACHE)
+def rotate_pitr_step(settings: Settings, retention_days: int, now: datetime) -> PitrRotation:
+    """Base backups past their tier's retention, and the WAL no kept base needs."""
+    policy = BasePolicy(retention_days=retention_days)
+    return rotate_pitr(settings.backups, settings.wal_archive, policy, now)
 
 
 @task(name="plan-recovery", cache_policy=NO_CACHE)

@@ -12,8 +12,8 @@ from pathlib import Path
 from prefect import task
 from prefect.cache_policies import NO_CACHE
 
+from tasks.archive.extracted import Extraction
 from tasks.archive.manifest.model import Manifest
-from tasks.archive.safe_extract import Extraction
 from tasks.archive.scan import ArchiveScan
 from tasks.core.settings import Settings
 from tasks.sources.postgres import parse_database_url

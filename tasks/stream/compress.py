@@ -13,14 +13,18 @@ import gzip
 import hashlib
 import io
 import os
+import sys
 import zlib
 from collections import deque
 from collections.abc import Callable
-from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
-from typing import BinaryIO
+from typing import TYPE_CHECKING, BinaryIO
 
-import zstandard
+if TYPE_CHECKING:
+    from concurrent.futures import Future, ThreadPoolExecutor
+
+# zstandard (it imports `platform`) and the thread pool are imported where they are used:
+# wal-push, run once per WAL segment with gzip, pays for neither (issue 19's time budget).
 
 from tasks.core.errors import VerifyError
 
@@ -116,7 +120,9 @@ def _check_member(member: bytes, block: bytes) -> None:
         or len(restored) != len(block)
         or zlib.crc32(restored) != zlib.crc32(block)
     ):
-        raise VerifyError("gzip self-check failed: a compressed block does not inflate to its input")
+        raise VerifyError(
+            "gzip self-check failed: a compressed block does not inflate to its input"
+        )
 
 
 class ParallelGzipWriter(io.RawIOBase):
@@ -126,7 +132,12 @@ class ParallelGzipWriter(io.RawIOBase):
         self._target = target
         self._level = level
         self._threads = threads or cpu_threads()
-        self._pool = ThreadPoolExecutor(self._threads, thread_name_prefix="gzip")
+        # One thread: the same members, compressed inline (no pool to start and join).
+        self._pool: ThreadPoolExecutor | None = None
+        if self._threads > 1:
+            from concurrent.futures import ThreadPoolExecutor
+
+            self._pool = ThreadPoolExecutor(self._threads, thread_name_prefix="gzip")
         self._pending: deque[Future[bytes]] = deque()
         self._buffer = bytearray()
         self._wrote_any = False
@@ -142,8 +153,11 @@ class ParallelGzipWriter(io.RawIOBase):
         return len(data)
 
     def _submit(self, block: bytes) -> None:
-        self._pending.append(self._pool.submit(_gzip_member, block, self._level))
         self._wrote_any = True
+        if self._pool is None:
+            self._target.write(_gzip_member(block, self._level))
+            return
+        self._pending.append(self._pool.submit(_gzip_member, block, self._level))
         while len(self._pending) > 2 * self._threads:
             self._target.write(self._pending.popleft().result())
 
@@ -157,7 +171,8 @@ class ParallelGzipWriter(io.RawIOBase):
             while self._pending:
                 self._target.write(self._pending.popleft().result())
         finally:
-            self._pool.shutdown(wait=True, cancel_futures=True)
+            if self._pool is not None:
+                self._pool.shutdown(wait=True, cancel_futures=True)
             super().close()
 
 
@@ -167,6 +182,8 @@ class _ZstdWriter(io.RawIOBase):
         # 2 MB jobs instead of the level's default: measured on a 150 MB bench dump at
         # level 3, 2 threads, this keeps ~16 MB in flight instead of ~52 MB (issue 8's
         # 150 MB peak) for output 2 % larger and the same speed.
+        import zstandard
+
         params = zstandard.ZstdCompressionParameters.from_level(
             level, threads=threads, job_size=ZSTD_JOB_SIZE, write_checksum=True
         )
@@ -182,6 +199,8 @@ class _ZstdWriter(io.RawIOBase):
 
     def close(self) -> None:
         if not self.closed:
+            import zstandard
+
             self._writer.flush(zstandard.FLUSH_FRAME)
             self._writer.close()
             super().close()
@@ -236,6 +255,8 @@ class _ZstdFramesReader(io.RawIOBase):
     _PIECE = 16 * 1024
 
     def __init__(self, source: BinaryIO) -> None:
+        import zstandard
+
         self._source = source
         self._inflater = zstandard.ZstdDecompressor().decompressobj()
         self._pending = b""  # compressed bytes read but not yet fed
@@ -272,6 +293,8 @@ class _ZstdFramesReader(io.RawIOBase):
                 self._frames += 1
                 self._in_frame = False
                 piece = self._inflater.unused_data
+                import zstandard
+
                 self._inflater = zstandard.ZstdDecompressor().decompressobj()
 
 
@@ -287,3 +310,10 @@ def copy_stream(
         total += len(chunk)
         if on_chunk is not None:
             on_chunk(len(chunk))
+
+
+def with_zstd_errors(*errors: type[BaseException]) -> tuple[type[BaseException], ...]:
+    """`errors` plus zstandard's error type when zstandard is loaded (it is whenever a
+    zstd stream was opened): for `except` clauses that must not import it."""
+    module = sys.modules.get("zstandard")
+    return (*errors, module.ZstdError) if module is not None else errors

@@ -18,12 +18,12 @@ import shutil
 import sqlite3
 import tempfile
 from collections.abc import Iterator
-from dataclasses import dataclass
 from itertools import islice
 from pathlib import Path
 
+from tasks.archive.extracted import Extraction
 from tasks.archive.manifest.model import MANIFEST_JSON, Manifest
-from tasks.archive.safe_extract import Extraction, extract_archive
+from tasks.archive.safe_extract import extract_archive
 from tasks.archive.scan import ArchiveScan, scan_archive
 from tasks.archive.verdict import (
     ManifestLinks,
@@ -33,7 +33,6 @@ from tasks.archive.verdict import (
 )
 from tasks.core.errors import BackupError
 from tasks.core.naming import parse_backup_name
-from tasks.core.redact import redact
 from tasks.restore.postgres import load_checked
 from tasks.restore.source import sniff_content
 from tasks.sources.postgres import connect, keyed_like, relation_counts
@@ -42,6 +41,7 @@ from tasks.sources.sqlite import connect as sqlite_connect
 from tasks.sources.sqlite import integrity_problem, table_row_counts
 from tasks.stream.compress import copy_stream, open_decompressed, sniff_compression
 from tasks.verify.backup_file import verify_compressed_file
+from tasks.verify.finding import Finding
 
 # The checks, in the order they run and are reported.
 BACKUP_FILE = "backup-file"
@@ -59,23 +59,8 @@ SCRATCH_DB_PREFIX = "chatbot_restore_test_"
 _SHOWN_PROBLEMS = 3
 
 
-@dataclass(frozen=True)
-class CheckOutcome:
-    name: str
-    passed: bool
-    reason: str
-
-    @classmethod
-    def ok(cls, name: str, reason: str) -> CheckOutcome:
-        return cls(name, True, reason)
-
-    @classmethod
-    def failed(cls, name: str, reason: str) -> CheckOutcome:
-        return cls(name, False, redact(reason))
-
-    @classmethod
-    def not_run(cls, name: str, because: str) -> CheckOutcome:
-        return cls(name, False, f"not run: {because}")
+# test-restore's checks pass (ok) or fail (critical): the one finding type.
+CheckOutcome = Finding
 
 
 def _listing(problems: list[str]) -> str:
@@ -205,8 +190,10 @@ class _Problems:
 
     def summary(self) -> str:
         more = self.count - len(self.first)
-        return f"{self.count} problems: " + "; ".join(self.first) + (
-            f"; and {more} more" if more > 0 else ""
+        return (
+            f"{self.count} problems: "
+            + "; ".join(self.first)
+            + (f"; and {more} more" if more > 0 else "")
         )
 
 
