@@ -299,3 +299,17 @@ def test_encrypted_copies_carry_their_metadata_encrypted(
     # And verification still reads the encrypted copy back against its sidecar.
     verified = sqlite_platform.run("offsite-verify", extra_env=env)
     assert verified.returncode == 0, verified.stderr
+
+
+def test_offsite_verify_weekly_is_scheduled_only_with_a_destination() -> None:
+    from deployments.tiers import TIER_TABLE, tier_table
+    from tasks.core.tiers import SCHEDULED_DEPLOYMENTS, offsite_max_age_hours, scheduled_deployments
+
+    with_dest = {t.full_name: t for t in tier_table(False, offsite=True)}
+    row = with_dest["offsite-verify/weekly"]
+    assert (row.cron, row.entrypoint) == ("0 6 * * 0", "flows.offsite_verify_flow.offsite_verify")
+    assert "offsite-verify/weekly" not in {t.full_name for t in tier_table(False, offsite=False)}
+    assert "offsite-verify/weekly" in {t.full_name for t in TIER_TABLE}  # the committed yaml
+    assert "offsite-verify/weekly" in SCHEDULED_DEPLOYMENTS
+    assert "offsite-verify/weekly" not in scheduled_deployments(False, offsite=False)
+    assert offsite_max_age_hours("weekly") == 8 * 24 and offsite_max_age_hours("daily") is None
