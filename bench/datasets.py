@@ -14,6 +14,10 @@ measured bytes per conversation, so the result lands within a few per cent of th
 
     python bench/datasets.py postgres chatbot_bench_100mb 100
     python bench/datasets.py sqlite /tmp/bench.db 600
+    python bench/datasets.py --kind chatlog postgres chatbot_bench_chatlog_300mb 300
+
+`kind="chatlog"` (bench/datasets_chatlog.py) is the second set of issue 18: repeated
+prompts, Markdown replies, JSON tool calls; gzip -6 packs its dump about 7x.
 """
 
 from __future__ import annotations
@@ -21,6 +25,7 @@ from __future__ import annotations
 import itertools
 import json
 import math
+import os
 import random
 import sqlite3
 import sys
@@ -285,17 +290,52 @@ def _copy_fragments(conn: psycopg.Connection, short: list[str], long: list[str])
             copy.write_row((i, body))
 
 
+KINDS = ("prose", "chatlog")
+# Which set the bench scripts build and measure: BENCH_DATASET=chatlog bench/run measures
+# every row on the chat-log set (issue 18); its databases and files carry the kind in
+# their names, so both sets can be kept side by side.
+DEFAULT_KIND = os.environ.get("BENCH_DATASET", "prose")
+if DEFAULT_KIND not in KINDS:
+    raise SystemExit(f"BENCH_DATASET={DEFAULT_KIND!r}: one of {', '.join(KINDS)}")
+
+
+def pg_name(size_mb: int, kind: str | None = None) -> str:
+    kind = kind or DEFAULT_KIND
+    return f"chatbot_bench_{size_mb}mb" if kind == "prose" else f"chatbot_bench_{kind}_{size_mb}mb"
+
+
+def kind_fragments(kind: str) -> tuple[list[str], list[str]]:
+    """The text pools of a data set: 'prose' (gzip -6 ~2.9x) or 'chatlog' (~7x, issue 18)."""
+    if kind == "chatlog":
+        import datasets_chatlog  # bench/ is on sys.path when a bench script runs
+
+        return datasets_chatlog.fragments()
+    if kind != "prose":
+        raise ValueError(f"unknown data set kind {kind!r} (one of {', '.join(KINDS)})")
+    return fragments()
+
+
+def _marker(size_mb: int, kind: str) -> str:
+    tail = "" if kind == "prose" else f" kind={kind}"  # prose databases built before stay valid
+    return f"{MARKER} v{GENERATOR_VERSION} size_mb={size_mb}{tail}"
+
+
+def _sqlite_version(size_mb: int, kind: str) -> int:
+    return size_mb * 100 + GENERATOR_VERSION + (50 if kind == "chatlog" else 0)
+
+
 def make_postgres(
-    dbname: str, size_mb: int, admin_url: str = ADMIN_URL, log: bool = True
+    dbname: str, size_mb: int, admin_url: str = ADMIN_URL, log: bool = True, kind: str | None = None
 ) -> Generated:
     """(Re)create `dbname` holding a chatbot database of about `size_mb` MB."""
+    kind = kind or DEFAULT_KIND
     started = time.monotonic()
     drop_postgres(dbname, admin_url)
     with admin_connection(admin_url) as conn:
         conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(dbname)))
     target = size_mb * MB
     rng = random.Random(size_mb)
-    short, long = fragments()
+    short, long = kind_fragments(kind)
     agents = _agents(rng)
     with psycopg.connect(database_url(dbname, admin_url), autocommit=True) as conn:
         conn.execute("SET synchronous_commit = off")
@@ -357,15 +397,17 @@ def make_postgres(
         conn.execute(
             sql.SQL("COMMENT ON DATABASE {} IS {}").format(
                 sql.Identifier(dbname),
-                sql.Literal(f"{MARKER} v{GENERATOR_VERSION} size_mb={size_mb}"),
+                sql.Literal(_marker(size_mb, kind)),
             )
         )
     size = pg_size(dbname, admin_url) or 0
     return Generated(size_mb, size, time.monotonic() - started, *map(int, counts))
 
 
-def postgres_is_built(dbname: str, size_mb: int, admin_url: str = ADMIN_URL) -> bool:
-    return pg_marker(dbname, admin_url) == f"{MARKER} v{GENERATOR_VERSION} size_mb={size_mb}"
+def postgres_is_built(
+    dbname: str, size_mb: int, admin_url: str = ADMIN_URL, kind: str | None = None
+) -> bool:
+    return pg_marker(dbname, admin_url) == _marker(size_mb, kind or DEFAULT_KIND)
 
 
 # -- SQLite ---------------------------------------------------------------------------------
@@ -453,7 +495,7 @@ ORDER BY c.id, k.k
 """
 
 
-def make_sqlite(path: Path | str, size_mb: int, log: bool = True) -> Generated:
+def make_sqlite(path: Path | str, size_mb: int, log: bool = True, kind: str = "prose") -> Generated:
     """(Re)create a SQLite database file of about `size_mb` MB at `path` (WAL mode)."""
     started = time.monotonic()
     path = Path(path)
@@ -461,7 +503,7 @@ def make_sqlite(path: Path | str, size_mb: int, log: bool = True) -> Generated:
         Path(f"{path}{suffix}").unlink(missing_ok=True)
     target = size_mb * MB
     rng = random.Random(size_mb)
-    short, long = fragments()
+    short, long = kind_fragments(kind)
     agents = _agents(rng)
     conn = sqlite3.connect(path, isolation_level=None)
     try:
@@ -522,14 +564,14 @@ def make_sqlite(path: Path | str, size_mb: int, log: bool = True) -> Generated:
             " (SELECT count(*) FROM messages)"
         ).fetchone()
         conn.execute("PRAGMA journal_mode = WAL")  # how the platform runs it
-        conn.execute(f"PRAGMA user_version = {size_mb * 100 + GENERATOR_VERSION}")
+        conn.execute(f"PRAGMA user_version = {_sqlite_version(size_mb, kind)}")
         final = size()
     finally:
         conn.close()
     return Generated(size_mb, final, time.monotonic() - started, *map(int, counts))
 
 
-def sqlite_is_built(path: Path | str, size_mb: int) -> bool:
+def sqlite_is_built(path: Path | str, size_mb: int, kind: str | None = None) -> bool:
     path = Path(path)
     if not path.is_file():
         return False
@@ -541,16 +583,26 @@ def sqlite_is_built(path: Path | str, size_mb: int) -> bool:
             conn.close()
     except sqlite3.Error:
         return False
-    return version == size_mb * 100 + GENERATOR_VERSION
+    return version == _sqlite_version(size_mb, kind or DEFAULT_KIND)
 
 
 def main(argv: list[str]) -> int:
-    if len(argv) != 3 or argv[0] not in ("postgres", "sqlite"):
+    kind = DEFAULT_KIND
+    if argv[:1] == ["--kind"] and len(argv) > 1:
+        kind, argv = argv[1], argv[2:]
+    if len(argv) != 3 or argv[0] not in ("postgres", "sqlite") or kind not in KINDS:
         print(__doc__.strip().splitlines()[-2:], file=sys.stderr)
-        print("usage: datasets.py postgres DBNAME SIZE_MB | sqlite PATH SIZE_MB", file=sys.stderr)
+        print(
+            "usage: datasets.py [--kind prose|chatlog] postgres DBNAME SIZE_MB | sqlite PATH SIZE_MB",
+            file=sys.stderr,
+        )
         return 2
-    kind, where, size_mb = argv[0], argv[1], int(argv[2])
-    made = make_postgres(where, size_mb) if kind == "postgres" else make_sqlite(where, size_mb)
+    where, size_mb = argv[1], int(argv[2])
+    made = (
+        make_postgres(where, size_mb, kind=kind)
+        if argv[0] == "postgres"
+        else make_sqlite(where, size_mb, kind=kind)
+    )
     print(made.describe())
     return 0
 

@@ -58,7 +58,9 @@ PREFECT = str(VENV_BIN / "prefect")
 MB = 1024 * 1024
 EMPTY_DB = "chatbot_bench_empty"
 GROWTH_SLACK = (1.25, 64.0)  # factor, MB
-ZSTD_LEVEL = 1  # the product's default zstd level (tasks/stream/compress.py), for the shell reference row
+ZSTD_LEVEL = (
+    1  # the product's default zstd level (tasks/stream/compress.py), for the shell reference row
+)
 STAT = "median"  # how repeated times are summarised; set from --stat
 CODE_PATH: str | None = None  # PYTHONPATH for our runs when measuring a git snapshot
 
@@ -399,7 +401,7 @@ def pg_measure(
 
 
 def pg_bench(ws: Workspace, size_mb: int, args: argparse.Namespace, api_url: str) -> PgResult:
-    dbname = f"chatbot_bench_{size_mb}mb"
+    dbname = datasets.pg_name(size_mb)
     if not args.rebuild and datasets.postgres_is_built(dbname, size_mb):
         generation = "reused from an earlier run (--rebuild to regenerate)"
         log(f"{dbname}: reusing the existing database")
@@ -476,7 +478,7 @@ class SqliteResult:
 
 
 def sqlite_file(data_dir: Path, size_mb: int) -> Path:
-    return data_dir / f"chatbot_bench_{size_mb}mb.sqlite"
+    return data_dir / f"{datasets.pg_name(size_mb)}.sqlite"
 
 
 def sqlite_bench(
@@ -689,7 +691,8 @@ def main(argv: list[str] | None = None) -> int:
     print(
         f"# db-backup bench, {time.strftime('%Y-%m-%d %H:%M', time.gmtime())} UTC, "
         f"{os.cpu_count()} CPUs, repeat {args.repeat} ({args.stat} times, max memory), "
-        f"load average {os.getloadavg()[0]:.2f} at start\n# code: {code}",
+        f"load average {os.getloadavg()[0]:.2f} at start, data set {datasets.DEFAULT_KIND}"
+        f"\n# code: {code}",
         flush=True,
     )
     try:
@@ -715,7 +718,7 @@ def main(argv: list[str] | None = None) -> int:
         shutil.rmtree(ws.root, ignore_errors=True)
         if not args.keep:
             for size in sizes:
-                datasets.drop_postgres(f"chatbot_bench_{size}mb")
+                datasets.drop_postgres(datasets.pg_name(size))
             if args.sqlite_size_mb > 0:
                 sqlite_file(data_dir, args.sqlite_size_mb).unlink(missing_ok=True)
             with contextlib.suppress(OSError):

@@ -65,7 +65,7 @@ def _sizes(rng: random.Random, files: int, total: int) -> list[int]:
 
 
 def _text_block(rng: random.Random) -> bytes:
-    short, long = datasets.fragments()
+    short, long = datasets.kind_fragments(datasets.DEFAULT_KIND)
     parts: list[str] = []
     size = 0
     while size < 4 * MB:

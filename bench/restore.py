@@ -73,7 +73,7 @@ def drop(name: str) -> None:
 
 def build_source(size_mb: int) -> tuple[str, bool]:
     """The source database (bench/datasets.py's chatbot data); (name, built by this run)."""
-    name = f"chatbot_bench_{size_mb}mb"
+    name = datasets.pg_name(size_mb)
     if datasets.postgres_is_built(name, size_mb):
         log(f"reusing {name}")
         return name, False

@@ -12,10 +12,9 @@ from typing import TYPE_CHECKING, Any, cast
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from deployments.tiers import (
+    ALL_DEPLOYMENTS,
     COLLISION_STRATEGY,
     CONCURRENCY_LIMIT,
-    TAGS,
-    TIER_TABLE,
     Tier,
 )
 from tasks.core.errors import ConfigError
@@ -79,14 +78,14 @@ def to_deployment(tier: Tier, timezone: str) -> RunnerDeployment:
         "RunnerDeployment",
         flow.to_deployment(
             name=tier.deployment,
-            schedules=[Cron(tier.cron, timezone=timezone)],
+            schedules=[Cron(tier.cron, timezone=timezone)] if tier.cron else [],
             parameters=tier.parameters,
             concurrency_limit=ConcurrencyLimitConfig(
                 limit=CONCURRENCY_LIMIT,
                 collision_strategy=ConcurrencyLimitStrategy(COLLISION_STRATEGY),
             ),
             description=tier.description,
-            tags=[*TAGS, f"tier:{tier.deployment}"],
+            tags=tier.tags,
             # A module path works wherever the package is installed, whatever the cwd;
             # prefect.yaml uses the same entrypoints.
             entrypoint_type=EntrypointType.MODULE_PATH,
@@ -94,7 +93,7 @@ def to_deployment(tier: Tier, timezone: str) -> RunnerDeployment:
     )
 
 
-def build_deployments(timezone: str, tiers: tuple[Tier, ...] = TIER_TABLE) -> BuiltDeployments:
+def build_deployments(timezone: str, tiers: tuple[Tier, ...] = ALL_DEPLOYMENTS) -> BuiltDeployments:
     """Every tier that can be built; the rest listed in `unavailable` with the reason."""
     timezone = check_timezone(timezone)
     built = BuiltDeployments()

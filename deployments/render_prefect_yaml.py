@@ -27,7 +27,7 @@ from deployments.build import check_timezone
 from deployments.tiers import (
     COLLISION_STRATEGY,
     CONCURRENCY_LIMIT,
-    TAGS,
+    ON_DEMAND,
     WORK_POOL,
     Tier,
     tier_table,
@@ -61,9 +61,9 @@ def deployment_entry(tier: Tier, timezone: str) -> dict[str, Any]:
         "name": tier.deployment,
         "entrypoint": tier.entrypoint,
         "description": tier.description,
-        "tags": [*TAGS, f"tier:{tier.deployment}"],
+        "tags": tier.tags,
         "parameters": tier.parameters,
-        "schedules": [{"cron": tier.cron, "timezone": timezone}],
+        "schedules": [{"cron": tier.cron, "timezone": timezone}] if tier.cron else [],
         "concurrency_limit": {
             "limit": CONCURRENCY_LIMIT,
             "collision_strategy": COLLISION_STRATEGY,
@@ -82,7 +82,9 @@ def render(timezone: str = "UTC", pitr: bool = False) -> str:
         "pull": [
             {"prefect.deployments.steps.set_working_directory": {"directory": "{{ $APP_ROOT }}"}}
         ],
-        "deployments": [deployment_entry(tier, timezone) for tier in tier_table(pitr)],
+        "deployments": [
+            deployment_entry(tier, timezone) for tier in (*tier_table(pitr), *ON_DEMAND)
+        ],
     }
     body = yaml.safe_dump(document, sort_keys=False, allow_unicode=True, width=100)
     header = HEADER.format(pool=WORK_POOL, timezone=timezone)

@@ -16,7 +16,6 @@ monitor, and the one catch-up happens when it is started again.
 
 from __future__ import annotations
 
-import os
 import sys
 from collections import defaultdict
 from dataclasses import dataclass, field
@@ -27,10 +26,11 @@ from uuid import UUID
 import httpx
 
 from deployments.build import build_deployments, check_timezone
-from deployments.tiers import tier_table
+from deployments.tiers import ON_DEMAND, tier_table
 from tasks.core.errors import BackupError, ConfigError
 from tasks.core.folder_rules import check_folder_rules
 from tasks.core.settings import load_settings
+from tasks.core.tiers import TIER_TABLE, Tier
 
 if TYPE_CHECKING:
     from prefect.client.orchestration import SyncPrefectClient
@@ -144,12 +144,19 @@ def require_api_url() -> str:
     return str(url)
 
 
-def offsite_configured() -> bool:
-    """OFFSITE_DESTINATION is set (environment or `.env`), for the off-site-only schedules."""
-    try:
-        return bool(load_settings(check_folders=False).offsite_destination)
-    except BackupError:
-        return False
+def offsite_tier_warnings(
+    destination: str | None, tiers: tuple[Tier, ...] = TIER_TABLE
+) -> list[str]:
+    """One line per scheduled off-site tier that has nowhere to copy to (no
+    OFFSITE_DESTINATION): said when `serve` starts, not found out by a failed run."""
+    if destination and destination.strip():
+        return []
+    return [
+        f"warning: tier {tier.name} ({tier.full_name}) copies its backups off-site, but "
+        "OFFSITE_DESTINATION is not set: its runs will fail until it is"
+        for tier in tiers
+        if tier.offsite
+    ]
 
 
 def serve_tiers(timezone: str | None = None) -> None:
@@ -160,23 +167,18 @@ def serve_tiers(timezone: str | None = None) -> None:
     """
     from prefect import serve
 
-    settings = None
+    settings = load_settings(check_folders=False)
     if timezone is None:
-        settings = load_settings(check_folders=False)
         timezone = settings.backup_timezone
     timezone = check_timezone(timezone)  # settings first, then the server, then the folders
+    for line in offsite_tier_warnings(settings.offsite_destination):
+        print(f"chatbot-backup serve: {line}", file=sys.stderr, flush=True)
     api_url = require_api_url()
-    if settings is not None:  # every tier's run would refuse these folders: say so now
-        check_folder_rules(settings)
-    pitr = (
-        settings.pitr_enabled
-        if settings is not None
-        else os.environ.get("PITR_ENABLED", "").strip().lower() in ("1", "true", "yes", "on")
+    check_folder_rules(settings)  # every tier's run would refuse these folders: say so now
+    offsite = bool(settings.offsite_destination)  # offsite-verify/weekly only with one
+    built = build_deployments(
+        timezone, (*tier_table(settings.pitr_enabled, offsite), *ON_DEMAND)
     )
-    offsite = (
-        bool(settings.offsite_destination) if settings is not None else offsite_configured()
-    )
-    built = build_deployments(timezone, tier_table(pitr, offsite))
     for reason in built.unavailable.values():
         print(f"chatbot-backup serve: warning: {reason}; this tier is not served", file=sys.stderr)
     if not built.deployments:

@@ -13,6 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from tasks.catalog.listing import LATEST
 from tasks.core import tiers as core_tiers
 
 # Backup deployments take at most one run at a time; a run that would start while the
@@ -34,7 +35,7 @@ class Tier:
     deployment: str  # the deployment's own name, e.g. "daily"
     flow: str  # the Prefect flow name, e.g. "backup-all"
     entrypoint: str  # module path of the flow function, imported only when deploying
-    cron: str
+    cron: str | None  # None: on demand only (started from the UI or the API), no schedule
     description: str
     retention_days: int | None = None  # None: the job keeps no backups (the monitor)
     offsite: bool = False
@@ -42,11 +43,17 @@ class Tier:
     kind: str | None = None  # "db", "full" or "base": the kind of backup it makes
     needs_pitr: bool = False  # scheduled only with PITR_ENABLED=true
     needs_offsite: bool = False  # served only when OFFSITE_DESTINATION is set
+    defaults: tuple[tuple[str, Any], ...] = ()  # an on-demand form's default parameters
 
     @property
     def full_name(self) -> str:
         """`flow/deployment`, as `prefect deployment run` and the UI name it."""
         return f"{self.flow}/{self.deployment}"
+
+    @property
+    def tags(self) -> list[str]:
+        """`chatbot-backup` and `tier:NAME` for a schedule, `on-demand` for the others."""
+        return [*TAGS, f"tier:{self.deployment}" if self.cron else "on-demand"]
 
     @property
     def module(self) -> str:
@@ -60,7 +67,7 @@ class Tier:
     def parameters(self) -> dict[str, Any]:
         """The flow parameters every run of this deployment gets (no secrets, ever)."""
         if self.tier is None:
-            return {}
+            return dict(self.defaults)
         return {"retention_days": self.retention_days, "offsite": self.offsite, "tier": self.tier}
 
     @property
@@ -78,6 +85,55 @@ ENTRYPOINTS: dict[str, str] = {
     "base-backup": "flows.base_backup_flow.base_backup",
     "offsite-verify": "flows.offsite_verify_flow.offsite_verify",
 }
+
+ON_DEMAND_NAME = "on-demand"
+
+
+def on_demand(flow: str, entrypoint: str, description: str, **defaults: Any) -> Tier:
+    """An unscheduled deployment `flow/on-demand`: the operator starts it from the UI."""
+    return Tier(
+        ON_DEMAND_NAME, flow, entrypoint, None, description, defaults=tuple(defaults.items())
+    )
+
+
+# The jobs an operator starts from the Prefect UI with a form (SPEC: "restores from the
+# Prefect UI"). A restore started there pauses until the operator confirms it. One line each.
+ON_DEMAND: tuple[Tier, ...] = (
+    on_demand(
+        "db-restore",
+        "flows.db_restore_flow.db_restore",
+        "Restore the admin database; pauses for your confirmation.",
+        backup_file=LATEST,
+    ),
+    on_demand(
+        "restore-all",
+        "flows.restore_all_flow.restore_all",
+        "Restore database, uploads, config and data; pauses for your confirmation.",
+        backup_file=LATEST,
+    ),
+    on_demand(
+        "test-restore",
+        "flows.test_restore_flow.test_restore",
+        "Prove a backup restores into scratch space (nothing live is touched).",
+        backup_file=LATEST,
+    ),
+    on_demand(
+        "offsite-sync",
+        "flows.offsite_flow.offsite_sync",
+        "Copy every local backup missing off-site, verified.",
+        verify=False,
+    ),
+    on_demand(
+        "migrate-sqlite-to-postgres",
+        "flows.migrate_to_postgres_flow.migrate_to_postgres",
+        "Move the admin database to PostgreSQL (MIGRATE_TARGET_DATABASE_URL); pauses for your confirmation.",
+    ),
+    on_demand(
+        "pitr-restore",
+        "flows.pitr_restore_flow.pitr_restore",
+        "Build a data directory that recovers to a point in time (never the live cluster).",
+    ),
+)
 
 
 def backup_tier_row(tier: core_tiers.Tier) -> Tier:
@@ -126,10 +182,14 @@ ALL_TIERS: tuple[Tier, ...] = tier_table(True)
 
 DEPLOYMENT_NAMES: tuple[str, ...] = tuple(t.full_name for t in ALL_TIERS)
 
+# What `serve` registers and prefect.yaml describes: the schedules, then the on-demand ones.
+ALL_DEPLOYMENTS: tuple[Tier, ...] = (*TIER_TABLE, *ON_DEMAND)  # PITR off, as prefect.yaml
+ON_DEMAND_NAMES: tuple[str, ...] = tuple(t.full_name for t in ON_DEMAND)
+
 
 def tier_by_name(full_name: str) -> Tier:
     """The row for `flow/deployment`; KeyError names the known ones."""
-    for tier in ALL_TIERS:
+    for tier in (*ALL_TIERS, *ON_DEMAND):
         if tier.full_name == full_name:
             return tier
     raise KeyError(f"no tier deployment {full_name!r}; known: {', '.join(DEPLOYMENT_NAMES)}")

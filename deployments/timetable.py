@@ -67,6 +67,7 @@ def schedule_lines(
     rows: list[tuple[str, ...]] = []
     following: list[str] = []
     for tier in tiers:
+        assert tier.cron is not None  # the tier table holds the schedules only
         runs = next_runs(tier.cron, timezone, now, max(count, 1))
         if tier.kind is None:
             last = "—"

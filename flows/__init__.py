@@ -22,6 +22,8 @@ _EXPORTS = {
     "db_backup": "flows.db_backup_flow",
     "RestoreResult": "flows.db_restore_flow",
     "db_restore": "flows.db_restore_flow",
+    "ListResult": "flows.list_backups_flow",
+    "list_backups": "flows.list_backups_flow",
     "MigrationResult": "flows.migrate_to_postgres_flow",
     "migrate_to_postgres": "flows.migrate_to_postgres_flow",
     "MonitorResult": "flows.monitor_flow",
@@ -44,6 +46,7 @@ __all__ = [
     "BackupAllResult",
     "BaseBackupResult",
     "DbBackupResult",
+    "ListResult",
     "MigrationResult",
     "MonitorResult",
     "OffsiteResult",
@@ -57,6 +60,7 @@ __all__ = [
     "base_backup",
     "db_backup",
     "db_restore",
+    "list_backups",
     "migrate_to_postgres",
     "monitor_backups",
     "offsite_setup",
@@ -84,6 +88,7 @@ if TYPE_CHECKING:
     from flows.base_backup_flow import BaseBackupResult, base_backup
     from flows.db_backup_flow import DbBackupResult, db_backup
     from flows.db_restore_flow import RestoreResult, db_restore
+    from flows.list_backups_flow import ListResult, list_backups
     from flows.migrate_to_postgres_flow import MigrationResult, migrate_to_postgres
     from flows.monitor_flow import MonitorResult, monitor_backups
     from flows.offsite_flow import OffsiteResult, OffsiteSyncResult, offsite_sync

@@ -10,7 +10,7 @@ from prefect import flow
 from flows.backup_job import BackupJob, BackupRun, run_backup_job
 from flows.hooks import FAILURE_HOOKS
 from flows.offsite_flow import OffsiteResult
-from flows.reporting import human_size
+from flows.reporting import human_size, with_progress
 from tasks.archive.full_content import ArchiveSummary
 from tasks.core.tiers import DEFAULT_TIER, tiers_of
 from tasks.steps.full_backup import verify_full_backup, write_full_backup_task
@@ -121,6 +121,7 @@ BACKUP_ALL = BackupJob[ArchiveSummary, BackupAllResult](
 
 
 @flow(name="backup-all", log_prints=False, **FAILURE_HOOKS)  # type: ignore[call-overload]
+@with_progress("backup-all")
 def backup_all(
     retention_days: int | None = None, offsite: bool = False, tier: str = DEFAULT_TIER["full"]
 ) -> BackupAllResult:

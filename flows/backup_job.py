@@ -21,6 +21,7 @@ from typing import Any, Generic, Protocol, TypeVar
 from flows.locking import job_lock
 from flows.offsite_flow import OffsiteResult, check_offsite, copy_offsite
 from flows.reporting import publish_table, run_logger
+from tasks.backup.full_backup import estimated_bytes, plan_from_settings
 from tasks.core import clock
 from tasks.core.naming import Kind
 from tasks.core.settings import Settings, load_settings
@@ -29,6 +30,7 @@ from tasks.retention.plan import RetentionPolicy
 from tasks.retention.rotate import RotationResult
 from tasks.steps.backup import rotate_backups
 from tasks.steps.monitor import record_backup_metrics
+from tasks.stream import progress
 from tasks.stream.pipeline import Artifact
 
 D = TypeVar("D")
@@ -83,6 +85,8 @@ def run_backup_job(job: BackupJob[D, R], retention_days: int | None, offsite: bo
     if offsite:
         check_offsite(settings)  # a bad destination or key stops the run before any work
     logger = run_logger()
+    if job.kind == "full":  # the percentage of the run's progress artifact
+        progress.expect(estimated_bytes(plan_from_settings(settings)))
     with job_lock(settings, job.name, must_write=True):
         artifact = job.write(settings, tier)
         job.verify(artifact)

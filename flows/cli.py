@@ -28,6 +28,9 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for group in GROUPS:
         importlib.import_module(f"flows.commands.{group}").add_commands(commands)
+    from flows.commands.help_text import describe_commands
+
+    describe_commands(commands.choices)
     return parser
 
 
@@ -76,6 +79,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         precheck: Callable[[argparse.Namespace], None] | None = getattr(args, "precheck", None)
         if precheck is not None:
             precheck(args)
+        if not getattr(args, "without_prefect", False) and not getattr(args, "no_settings", False):
+            # A configuration error answers now (within 2 s), not after Prefect's
+            # temporary server has started; the flow loads the settings again.
+            check_settings(args.command, debug)
         if getattr(args, "without_prefect", False):
             return run(args)
         # Prefect configures its logging in prefect.main (not on `import prefect`, which
@@ -89,10 +96,44 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"{PROG}: interrupted", file=sys.stderr)
         return 130
     except Exception as exc:  # every failure ends as one line, unless --debug
-        if debug:
-            raise
+        if debug:  # the traceback too, but the same exit status (SPEC: --debug never changes it)
+            import traceback
+
+            traceback.print_exc(file=sys.stderr)
         print(f"{PROG}: error: {describe(exc)}", file=sys.stderr)
         return exit_code(exc)
+
+
+# The flow a command runs, where its name differs from the command's (for the alert).
+_FLOW_OF = {"monitor": "monitor-backups", "migrate-to-postgres": "migrate-sqlite-to-postgres"}
+
+
+def check_settings(command: str, debug: bool = False) -> None:
+    """Load the settings before Prefect: a ConfigError answers at once, and still sends
+    the failure alert the flow's hook would have sent (its own notes stay off the
+    terminal unless --debug: the error is the one line there)."""
+    from tasks.core.errors import ConfigError
+    from tasks.core.settings import load_settings
+
+    try:
+        load_settings()
+    except ConfigError as exc:
+        if command not in ("schedule", "serve"):
+            import logging
+
+            from flows.notify import notify_flow_failure
+
+            quiet = logging.NullHandler()
+            notes = logging.getLogger("chatbot_backup")
+            if not debug:
+                notes.addHandler(quiet)
+            try:
+                notify_flow_failure(
+                    _FLOW_OF.get(command, command), f"ConfigError: {exc}", phase="configuration"
+                )
+            finally:
+                notes.removeHandler(quiet)
+        raise
 
 
 def describe(exc: BaseException) -> str:

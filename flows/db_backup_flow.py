@@ -9,7 +9,7 @@ from prefect import flow
 from flows.backup_job import BackupJob, BackupRun, run_backup_job
 from flows.hooks import FAILURE_HOOKS
 from flows.offsite_flow import OffsiteResult
-from flows.reporting import human_size
+from flows.reporting import human_size, with_progress
 from tasks.core.tiers import DEFAULT_TIER, TIERS
 from tasks.sources.base import DumpResult
 from tasks.steps.backup import dump_database, verify_backup
@@ -82,6 +82,7 @@ DB_BACKUP = BackupJob[DumpResult, DbBackupResult](
 
 
 @flow(name="db-backup", log_prints=False, **FAILURE_HOOKS)  # type: ignore[call-overload]
+@with_progress("db-backup")
 def db_backup(
     retention_days: int | None = None, offsite: bool = False, tier: str = DEFAULT_TIER["db"]
 ) -> DbBackupResult:

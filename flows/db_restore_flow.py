@@ -19,8 +19,10 @@ from prefect import flow
 from flows.hooks import FAILURE_HOOKS
 from flows.locking import job_lock
 from flows.offsite_flow import release_fetched
-from flows.reporting import publish_table
+from flows.reporting import publish_table, with_progress
+from flows.restore_confirm import cancel_when_declined
 from flows.restore_job import start_restore
+from tasks.catalog.listing import LATEST
 from tasks.core.errors import RestoreError, VerifyError
 from tasks.core.settings import Settings
 from tasks.restore.postgres import discard_snapshot
@@ -62,6 +64,8 @@ class RestoreResult:
     confirmed_by: str
     restored: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+    replaced_state_copy: str | None = None  # restore-all: full_before_restore_*.tar.gz
+    live_only_removed: int | None = None  # restore-all: live files not in the backup
 
     def summary_lines(self) -> list[str]:
         rows = sum(self.tables.values())
@@ -82,6 +86,14 @@ class RestoreResult:
         ]
         if self.restored:
             lines.append(f"  restored:  {', '.join(self.restored)}")
+        if self.replaced_state_copy is not None:
+            lines.append(
+                f"  replaced state kept: {self.replaced_state_copy} (restore-all brings it back)"
+            )
+            lines.append(
+                f"  live-only files removed: {self.live_only_removed or 0} "
+                "(not in the backup; in the copy above)"
+            )
         lines += [f"  note:      {note}" for note in self.notes]
         lines.append(f"  duration:  {self.seconds:.1f} s")
         return lines
@@ -99,6 +111,9 @@ class RestoreResult:
             {"item": "confirmed by", "value": self.confirmed_by},
             {"item": "duration_s", "value": f"{self.seconds:.2f}"},
         ]
+        if self.replaced_state_copy is not None:
+            rows.append({"item": "replaced state kept", "value": self.replaced_state_copy})
+            rows.append({"item": "live-only files removed", "value": self.live_only_removed or 0})
         rows += [{"item": "note", "value": note} for note in self.notes]
         return rows
 
@@ -151,9 +166,7 @@ def restore_database(
             discard_staged(staged.path)  # gone already when the swap succeeded
         return DatabaseRestore(snapshot, check_sqlite(db_path))
     pg_snapshot = snapshot_postgres(settings)
-    loaded = load_postgres(
-        settings, verified.path, verified.compression, verified.sha256, expected
-    )
+    loaded = load_postgres(settings, verified.path, verified.compression, verified.sha256, expected)
     return DatabaseRestore(pg_snapshot, loaded.tables)
 
 
@@ -182,9 +195,7 @@ def restore_postgres_in_one_pass(settings: Settings, path: Path) -> VerifiedRest
     )
     snapshot = snapshot_postgres(settings)
     try:
-        loaded = load_postgres(
-            settings, path, checked.compression, checked.sha256, recorded.tables
-        )
+        loaded = load_postgres(settings, path, checked.compression, checked.sha256, recorded.tables)
     except VerifyError:
         if snapshot is not None:
             discard_snapshot(snapshot)
@@ -201,9 +212,13 @@ def restore_postgres_in_one_pass(settings: Settings, path: Path) -> VerifiedRest
 
 
 @flow(name="db-restore", log_prints=False, **FAILURE_HOOKS)  # type: ignore[call-overload]
-def db_restore(backup_file: str, confirm: bool = False) -> RestoreResult:
+@with_progress("db-restore")
+@cancel_when_declined
+def db_restore(
+    backup_file: str = LATEST, confirm: bool = False, as_of: str | None = None
+) -> RestoreResult:
     """Restore the admin database from a `.db.gz`/`.sql.gz` backup (ours or hand-made)."""
-    start = start_restore(backup_file, confirm, "db-restore", full=False)
+    start = start_restore(backup_file, confirm, "db-restore", full=False, as_of=as_of)
     settings, path, logger = start.settings, start.path, start.logger
     with job_lock(settings, "db-restore"):
         if settings.db_type == "postgres":

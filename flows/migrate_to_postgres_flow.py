@@ -33,7 +33,13 @@ from pydantic import Field
 from flows.db_backup_flow import db_backup
 from flows.hooks import FAILURE_HOOKS
 from flows.reporting import run_logger
-from flows.restore_confirm import QUESTION, is_yes, started_by_deployment
+from flows.restore_confirm import (
+    QUESTION,
+    cancel_when_declined,
+    is_yes,
+    started_by_deployment,
+    wait_for_operator,
+)
 from tasks.core import clock
 from tasks.core.errors import AbortedByOperator, ConfigError
 from tasks.core.lock import backup_dir_lock
@@ -135,23 +141,11 @@ def require_confirmation(confirm: bool, target: TargetInfo, settings: Settings, 
         return "confirm=True"
     if not started_by_deployment():
         raise not_confirmed()
-    from prefect.exceptions import FlowPauseTimeout
-    from prefect.flow_runs import pause_flow_run
-
     description = "\n\n".join(
         [*warning_lines(target, settings, update_env), "Tick **confirm** and resume to continue; resume without it to abort."]
     )
     form = MigrationConfirmation.with_initial_data(description=description, confirm=False)
-    try:
-        answer = pause_flow_run(
-            wait_for_input=form, timeout=CONFIRM_TIMEOUT_SECONDS, poll_interval=CONFIRM_POLL_SECONDS
-        )
-    except FlowPauseTimeout:
-        raise AbortedByOperator(
-            f"migrate-to-postgres aborted: no confirmation within {CONFIRM_TIMEOUT_SECONDS} s, nothing was written"
-        ) from None
-    if not answer.confirm:
-        raise not_confirmed()
+    wait_for_operator(form, "migrate-to-postgres", "nothing was written")
     return "operator, in the Prefect UI"
 
 
@@ -227,6 +221,7 @@ def _settings_for_target(url: str) -> Iterator[None]:
 
 
 @flow(name="migrate-sqlite-to-postgres", log_prints=False, **FAILURE_HOOKS)  # type: ignore[call-overload]
+@cancel_when_declined
 def migrate_to_postgres(confirm: bool = False, update_env: bool = False) -> MigrationResult:
     """Copy the SQLite admin database into an empty PostgreSQL database, verified value by
     value before COMMIT (the target comes from MIGRATE_TARGET_DATABASE_URL)."""

@@ -111,8 +111,9 @@ def failure_phase(message: str) -> str:
     return _PHASE_BY_ERROR.get(error_type, "flow run")
 
 
-def notify_flow_failure(job_name: str, message: str) -> None:
-    """Alert and record a failed or crashed run of `job_name`. Never raises."""
+def notify_flow_failure(job_name: str, message: str, phase: str | None = None) -> None:
+    """Alert and record a failed or crashed run of `job_name`. Never raises. `phase`,
+    when the caller knows it (the CLI's settings check), spares asking Prefect."""
     try:
         settings = _settings()
     except Exception as exc:
@@ -122,7 +123,7 @@ def notify_flow_failure(job_name: str, message: str) -> None:
         return
     message = redact(message)
     try:
-        phase = failure_phase(message)
+        phase = phase or failure_phase(message)
         alert = Alert(
             status="failed",
             job=job_name,

@@ -5,7 +5,8 @@ stream); extract it safely into a staging folder beside the live data and check 
 file against MANIFEST.json; verify and stage the database artifact it holds; plan the
 swaps (uploads, configuration files, application data — never the live database file,
 its snapshots, pre-restore snapshots anywhere in the folders, or the backup folder);
-write the pre-restore snapshot. Only then the swap phase (tasks/restore/all_swap.py): a
+write the pre-restore snapshots (the database's, and `full_before_restore_*.tar.gz` of
+everything the swap replaces, read back). Only then the swap phase (tasks/restore/all_swap.py): a
 durable journal in BACKUP_DIR, the renames in quick succession (SQLite: the database
 file is one of them; PostgreSQL: they run just before the checked transaction's COMMIT),
 the proof that the live tree is what was staged and checked (`prove_restored_tree`),
@@ -31,8 +32,10 @@ from flows.db_restore_flow import (
 from flows.hooks import FAILURE_HOOKS
 from flows.locking import job_lock
 from flows.offsite_flow import release_fetched
-from flows.reporting import publish_table
+from flows.reporting import publish_table, with_progress
+from flows.restore_confirm import cancel_when_declined
 from flows.restore_job import start_restore
+from tasks.catalog.listing import LATEST
 from tasks.core.errors import VerifyError
 from tasks.restore.archive import discard_staging, new_staging_dir, prove_restored_tree
 from tasks.restore.files import (
@@ -42,9 +45,10 @@ from tasks.restore.files import (
     remove_stale_staging,
     stage_beside,
 )
-from tasks.restore.plan import plan_file_swaps, restored_parts
+from tasks.restore.plan import live_only_files, plan_file_swaps, restored_parts
 from tasks.restore.sqlite import discard_staged
 from tasks.steps.backup import verify_backup
+from tasks.steps.full_backup import snapshot_full_before_restore
 from tasks.steps.restore import (
     check_sqlite,
     identify_backup,
@@ -57,9 +61,13 @@ from tasks.steps.restore_all import swap_all_postgres, swap_all_sqlite
 
 
 @flow(name="restore-all", log_prints=False, **FAILURE_HOOKS)  # type: ignore[call-overload]
-def restore_all(backup_file: str, confirm: bool = False) -> RestoreResult:
+@with_progress("restore-all")
+@cancel_when_declined
+def restore_all(
+    backup_file: str = LATEST, confirm: bool = False, as_of: str | None = None
+) -> RestoreResult:
     """Restore database, uploads, configuration and application data from a full backup."""
-    start = start_restore(backup_file, confirm, "restore-all", full=True)
+    start = start_restore(backup_file, confirm, "restore-all", full=True, as_of=as_of)
     settings, path, logger = start.settings, start.path, start.logger
     with job_lock(settings, "restore-all"):
         verified = verify_backup(path)
@@ -92,13 +100,18 @@ def restore_all(backup_file: str, confirm: bool = False) -> RestoreResult:
                 )
                 staged_db = sqlite_copy.path
             plan, notes = plan_file_swaps(settings, staged, staged_db)
+            removed = live_only_files(plan)  # counted before anything moves
             plan = stage_beside(plan, swapper.token)
 
             discard = [staging, *([staged_db] if staged_db is not None else [])]
             if sqlite_copy is not None:
                 snapshot, readable = snapshot_sqlite(settings.db_path)
             else:
-                snapshot = snapshot_postgres(settings)
+                snapshot, readable = snapshot_postgres(settings), True
+            # What the swap replaces, kept first in the full-backup format: the live-only
+            # files it removes are deleted only after this copy is complete and read back.
+            kept = snapshot_full_before_restore(settings, readable)
+            logger.info("current state kept as %s before the swap", kept.path)
             # From here on every live change is journalled in BACKUP_DIR; a kill is
             # undone or finished by the next command that takes the lock.
             if sqlite_copy is not None:
@@ -139,6 +152,8 @@ def restore_all(backup_file: str, confirm: bool = False) -> RestoreResult:
         confirmed_by=start.confirmed_by,
         restored=restored_parts(manifest, swapped),
         notes=notes,
+        replaced_state_copy=str(kept.path),
+        live_only_removed=removed,
     )
     for line in result.summary_lines():
         logger.info(line)

@@ -8,8 +8,10 @@ with `confirm: true`; a plain Python call never waits for a UI that may not exis
 
 from __future__ import annotations
 
+import functools
 import sys
-from typing import TextIO
+from collections.abc import Callable
+from typing import Any, ParamSpec, TextIO, TypeVar, cast
 
 from prefect.context import FlowRunContext
 from prefect.input import RunInput
@@ -21,6 +23,9 @@ from tasks.core.errors import AbortedByOperator
 WARNING = "⚠️  WARNING: This will OVERWRITE the current database!"
 QUESTION = "Are you sure you want to continue? (yes/no): "
 FULL_RESTORE_NOTE = "Uploaded files, configuration files and application data will be replaced too."
+
+P = ParamSpec("P")
+R = TypeVar("R")
 
 # How long a paused deployment run waits for the operator, and how often it looks.
 CONFIRM_TIMEOUT_SECONDS = 3600
@@ -63,6 +68,70 @@ def started_by_deployment() -> bool:
     return bool(context and context.flow_run and context.flow_run.deployment_id)
 
 
+class DeclinedInUI(AbortedByOperator):
+    """The operator resumed a paused deployment run without confirming (or never came):
+    the run ends Cancelled, not Failed, and no failure alert goes out."""
+
+
+def cancel_when_declined(function: Callable[P, R]) -> Callable[P, R]:
+    """Wrap a flow function: a `DeclinedInUI` ends its run Cancelled with the reason.
+
+    A flow that returns a Prefect state ends in that state; Cancelled runs no failure
+    hook (`flows.hooks`), so nothing alerts. Outside a deployment nothing changes.
+    """
+
+    @functools.wraps(function)
+    def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
+        try:
+            return function(*args, **kwargs)
+        except DeclinedInUI as exc:
+            from prefect.states import Cancelled
+
+            from flows.reporting import run_logger
+
+            run_logger().warning(str(exc))
+            return cast(R, Cancelled(message=str(exc)))
+
+    return wrapper
+
+
+def wait_for_operator(form: Any, job: str, nothing: str = "nothing was changed") -> Any:
+    """Pause this deployment run until the operator answers `form`; the answer.
+
+    The run's log says what it waits for and how to give it. No answer within
+    CONFIRM_TIMEOUT_SECONDS, or an answer without `confirm`, raises DeclinedInUI.
+    """
+    from prefect.context import FlowRunContext
+    from prefect.exceptions import FlowPauseTimeout
+    from prefect.flow_runs import pause_flow_run
+
+    from flows.reporting import run_logger
+
+    context = FlowRunContext.get()
+    run_id = context.flow_run.id if context and context.flow_run else "<this run>"
+    run_logger().warning(
+        "%s is waiting for the operator's confirmation (up to %d minutes). In the Prefect UI "
+        "open this flow run and press Resume, tick `confirm` and submit to go ahead; submit "
+        "without it to abort (the run ends Cancelled, %s). From Python: "
+        "prefect.flow_runs.resume_flow_run('%s', run_input={'confirm': True}).",
+        job,
+        CONFIRM_TIMEOUT_SECONDS // 60,
+        nothing,
+        run_id,
+    )
+    try:
+        answer = pause_flow_run(
+            wait_for_input=form, timeout=CONFIRM_TIMEOUT_SECONDS, poll_interval=CONFIRM_POLL_SECONDS
+        )
+    except FlowPauseTimeout:
+        raise DeclinedInUI(
+            f"{job} aborted: no confirmation within {CONFIRM_TIMEOUT_SECONDS} s, {nothing}"
+        ) from None
+    if not getattr(answer, "confirm", False):
+        raise DeclinedInUI(f"{job} aborted: the operator did not confirm, {nothing}")
+    return answer
+
+
 def not_confirmed(job: str) -> AbortedByOperator:
     return AbortedByOperator(
         f"{job} aborted: not confirmed, nothing was changed "
@@ -79,9 +148,6 @@ def require_confirmation(confirm: bool, job: str, backup: str, full: bool) -> st
         return "confirm=True"
     if not started_by_deployment():
         raise not_confirmed(job)
-    from prefect.exceptions import FlowPauseTimeout
-    from prefect.flow_runs import pause_flow_run
-
     description = "\n\n".join(
         [
             f"**{WARNING}**",
@@ -92,14 +158,5 @@ def require_confirmation(confirm: bool, job: str, backup: str, full: bool) -> st
         ]
     )
     form = RestoreConfirmation.with_initial_data(description=description, confirm=False)
-    try:
-        answer = pause_flow_run(
-            wait_for_input=form, timeout=CONFIRM_TIMEOUT_SECONDS, poll_interval=CONFIRM_POLL_SECONDS
-        )
-    except FlowPauseTimeout:
-        raise AbortedByOperator(
-            f"{job} aborted: no confirmation within {CONFIRM_TIMEOUT_SECONDS} s, nothing was changed"
-        ) from None
-    if not answer.confirm:
-        raise not_confirmed(job)
+    wait_for_operator(form, job)
     return "operator, in the Prefect UI"

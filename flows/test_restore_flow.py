@@ -16,9 +16,12 @@ from pathlib import Path
 
 from prefect import flow
 
+from flows.catalog import wants_choice
 from flows.hooks import FAILURE_HOOKS
 from flows.offsite_flow import fetch_for_restore, release_fetched
-from flows.reporting import publish_table, run_logger
+from flows.reporting import publish_table, run_logger, with_progress
+from flows.restore_job import chosen_backup
+from tasks.catalog.listing import LATEST
 from tasks.catalog.records import list_backups, read_meta
 from tasks.core.settings import Settings, load_settings
 from tasks.steps.verify import (
@@ -150,12 +153,20 @@ def _db_artifact_checks(path: Path, settings: Settings, workdir: Path) -> list[C
 
 
 @flow(name="test-restore", log_prints=False, **FAILURE_HOOKS)  # type: ignore[call-overload]
+@with_progress("test-restore")
 def test_restore(
-    backup_file: str | None = None, staging_server: str | None = None
+    backup_file: str | None = LATEST, staging_server: str | None = None, as_of: str | None = None
 ) -> TestRestoreResult:
-    """Prove that a backup restores: every check of SPEC.md, each passed or failed with a reason."""
+    """Prove that a backup restores: every check of SPEC.md, each passed or failed with a reason.
+
+    No `backup_file` (or `latest`): the newest good full backup; `as_of`: the newest made
+    at or before that UTC time (local first, then off-site)."""
     started = time.monotonic()
     settings = load_settings()
+    if as_of:
+        backup_file = chosen_backup(settings, "test-restore", None, as_of)
+    elif wants_choice(backup_file):
+        backup_file = None
     target = staging_target(staging_server) if staging_server else None
     logger = run_logger()
     if backup_file and is_remote_url(backup_file):  # the guide: test restores from off-site

@@ -43,6 +43,7 @@ _PRODUCT_VARIABLES = (
     "PITR_ENABLED PITR_DATABASE_URL WAL_ARCHIVE_DIR WAL_PUSH_OFFSITE MONITOR_WAL_MAX_AGE_MINUTES PITR_COMMAND"
 ).split()
 _PRODUCT_VARIABLES.append("MIGRATE_TARGET_DATABASE_URL")  # migrate-to-postgres's target
+_PRODUCT_VARIABLES.append("RESTORE_TEST_DATABASE_URL")  # test-restore's scratch server
 
 
 @pytest.fixture(scope="session")

@@ -27,7 +27,7 @@ import yaml
 
 from deployments.build import build_deployments
 from deployments.render_prefect_yaml import render
-from deployments.tiers import TIER_TABLE, Tier
+from deployments.tiers import ON_DEMAND, TIER_TABLE, Tier
 from deployments.timetable import next_runs
 from tasks.catalog.records import read_meta
 from tasks.core.errors import ConfigError
@@ -82,11 +82,25 @@ def test_committed_prefect_yaml_is_generated_from_the_table(tmp_path: Path) -> N
     )
     assert check.returncode == 0, check.stderr
     document = yaml.safe_load((REPO / "prefect.yaml").read_text())
+    scheduled = [d for d in document["deployments"] if d["schedules"]]
     from_yaml = {
         f"{t.flow}/{d['name']}": (d["schedules"][0]["cron"], d["parameters"])
-        for d, t in zip(document["deployments"], TIER_TABLE, strict=True)
+        for d, t in zip(scheduled, TIER_TABLE, strict=True)
     }
     assert from_yaml == SPEC_TABLE
+    # The on-demand ones follow, unscheduled, each with its flow's entrypoint.
+    on_demand = [d for d in document["deployments"] if not d["schedules"]]
+    assert [(d["name"], d["entrypoint"]) for d in on_demand] == [
+        (t.deployment, t.entrypoint) for t in ON_DEMAND
+    ]
+    assert {t.flow for t in ON_DEMAND} >= {
+        "db-restore",
+        "restore-all",
+        "test-restore",
+        "offsite-sync",
+        "migrate-sqlite-to-postgres",
+        "pitr-restore",
+    }
     # A hand edit (or a table change without rendering) is caught.
     drifted = tmp_path / "prefect.yaml"
     drifted.write_text((REPO / "prefect.yaml").read_text().replace("0 2 * * *", "30 2 * * *"))
@@ -102,7 +116,8 @@ def test_committed_prefect_yaml_is_generated_from_the_table(tmp_path: Path) -> N
 
 def test_render_uses_the_timezone_it_is_given() -> None:
     document = yaml.safe_load(render("Europe/Berlin"))
-    assert {d["schedules"][0]["timezone"] for d in document["deployments"]} == {"Europe/Berlin"}
+    zones = {d["schedules"][0]["timezone"] for d in document["deployments"] if d["schedules"]}
+    assert zones == {"Europe/Berlin"}
     assert all(d["work_pool"]["name"] == "chatbot-backup" for d in document["deployments"])
 
 

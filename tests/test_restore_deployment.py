@@ -125,13 +125,13 @@ def test_served_restore_pauses_for_the_operator(
     change_sqlite(db_path)
     changed = sqlite_dump(db_path)
 
-    # The operator says no: the run fails as aborted and nothing changes.
+    # The operator says no: the run ends Cancelled and nothing changes.
     refused = _start(artifact)
     assert _wait_for_state(refused, {"PAUSED", "FAILED", "COMPLETED"}) == "PAUSED"
     assert "OVERWRITE the current database" in _description(refused)
     before = tree_state(sqlite_platform.root, sqlite_platform.backups)
     resume_flow_run(refused, run_input={"confirm": False})
-    assert _wait_for_state(refused, {"FAILED", "COMPLETED", "CRASHED"}) == "FAILED"
+    assert _wait_for_state(refused, {"FAILED", "COMPLETED", "CRASHED", "CANCELLED"}) == "CANCELLED"
     assert tree_state(sqlite_platform.root, sqlite_platform.backups) == before
 
     # The operator confirms: the run resumes and restores.

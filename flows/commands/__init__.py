@@ -4,4 +4,4 @@ A new job's command is a new module here plus its name in `GROUPS`. `flows/cli.p
 them only when it builds the parser, so `import flows.cli` stays cheap.
 """
 
-GROUPS = ("backup", "restore", "monitor", "offsite", "schedules", "migrate", "pitr")
+GROUPS = ("backup", "catalog", "restore", "monitor", "offsite", "schedules", "migrate", "pitr")

@@ -11,7 +11,14 @@ from tasks.core.tiers import DEFAULT_TIER, TIERS, one_of, tiers_of
 
 def add_commands(commands: Any) -> None:
     db = commands.add_parser("db-backup", help="back up the admin database only")
-    db.add_argument("--retention-days", type=retention_days, default=None, metavar="N")
+    db.add_argument(
+        "--retention-days",
+        type=retention_days,
+        default=None,
+        metavar="N",
+        help="delete backups of this kind and tier older than N days (newest 3 good ones "
+        "always kept; default: RETENTION_DAYS, or the tier's)",
+    )
     db.add_argument("--offsite", action="store_true", help="copy the backup to OFFSITE_DESTINATION")
     db.add_argument(
         "--tier",
@@ -23,7 +30,14 @@ def add_commands(commands: Any) -> None:
     full = commands.add_parser(
         "backup-all", help="back up database, uploads, configuration and data in one archive"
     )
-    full.add_argument("--retention-days", type=retention_days, default=None, metavar="N")
+    full.add_argument(
+        "--retention-days",
+        type=retention_days,
+        default=None,
+        metavar="N",
+        help="delete full backups of this tier older than N days (newest 3 good ones always "
+        "kept; default: RETENTION_DAYS, or the tier's)",
+    )
     full.add_argument(
         "--offsite", action="store_true", help="copy the backup to OFFSITE_DESTINATION"
     )

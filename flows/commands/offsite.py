@@ -18,8 +18,20 @@ def add_commands(commands: Any) -> None:
     setup = commands.add_parser(
         "offsite-setup", help="apply the S3 lifecycle policy (Glacier, then expiry) to the bucket"
     )
-    setup.add_argument("--glacier-days", type=int, default=None, metavar="N")
-    setup.add_argument("--expire-days", type=int, default=None, metavar="N")
+    setup.add_argument(
+        "--glacier-days",
+        type=int,
+        default=None,
+        metavar="N",
+        help="move objects to Glacier after N days (default: OFFSITE_GLACIER_DAYS)",
+    )
+    setup.add_argument(
+        "--expire-days",
+        type=int,
+        default=None,
+        metavar="N",
+        help="delete objects after N days (default: OFFSITE_EXPIRE_DAYS)",
+    )
     setup.set_defaults(run=_run_offsite_setup)
 
     verify = commands.add_parser(

@@ -13,14 +13,15 @@ def add_commands(commands: Any) -> None:
     serve = commands.add_parser(
         "serve", help="run every scheduled tier (the retention tiers) from one long-running process"
     )
-    serve.set_defaults(run=_run_serve)
+    # serve checks its settings itself, in its own order (settings, server, folders).
+    serve.set_defaults(run=_run_serve, no_settings=True)
     schedule = commands.add_parser(
         "schedule", help="print the tier schedules with their next run times (no server needed)"
     )
     schedule.add_argument(
         "--count", type=count_arg, default=3, metavar="N", help="run times per tier (default: 3)"
     )
-    schedule.set_defaults(run=_run_schedule)
+    schedule.set_defaults(run=_run_schedule, no_settings=True)
 
 
 def _run_serve(args: argparse.Namespace) -> int:

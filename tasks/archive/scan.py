@@ -20,6 +20,7 @@ import zstandard
 
 from tasks.archive.manifest.model import MANIFEST_JSON, MANIFEST_TXT
 from tasks.core.errors import VerifyError
+from tasks.stream import progress
 from tasks.stream.checksum import read_sidecar, sha256_file
 from tasks.stream.compress import BLOCK_SIZE, HashingReader, open_decompressed, sniff_compression
 
@@ -68,6 +69,7 @@ def scan_archive(path: Path, expected_sha256: str | None = None) -> ArchiveScan:
         compression=compression,
         sidecar_checked=expected is not None,
     )
+    progress.phase(f"reading {path.name}", scan.size)
     try:
         with open(path, "rb") as raw:
             hashed = HashingReader(raw)
@@ -75,11 +77,13 @@ def scan_archive(path: Path, expected_sha256: str | None = None) -> ArchiveScan:
             with tarfile.open(fileobj=stream, mode="r|") as tar:
                 while (member := tar.next()) is not None:
                     _note_member(scan, member)
+                    progress.set_done(raw.tell())
                     tar.members.clear()  # type: ignore[attr-defined]  # tarfile keeps every header; we need none
             # tar stops at its end marker; the rest of the stream must still decompress.
             while stream.read(BLOCK_SIZE):
-                pass
+                progress.set_done(raw.tell())
             hashed.drain()
+            progress.set_done(scan.size)
     except (EOFError, gzip.BadGzipFile, zlib.error, zstandard.ZstdError) as exc:
         _raise_sidecar_mismatch(path, expected)  # the plainer reason, when there is one
         raise VerifyError(

@@ -13,8 +13,9 @@ from __future__ import annotations
 import contextlib
 import os
 import socket
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 from typing import BinaryIO
 
@@ -125,11 +126,17 @@ def database_member(
 
 
 def write_full_backup(
-    source: DatabaseSource, plan: FullBackupPlan, tier: str
+    source: DatabaseSource,
+    plan: FullBackupPlan,
+    tier: str,
+    name_of: Callable[[datetime, str], str] = full_backup_name,
 ) -> Artifact[ArchiveSummary]:
-    """Write `full_backup_<UTC stamp>.tar.gz` (+ .sha256, + .meta.json) into the backup dir."""
-    moment = unused_moment(plan.backup_dir, lambda m: full_backup_name(m, plan.compression))
-    final = plan.backup_dir / full_backup_name(moment, plan.compression)
+    """Write `full_backup_<UTC stamp>.tar.gz` (+ .sha256, + .meta.json) into the backup dir.
+
+    `name_of` names it otherwise: restore-all's `full_before_restore_*` copy of the live
+    state is the same format, so restore-all can bring it back."""
+    moment = unused_moment(plan.backup_dir, lambda m: name_of(m, plan.compression))
+    final = plan.backup_dir / name_of(moment, plan.compression)
     top = final.name.split(".", 1)[0]
     source.check()
     db_name = db_backup_name(source.db_type, moment, plan.compression)
@@ -170,3 +177,24 @@ def write_full_backup(
         },
     )
     return artifact
+
+
+def estimated_bytes(plan: FullBackupPlan) -> int:
+    """About how many bytes the archive's tar stream carries (for a progress percentage):
+    the files' sizes, links not followed; the live database's file stands for its dump."""
+    total = 0
+    excluded = plan.data_exclude()
+    for root in (plan.uploads, plan.data):
+        if root is None or not root.is_dir():
+            continue
+        for dirpath, dirnames, filenames in os.walk(root):
+            here = Path(dirpath)
+            if root == plan.data:
+                dirnames[:] = [d for d in dirnames if here / d not in excluded]
+            for name in filenames:
+                with contextlib.suppress(OSError):
+                    total += os.lstat(here / name).st_size
+    for path in (*plan.config_files, *([plan.db_path] if plan.db_path else [])):
+        with contextlib.suppress(OSError):
+            total += os.stat(path).st_size
+    return total

@@ -73,6 +73,11 @@ def full_backup_name(moment: datetime, compression: str = "gzip") -> str:
     return f"full_backup_{timestamp(moment)}.tar{COMPRESSION_SUFFIX[compression]}"
 
 
+def full_snapshot_name(moment: datetime, compression: str = "gzip") -> str:
+    """restore-all's copy of what it replaces, in the full-backup format."""
+    return f"full_before_restore_{timestamp(moment)}.tar{COMPRESSION_SUFFIX[compression]}"
+
+
 def parse_backup_name(name: str) -> BackupName | None:
     """The parsed name, or None when `name` is not one of our backup names.
 

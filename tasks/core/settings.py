@@ -101,6 +101,10 @@ class Settings(BaseSettings):
     # migrate-to-postgres: the target (a secret; the CLI's --target-url lands here).
     migrate_target_database_url: SecretStr | None = None
 
+    # test-restore's (and dr-drill's) scratch databases: a role with CREATEDB, so the
+    # app's own role needs none; default ADMIN_DATABASE_URL.
+    restore_test_database_url: SecretStr | None = None
+
     # PostgreSQL point-in-time recovery (tasks/pitr/): WAL archive, base backups.
     pitr_enabled: bool = False
     pitr_database_url: SecretStr | None = (
@@ -208,6 +212,17 @@ class Settings(BaseSettings):
             )
         return url.get_secret_value()
 
+    def scratch_database_url(self) -> tuple[str, str] | None:
+        """Where scratch databases are created, and the variable that says so:
+        RESTORE_TEST_DATABASE_URL, else ADMIN_DATABASE_URL; None when neither is set."""
+        for variable, url in (
+            ("RESTORE_TEST_DATABASE_URL", self.restore_test_database_url),
+            ("ADMIN_DATABASE_URL", self.admin_database_url),
+        ):
+            if url is not None and url.get_secret_value():
+                return url.get_secret_value(), variable
+        return None
+
     def pitr_url(self) -> str:
         """PITR_DATABASE_URL (a secret), else ADMIN_DATABASE_URL; ConfigError when neither."""
         if self.pitr_database_url is not None and self.pitr_database_url.get_secret_value():
@@ -260,6 +275,7 @@ def load_settings(check_folders: bool = True, **overrides: object) -> Settings:
     for secret in (
         settings.admin_database_url,
         settings.pitr_database_url,
+        settings.restore_test_database_url,
         settings.smtp_password,
         settings.alert_slack_webhook,
         settings.alert_webhook,
@@ -272,6 +288,7 @@ def load_settings(check_folders: bool = True, **overrides: object) -> Settings:
         settings.admin_database_url,
         settings.migrate_target_database_url,
         settings.pitr_database_url,
+        settings.restore_test_database_url,
     ):
         if url is not None:
             _register_url_password(url.get_secret_value())

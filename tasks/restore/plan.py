@@ -8,6 +8,7 @@ and the staged archive: the flow calls them, the crash test calls them without P
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 from tasks.archive.manifest.model import Manifest
@@ -109,3 +110,28 @@ def restored_parts(manifest: Manifest, swapped: list[str]) -> list[str]:
             count = manifest.entries.count(section=section, kind="file")
             parts.append(f"{section} ({count} files)")
     return parts
+
+
+def live_only_files(plan: SwapPlan) -> int:
+    """How many live files (and links) the swaps remove: under a swapped live path, with
+    no counterpart at the same place in the backup. Counted before anything moves."""
+    count = 0
+    for swap in plan.swaps:
+        target = swap.target
+        if not (target.exists() or target.is_symlink()):
+            continue
+        if target.is_symlink() or not target.is_dir():
+            gone = swap.incoming is None or not (
+                swap.incoming.exists() or swap.incoming.is_symlink()
+            )
+            count += int(gone)
+            continue
+        for dirpath, dirnames, filenames in os.walk(target):
+            here = Path(dirpath)
+            rel = here.relative_to(target)
+            links = [d for d in dirnames if (here / d).is_symlink()]
+            for name in filenames + links:
+                twin = swap.incoming / rel / name if swap.incoming is not None else None
+                if twin is None or not (twin.exists() or twin.is_symlink()):
+                    count += 1
+    return count

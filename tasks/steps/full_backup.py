@@ -7,14 +7,23 @@ failed attempt leaves nothing under a final name.
 
 from __future__ import annotations
 
+import contextlib
+import sqlite3
+from collections.abc import Iterator
+
 from prefect import task
 from prefect.cache_policies import NO_CACHE
 
 from tasks.archive.full_content import ArchiveSummary
 from tasks.archive.scan import ArchiveScan, scan_archive
 from tasks.backup.full_backup import plan_from_settings, write_full_backup
+from tasks.core.atomic import partial_path
 from tasks.core.errors import VerifyError
+from tasks.core.naming import full_snapshot_name
 from tasks.core.settings import Settings
+from tasks.core.tiers import DEFAULT_TIER
+from tasks.sources.base import DatabaseSource
+from tasks.sources.sqlite import SqliteSource
 from tasks.steps.backup import retry_transient_only, source_for
 from tasks.stream.pipeline import Artifact
 
@@ -38,3 +47,41 @@ def verify_full_backup(artifact: Artifact[ArchiveSummary]) -> ArchiveScan:
     if not scan.manifest_is_last or scan.top != artifact.detail.name:
         raise VerifyError(f"{artifact.path.name}: the archive read back is not the one written")
     return scan
+
+
+@task(name="snapshot-full-before-restore", cache_policy=NO_CACHE)
+def snapshot_full_before_restore(
+    settings: Settings, database_readable: bool
+) -> Artifact[ArchiveSummary]:
+    """restore-all's copy of the live state, `full_before_restore_*.tar.gz`, read back
+    once like a backup. A live SQLite database that is missing or unreadable (its raw
+    copy is the `.before_restore.` file) goes in as an empty one, so the copy still
+    restores with restore-all; a PostgreSQL dump that fails stops the restore."""
+    plan = plan_from_settings(settings)
+    with live_source(settings, database_readable) as source:
+        artifact = write_full_backup(source, plan, DEFAULT_TIER["full"], full_snapshot_name)
+    scan = scan_archive(artifact.path, artifact.sha256)
+    if not scan.manifest_is_last or scan.top != artifact.detail.name:
+        raise VerifyError(
+            f"{artifact.path.name}: the pre-restore copy read back is not the one written; "
+            "nothing was restored"
+        )
+    return artifact
+
+
+@contextlib.contextmanager
+def live_source(settings: Settings, database_readable: bool) -> Iterator[DatabaseSource]:
+    db = settings.db_path
+    if settings.db_type == "postgres" or (db.is_file() and database_readable):
+        yield source_for(settings)
+        return
+    empty = partial_path(settings.backups / "empty_live_database.db")
+    connection = sqlite3.connect(empty)
+    try:  # a table made and dropped: the file gets its SQLite header and no content
+        connection.executescript("CREATE TABLE placeholder (x); DROP TABLE placeholder;")
+    finally:
+        connection.close()
+    try:
+        yield SqliteSource(empty, settings.backups)
+    finally:
+        empty.unlink(missing_ok=True)

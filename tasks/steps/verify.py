@@ -59,12 +59,14 @@ def manifest_task(
     return check_manifest(scan, extraction)
 
 
-def scratch_server(settings: Settings) -> dict[str, str] | None:
-    """Where a PostgreSQL dump is test-restored: the configured server, if there is one."""
-    url = settings.admin_database_url
-    if url is None or not url.get_secret_value():
+def scratch_server(settings: Settings) -> tuple[dict[str, str], str] | None:
+    """Where a PostgreSQL dump is test-restored, and the variable that names it:
+    RESTORE_TEST_DATABASE_URL (a role with CREATEDB), else ADMIN_DATABASE_URL."""
+    found = settings.scratch_database_url()
+    if found is None:
         return None
-    return parse_database_url(url.get_secret_value())
+    url, variable = found
+    return parse_database_url(url), variable
 
 
 @task(name="check-database", cache_policy=NO_CACHE)
@@ -76,7 +78,9 @@ def database_task(
     workdir: Path,
 ) -> CheckOutcome:
     # The settings travel, not the URL: its password must not become a task parameter.
-    return check_database(artifact, expected_tables, db_type, scratch_server(settings), workdir)
+    server = scratch_server(settings)
+    params, variable = server if server is not None else (None, "ADMIN_DATABASE_URL")
+    return check_database(artifact, expected_tables, db_type, params, workdir, variable)
 
 
 @task(name="check-section", cache_policy=NO_CACHE)

@@ -1,7 +1,7 @@
 """Streaming compression on every core, and hashing while writing.
 
-gzip: the input is cut into blocks that are deflated in parallel threads (zlib releases
-the GIL) and written in order as concatenated gzip members — a valid gzip file that
+gzip: the input is cut into blocks that are deflated in parallel threads (ISA-L, or zlib
+without the isal wheel: both release the GIL) and written in order as concatenated gzip members — a valid gzip file that
 `gunzip`, `tar -z` and Python's `gzip` read as one stream (RFC 1952, section 2.2).
 zstd: zstandard's own multithreaded frame writer. Memory stays bounded: at most
 `2 × threads` blocks are in flight.
@@ -9,12 +9,10 @@ zstd: zstandard's own multithreaded frame writer. Memory stays bounded: at most
 
 from __future__ import annotations
 
-import gzip
 import hashlib
 import io
 import os
 import sys
-import zlib
 from collections import deque
 from collections.abc import Callable
 from pathlib import Path
@@ -27,14 +25,20 @@ if TYPE_CHECKING:
 # wal-push, run once per WAL segment with gzip, pays for neither (issue 19's time budget).
 
 from tasks.core.errors import VerifyError
+from tasks.stream import gzip_codec
 
 BLOCK_SIZE = 1 << 20
-# gzip level 2: the fastest level whose output stays well inside issue 8's bound of
-# 1.25x the size of `gzip -6`. Measured on a 150 MB slice of the bench PostgreSQL dump
-# (bench/datasets.py), 1 MB members, size relative to `gzip -6` of the same bytes:
-#   level 1 1.17x 61 MB/s | 2 1.13x 53 MB/s | 3 1.09x 33 MB/s | 4 1.06x 34 MB/s |
-#   level 5 1.02x 24 MB/s | 6 1.00x 15 MB/s   (one thread, 2026-11-26)
-# Level 1 is also inside the bound but with little margin for less repetitive data.
+# gzip level 3 with ISA-L (tasks/stream/gzip_codec.py): its best ratio, at the speed of
+# its level 2 on the prose bench set. 1 MiB members, one thread, CPU MB/s, size relative
+# to `gzip -6` of the same bytes (bench/codec_levels.py, 2026-12-01, issue 18):
+#   prose set (gzip -6 2.9x):   ISA-L 1 165 MB/s 1.155x | 2 177 1.128x | 3 177 1.108x
+#                                zlib 2 47 MB/s 1.135x | zlib 6 12 MB/s 1.004x
+#   chat-log set (gzip -6 8.8x): ISA-L 1 407 MB/s 1.567x | 2 456 1.543x | 3 207 1.435x
+#                                zlib 2 111 MB/s 1.484x | zlib 6 36 MB/s 1.016x
+# No ISA-L level comes within 1.05x of gzip -6 on these sets (only zlib 5-6 does, at a
+# quarter of zlib 2's speed); level 3 is smaller than zlib 2 on both and 2-4x faster.
+# Without the isal wheel the default stays zlib level 2 (issue 8's choice: 3.5x the speed
+# of level 6, 1.13x its size).
 # zstd level 1: the level that keeps up with pg_dump on 2 cores. The 964 MB bench dump
 # (2026-11-27): `pg_dump > /dev/null` 3.9 s; `pg_dump | zstd -1 -T2` 4.4 s, 367 MB;
 # `| zstd -3 -T2` 5.7 s, 312 MB (gzip -6: 334 MB). Level 3 would cost 1.8 s for 15 %
@@ -42,7 +46,7 @@ BLOCK_SIZE = 1 << 20
 GZIP_MAGIC = b"\x1f\x8b"
 ZSTD_MAGIC = b"\x28\xb5\x2f\xfd"
 
-DEFAULT_LEVEL = {"gzip": 2, "zstd": 1}
+DEFAULT_LEVEL = {"gzip": 3 if gzip_codec.have_isal() else 2, "zstd": 1}
 ZSTD_JOB_SIZE = 2 << 20
 
 
@@ -95,7 +99,7 @@ class HashingReader(io.RawIOBase):
 
 
 def _gzip_member(block: bytes, level: int) -> bytes:
-    compressor = zlib.compressobj(level, zlib.DEFLATED, 31)  # wbits 31: gzip framing
+    compressor = gzip_codec.deflater(level)  # ISA-L at levels 0-3, zlib above
     member = compressor.compress(block) + compressor.flush()
     _check_member(member, block)
     return member
@@ -109,16 +113,16 @@ def _check_member(member: bytes, block: bytes) -> None:
     a fraction of deflate), and the file on disk is then proved to be these bytes by
     re-hashing it against the sha256 recorded while writing (tasks.verify.backup_file).
     """
-    inflater = zlib.decompressobj(31)
+    inflater = gzip_codec.inflater()
     try:
         restored = inflater.decompress(member)
-    except zlib.error:  # zlib checks the member's own crc32/length trailer too
+    except gzip_codec.ERRORS:  # the member's own crc32/length trailer is checked too
         restored = b""
     if (
         not inflater.eof
         or inflater.unused_data
         or len(restored) != len(block)
-        or zlib.crc32(restored) != zlib.crc32(block)
+        or gzip_codec.crc32(restored) != gzip_codec.crc32(block)
     ):
         raise VerifyError(
             "gzip self-check failed: a compressed block does not inflate to its input"
@@ -240,7 +244,7 @@ def open_decompressed(source: BinaryIO, compression: str) -> BinaryIO:
     """Read the uncompressed stream of a gzip or zstd file object."""
     if compression == "zstd":
         return io.BufferedReader(_ZstdFramesReader(source), BLOCK_SIZE)
-    return gzip.GzipFile(fileobj=source, mode="rb")  # type: ignore[return-value]
+    return gzip_codec.gzip_reader(source)
 
 
 class _ZstdFramesReader(io.RawIOBase):

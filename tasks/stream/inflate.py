@@ -2,7 +2,7 @@
 
 A restore used to read the file twice — a whole verification pass (inflate + sha256),
 then the load. Here one background thread reads the compressed bytes, hashes them as
-read and inflates them (zlib and zstd release the GIL, so this runs beside the feeding of
+read and inflates them (ISA-L, zlib and zstd release the GIL, so this runs beside the feeding of
 `psql` on another core), handing decompressed blocks over through a small bounded queue:
 memory stays at a few blocks whatever the size of the dump. Damage shows as the stream
 ends; the caller decides then, from `finish()`, whether the bytes were whole and matched
@@ -14,12 +14,12 @@ from __future__ import annotations
 import hashlib
 import queue
 import threading
-import zlib
 from pathlib import Path
 
 import zstandard
 
 from tasks.core.errors import VerifyError
+from tasks.stream import gzip_codec
 
 READ_SIZE = 1 << 20  # compressed bytes per read
 OUT_SIZE = 1 << 20  # most decompressed bytes per block handed over
@@ -33,6 +33,13 @@ class _Failed:
 
 
 _END = object()
+_STREAM_ERRORS: tuple[type[BaseException], ...] = (
+    EOFError,
+    zstandard.ZstdError,
+    OSError,
+    ValueError,
+    *gzip_codec.ERRORS,
+)
 
 
 class InflatingReader:
@@ -79,7 +86,7 @@ class InflatingReader:
             else:
                 self._inflate_gzip()
             self._put(_END)
-        except (EOFError, zlib.error, zstandard.ZstdError, OSError, ValueError) as exc:
+        except _STREAM_ERRORS as exc:
             self._put(
                 _Failed(
                     VerifyError(
@@ -93,7 +100,7 @@ class InflatingReader:
     def _inflate_gzip(self) -> None:
         """Concatenated gzip members (ours are 1 MiB each), zero padding allowed between
         them as `gunzip` does; each member's CRC-32 and length are checked by zlib."""
-        inflater = zlib.decompressobj(31)
+        inflater = gzip_codec.inflater()
         pending = b""
         started = False
         members = 0
@@ -113,7 +120,7 @@ class InflatingReader:
             pending = inflater.unconsumed_tail
             if inflater.eof:
                 pending = inflater.unused_data + pending
-                inflater = zlib.decompressobj(31)
+                inflater = gzip_codec.inflater()
                 started = False
                 members += 1
             if out:

@@ -16,6 +16,7 @@ from typing import BinaryIO, Generic, TypeVar
 
 from tasks.core.atomic import OUT_OF_SPACE, atomic_writer
 from tasks.core.errors import OutOfSpaceError
+from tasks.stream import progress
 from tasks.stream.checksum import write_sidecar
 from tasks.stream.compress import HashingWriter, compressing_writer
 
@@ -43,8 +44,10 @@ def write_artifact(
         with atomic_writer(final) as raw:
             hashed = HashingWriter(raw)
             compressed = compressing_writer(hashed, compression, level)  # type: ignore[arg-type]
+            progress.phase(f"writing {final.name}", progress.expected())
+            sink = progress.CountingWriter(compressed) if progress.metered() else compressed
             try:
-                detail = produce(compressed)  # type: ignore[arg-type]
+                detail = produce(sink)  # type: ignore[arg-type]
             except BaseException:
                 with contextlib.suppress(Exception):
                     compressed.close()

@@ -18,6 +18,7 @@ import zstandard
 from tasks.core.errors import VerifyError
 from tasks.core.naming import BackupName, parse_backup_name
 from tasks.sources.sqlite import SQLITE_HEADER
+from tasks.stream import progress
 from tasks.stream.checksum import read_sidecar
 from tasks.stream.compress import BLOCK_SIZE, HashingReader, open_decompressed, sniff_compression
 
@@ -42,6 +43,7 @@ def verify_compressed_file(path: Path, expected_sha256: str | None = None) -> Ve
     expected = expected_sha256 or read_sidecar(path)
     content = 0
     first = b""
+    progress.phase(f"verifying {path.name}", path.stat().st_size)
     try:
         with open(path, "rb") as raw:
             hashed = HashingReader(raw)
@@ -50,6 +52,7 @@ def verify_compressed_file(path: Path, expected_sha256: str | None = None) -> Ve
                 if not first:
                     first = chunk[:64]
                 content += len(chunk)
+                progress.set_done(raw.tell())
             hashed.drain()  # bytes after the stream still count for the checksum
     except (EOFError, gzip.BadGzipFile, zlib.error, zstandard.ZstdError, OSError) as exc:
         raise VerifyError(

@@ -31,7 +31,7 @@ from tasks.archive.verdict import (
     entry_problem,
     read_extracted_manifest,
 )
-from tasks.core.errors import BackupError
+from tasks.core.errors import BackupError, SourceError
 from tasks.core.naming import parse_backup_name
 from tasks.restore.postgres import load_checked
 from tasks.restore.source import sniff_content
@@ -257,13 +257,26 @@ def restore_sqlite(artifact: Path, workdir: Path) -> dict[str, int]:
 
 
 def restore_postgres(
-    artifact: Path, params: dict[str, str], expected: dict[str, int] | None = None
+    artifact: Path,
+    params: dict[str, str],
+    expected: dict[str, int] | None = None,
+    variable: str = "ADMIN_DATABASE_URL",
 ) -> tuple[str, dict[str, int]]:
     """Load the dump into a temporary database (created here, always dropped) by the same
     guarded transaction db-restore runs (so the same end-of-dump and COMMIT checks), then
-    count its rows in a fresh session, keyed as `expected` keys them."""
+    count its rows in a fresh session, keyed as `expected` keys them. `variable` names
+    the setting the server came from, for a refused CREATE DATABASE."""
     name = SCRATCH_DB_PREFIX + secrets.token_hex(6)
-    create_database(params, name)
+    try:
+        create_database(params, name)
+    except SourceError as exc:
+        if "permission denied" not in str(exc):
+            raise
+        raise SourceError(
+            f"{exc}; the role of {variable} may not create databases: set "
+            "RESTORE_TEST_DATABASE_URL to a postgresql:// URL of a role with CREATEDB "
+            "(scratch databases are created there and dropped)"
+        ) from None
     try:
         load_checked(
             params, artifact, sniff_compression(artifact), None, None, reset=False, dbname=name
@@ -280,8 +293,10 @@ def check_database(
     db_type: str | None,
     pg_params: dict[str, str] | None,
     workdir: Path,
+    variable: str = "ADMIN_DATABASE_URL",
 ) -> CheckOutcome:
-    """Restore into a scratch database and compare every table's row count."""
+    """Restore into a scratch database and compare every table's row count; `variable`
+    is the setting `pg_params` came from."""
     if artifact is None or not artifact.is_file():
         return CheckOutcome.failed(DATABASE, "the backup holds no database artifact")
     parsed = parse_backup_name(artifact.name)
@@ -301,9 +316,10 @@ def check_database(
                 return CheckOutcome.failed(
                     DATABASE,
                     "restoring a PostgreSQL dump needs a PostgreSQL server: set "
-                    "ADMIN_DATABASE_URL (a temporary database is created there and dropped)",
+                    "RESTORE_TEST_DATABASE_URL or ADMIN_DATABASE_URL (a temporary database "
+                    "is created there and dropped)",
                 )
-            scratch, counts = restore_postgres(artifact, pg_params, expected_tables)
+            scratch, counts = restore_postgres(artifact, pg_params, expected_tables, variable)
             where = f"temporary PostgreSQL database {scratch} (dropped)"
         else:
             return CheckOutcome.failed(DATABASE, f"{artifact.name}: unknown database type")

@@ -1,0 +1,36 @@
+"""Before a restore asks "Are you sure": can it reach the live database at all?
+
+An operator who answers `yes` and then learns that the server is down, the password
+wrong or the SQLite folder missing has been asked for nothing. This runs in the CLI
+before the question (no Prefect), and changes nothing.
+"""
+
+from __future__ import annotations
+
+from tasks.core.errors import SourceError
+from tasks.core.settings import Settings
+
+
+def check_live_database(settings: Settings) -> str:
+    """What was reached (e.g. 'PostgreSQL 127.0.0.1:5432/app'); SourceError (exit 4) when
+    the live database cannot be reached, naming the variable to fix."""
+    if settings.db_type == "postgres":
+        from tasks.sources.postgres import connect, parse_database_url
+
+        params = parse_database_url(settings.database_url())
+        try:
+            with connect(params) as connection:
+                connection.execute("SELECT 1")
+        except SourceError as exc:
+            raise SourceError(
+                f"{exc} (ADMIN_DATABASE_URL); nothing was restored or changed"
+            ) from None
+        return f"PostgreSQL {params.get('host', 'local socket')}/{params.get('dbname', '')}"
+    path = settings.db_path
+    # A missing file (or folder) is a fresh machine: the restore creates it.
+    if path.is_dir() or (path.parent.exists() and not path.parent.is_dir()):
+        raise SourceError(
+            f"ADMIN_DB_PATH: {path} cannot be the live SQLite database (it or its folder "
+            "is not what it should be); nothing was restored or changed"
+        )
+    return f"SQLite {path}"
