@@ -70,7 +70,8 @@ from pathlib import Path
 from tasks.core.backoff import RetryPolicy
 from tasks.storage.destination import parse_destination
 from tasks.offsite.encryption import AgeEncryption, find_age
-from tasks.offsite.copy import copy_backup, staging_dir
+from tasks.offsite.copy import copy_backup
+from tasks.offsite.remote import staging_dir
 dest = parse_destination({text!r}, ssh_config={ssh_config!r} and Path({ssh_config!r}))
 recipient = {recipient!r}
 encryption = AgeEncryption((recipient,), find_age()) if recipient else None

@@ -197,7 +197,10 @@ def serve_tiers(timezone: str | None = None) -> None:
         print(f"chatbot-backup serve: {line}", file=sys.stderr, flush=True)
     api_url = require_api_url()
     check_folder_rules(settings)  # every tier's run would refuse these folders: say so now
-    built = build_deployments(timezone, (*tier_table(settings.pitr_enabled), *ON_DEMAND))
+    offsite = bool(settings.offsite_destination)  # offsite-verify/weekly only with one
+    built = build_deployments(
+        timezone, (*tier_table(settings.pitr_enabled, offsite), *ON_DEMAND)
+    )
     for reason in built.unavailable.values():
         print(f"chatbot-backup serve: warning: {reason}; this tier is not served", file=sys.stderr)
     if not built.deployments:

@@ -42,6 +42,7 @@ class Tier:
     tier: str | None = None  # the retention tier its backups carry (tasks.core.tiers.TIERS)
     kind: str | None = None  # "db", "full" or "base": the kind of backup it makes
     needs_pitr: bool = False  # scheduled only with PITR_ENABLED=true
+    needs_offsite: bool = False  # served only when OFFSITE_DESTINATION is set
     defaults: tuple[tuple[str, Any], ...] = ()  # an on-demand form's default parameters
 
     @property
@@ -83,6 +84,7 @@ ENTRYPOINTS: dict[str, str] = {
     "monitor-backups": "flows.monitor_flow.monitor_backups",
     "base-backup": "flows.base_backup_flow.base_backup",
     "dr-drill": "flows.dr_drill_flow.dr_drill",
+    "offsite-verify": "flows.offsite_verify_flow.offsite_verify",
 }
 
 ON_DEMAND_NAME = "on-demand"
@@ -164,14 +166,20 @@ def schedule_row(schedule: core_tiers.Schedule) -> Tier:
         entrypoint=ENTRYPOINTS[schedule.job],
         cron=schedule.cron,
         description=schedule.description,
+        needs_offsite=schedule.needs_offsite,
     )
 
 
-def tier_table(pitr_enabled: bool = False) -> tuple[Tier, ...]:
-    """The scheduled deployments; `base-backup/weekly` only with PITR_ENABLED=true."""
+def tier_table(pitr_enabled: bool = False, offsite: bool = True) -> tuple[Tier, ...]:
+    """The scheduled deployments; `base-backup/weekly` only with PITR_ENABLED=true,
+    `offsite-verify/weekly` only with an off-site destination (`offsite`)."""
     return (
         *(backup_tier_row(t) for t in core_tiers.active_tiers(pitr_enabled)),
-        *(schedule_row(s) for s in core_tiers.OTHER_SCHEDULES),
+        *(
+            schedule_row(s)
+            for s in core_tiers.OTHER_SCHEDULES
+            if offsite or not s.needs_offsite
+        ),
     )
 
 

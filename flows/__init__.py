@@ -31,10 +31,12 @@ _EXPORTS = {
     "MonitorResult": "flows.monitor_flow",
     "monitor_backups": "flows.monitor_flow",
     "OffsiteResult": "flows.offsite_flow",
-    "OffsiteSetupResult": "flows.offsite_flow",
+    "OffsiteSetupResult": "flows.offsite_setup_flow",
     "OffsiteSyncResult": "flows.offsite_flow",
-    "offsite_setup": "flows.offsite_flow",
+    "OffsiteVerifyResult": "flows.offsite_verify_flow",
+    "offsite_setup": "flows.offsite_setup_flow",
     "offsite_sync": "flows.offsite_flow",
+    "offsite_verify": "flows.offsite_verify_flow",
     "PitrRestoreResult": "flows.pitr_restore_flow",
     "pitr_restore": "flows.pitr_restore_flow",
     "restore_all": "flows.restore_all_flow",
@@ -53,6 +55,7 @@ __all__ = [
     "OffsiteResult",
     "OffsiteSetupResult",
     "OffsiteSyncResult",
+    "OffsiteVerifyResult",
     "PitrRestoreResult",
     "RestoreResult",
     "TestRestoreResult",
@@ -66,6 +69,7 @@ __all__ = [
     "monitor_backups",
     "offsite_setup",
     "offsite_sync",
+    "offsite_verify",
     "pitr_restore",
     "restore_all",
     "test_restore",
@@ -92,13 +96,9 @@ if TYPE_CHECKING:
     from flows.list_backups_flow import ListResult, list_backups
     from flows.migrate_to_postgres_flow import MigrationResult, migrate_to_postgres
     from flows.monitor_flow import MonitorResult, monitor_backups
-    from flows.offsite_flow import (
-        OffsiteResult,
-        OffsiteSetupResult,
-        OffsiteSyncResult,
-        offsite_setup,
-        offsite_sync,
-    )
+    from flows.offsite_flow import OffsiteResult, OffsiteSyncResult, offsite_sync
+    from flows.offsite_setup_flow import OffsiteSetupResult, offsite_setup
+    from flows.offsite_verify_flow import OffsiteVerifyResult, offsite_verify
     from flows.pitr_restore_flow import PitrRestoreResult, pitr_restore
     from flows.restore_all_flow import restore_all
     from flows.test_restore_flow import TestRestoreResult, test_restore

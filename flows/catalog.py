@@ -22,7 +22,7 @@ from tasks.catalog.listing import (
 from tasks.core.errors import BackupError, ConfigError, VerifyError
 from tasks.core.naming import SIDECAR_SUFFIX
 from tasks.core.settings import Settings
-from tasks.offsite.copy import remote_catalog
+from tasks.offsite.catalog import remote_catalog
 from tasks.pitr.base_catalog import BASE_KIND, list_bases
 from tasks.storage.destination import open_destination
 

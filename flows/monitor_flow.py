@@ -20,6 +20,7 @@ from tasks.core.tiers import scheduled_deployments
 from tasks.monitor.alerts import Alert, ChannelResult
 from tasks.steps.monitor import (
     check_deployments,
+    check_offsite_copies,
     check_pitr,
     inspect_backup_folder,
     record_monitor_metrics,
@@ -73,11 +74,14 @@ def monitor_backups() -> MonitorResult:
     now = clock.utc_now()
     inspection = inspect_backup_folder(settings, now)
     pitr = check_pitr(settings, now) if settings.pitr_enabled else None
+    offsite = bool(settings.offsite_destination)
     findings = [
         *inspection.findings,
         *(pitr.findings if pitr is not None else []),
+        check_offsite_copies(settings, now),
         check_deployments(
-            settings.monitor_check_deployments, scheduled_deployments(settings.pitr_enabled)
+            settings.monitor_check_deployments,
+            scheduled_deployments(settings.pitr_enabled, offsite),
         ),
     ]
     status = worst(findings)

@@ -55,6 +55,7 @@ SPEC_TABLE: dict[str, tuple[str, dict[str, Any]]] = {
     ),
     "monitor-backups/hourly": ("0 * * * *", {}),
     "dr-drill/quarterly": ("0 5 1 1,4,7,10 *", {}),
+    "offsite-verify/weekly": ("0 6 * * 0", {}),
 }
 
 

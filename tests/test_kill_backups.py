@@ -188,5 +188,5 @@ def test_offsite_sync_killed_at_seeded_moments(
     assert committed >= len(local) and uncommitted == 0
     # Hidden `.NAME.partial-*` uploads of killed runs may remain: another host could still
     # be writing one, so the off-site prune removes them only once older than
-    # STALE_PARTIAL_AGE (tasks/offsite/copy.py). None carries a backup name.
+    # STALE_PARTIAL_AGE (tasks/offsite/remote.py). None carries a backup name.
     assert all(p.name.startswith(".") for p in remote.iterdir() if ".partial-" in p.name)

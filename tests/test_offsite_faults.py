@@ -24,7 +24,9 @@ import pytest
 
 from tasks.core.backoff import RetryPolicy
 from tasks.core.errors import DestinationError, VerifyError
-from tasks.offsite.copy import copy_backup, remote_catalog, staging_dir
+from tasks.offsite.catalog import remote_catalog
+from tasks.offsite.copy import copy_backup
+from tasks.offsite.remote import staging_dir
 from tasks.storage.destination import Destination, parse_destination
 from tasks.stream.checksum import sha256_file, write_sidecar
 from tests.conftest import Platform
@@ -231,7 +233,10 @@ def test_cli_server_down_keeps_the_local_backup_and_reports_status_0(
     backups = sqlite_platform.backup_files("admin_sqlite_*.db.gz")
     assert len(backups) == 1 and backups[0].name in lines[0]
     metrics = (sqlite_platform.backups / "metrics" / "chatbot_backup.prom").read_text()
-    assert 'chatbot_offsite_backup_status{kind="db",scheme="s3"} 0' in metrics
+    assert (
+        f'chatbot_offsite_backup_status{{destination="s3://{BUCKET}/x",kind="db",scheme="s3"}} 0'
+        in metrics
+    )
     assert secret not in metrics
 
 

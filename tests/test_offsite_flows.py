@@ -107,9 +107,11 @@ def test_db_backup_offsite_round_trip(
     restored.write_bytes(gzip.decompress(remote))
     assert sqlite3.connect(restored).execute("PRAGMA integrity_check").fetchone()[0] == "ok"
     scheme = {"local": "file"}.get(backend, backend)
-    assert f'chatbot_offsite_backup_status{{kind="db",scheme="{scheme}"}} 1' in metrics_text(
-        sqlite_platform
+    series = (
+        f'chatbot_offsite_backup_status{{destination="{backends.destination(backend, prefix)}",'
+        f'kind="db",scheme="{scheme}"}} 1'
     )
+    assert series in metrics_text(sqlite_platform)
     assert S3_SECRET not in done.stdout + done.stderr
 
 
@@ -302,7 +304,7 @@ def test_encrypted_copy_fetches_back_for_restores(
     for key, value in {**env, "BACKUP_ENCRYPTION_IDENTITY": str(identity)}.items():
         monkeypatch.setenv(key, value)
     from tasks.core.settings import load_settings
-    from tasks.offsite.copy import fetch_backup as fetch_to_local
+    from tasks.offsite.fetch import fetch_backup as fetch_to_local
     from tasks.storage.destination import is_remote_url
 
     url = f"s3://{BUCKET}/{prefix}/{local.name}.age"

@@ -1,4 +1,4 @@
-"""`offsite-sync` and `offsite-setup`."""
+"""`offsite-sync`, `offsite-setup` and `offsite-verify`."""
 
 from __future__ import annotations
 
@@ -34,6 +34,35 @@ def add_commands(commands: Any) -> None:
     )
     setup.set_defaults(run=_run_offsite_setup)
 
+    verify = commands.add_parser(
+        "offsite-verify",
+        help="re-read off-site copies and check each against its sha256 sidecar",
+        description=(
+            "Read remote copies back at every OFFSITE_DESTINATION and compare each with its "
+            "sidecar, the copies verified longest ago first; the outcome is kept beside them "
+            "(.offsite-verify.json) for the monitor. Exit 0 only when every copy read matches. "
+            "Reads OFFSITE_DESTINATION, OFFSITE_RETRY_SECONDS and the SDKs' credentials."
+        ),
+    )
+    verify.add_argument(
+        "--sample",
+        type=_positive,
+        default=None,
+        metavar="N",
+        help="read only N copies per destination (the longest unverified first); default all",
+    )
+    verify.set_defaults(run=_run_offsite_verify)
+
+
+def _positive(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a whole number, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be 1 or more, got {value}")
+    return value
+
 
 def _run_offsite_sync(args: argparse.Namespace) -> int:
     from flows.offsite_flow import offsite_sync
@@ -44,8 +73,16 @@ def _run_offsite_sync(args: argparse.Namespace) -> int:
 
 
 def _run_offsite_setup(args: argparse.Namespace) -> int:
-    from flows.offsite_flow import offsite_setup
+    from flows.offsite_setup_flow import offsite_setup
 
     result = offsite_setup(glacier_days=args.glacier_days, expire_days=args.expire_days)
+    print("\n".join(result.summary_lines()))
+    return 0
+
+
+def _run_offsite_verify(args: argparse.Namespace) -> int:
+    from flows.offsite_verify_flow import offsite_verify
+
+    result = offsite_verify(sample=args.sample)
     print("\n".join(result.summary_lines()))
     return 0

@@ -75,13 +75,16 @@ class Settings(BaseSettings):
     backup_lock_timeout: float = 60.0
     backup_skip_unreadable: bool = False
 
-    # Off-site copies (tasks.storage.destination, tasks.offsite.copy) and client-side encryption.
+    # Off-site copies (tasks.storage.destination, tasks.offsite) and client-side encryption.
     offsite_s3_storage_class: str | None = None  # e.g. STANDARD_IA; checked by the destination
     offsite_ssh_config: Path | None = None  # default: the user's ~/.ssh/config
     offsite_retention_days: int = Field(default=365, ge=1, le=MAX_RETENTION_DAYS)
     offsite_glacier_days: int = Field(default=30, ge=0, le=MAX_RETENTION_DAYS)
     offsite_expire_days: int = Field(default=365, ge=1, le=MAX_RETENTION_DAYS)
     offsite_retry_seconds: float = Field(default=300.0, gt=0)  # retry window per operation
+    offsite_object_lock_days: int | None = Field(default=None, ge=1, le=MAX_RETENTION_DAYS)
+    offsite_object_lock_mode: str = "GOVERNANCE"  # or COMPLIANCE; checked by the destination
+    offsite_bandwidth_limit: str | None = None  # bytes per second, K/M/G suffixes
     backup_encryption_recipients: str | None = None  # age public keys, comma-separated
     backup_encryption_identity: Path | None = None  # age identity file, for restores
 

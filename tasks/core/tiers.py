@@ -40,6 +40,7 @@ class Tier:
     deployment_name: str = ""  # the deployment's own name; default: the tier's name
     offsite: bool = False  # its scheduled runs copy the backup off-site
     default: bool = False  # the tier of a backup of its kind that carries no marker
+    interval_hours: float = 24.0  # how often its schedule runs (the longest gap)
     needs_pitr: bool = False  # scheduled only with PITR_ENABLED=true
 
     @property
@@ -63,6 +64,7 @@ class Schedule:
     deployment: str
     cron: str
     description: str
+    needs_offsite: bool = False  # scheduled only when OFFSITE_DESTINATION is set
 
     @property
     def full_name(self) -> str:
@@ -77,6 +79,7 @@ TIER_TABLE: tuple[Tier, ...] = (
         cron="0 */6 * * *",
         description="Database-only backup every 6 hours, kept 2 days.",
         default=True,
+        interval_hours=6,
     ),
     Tier(
         "daily",
@@ -94,6 +97,7 @@ TIER_TABLE: tuple[Tier, ...] = (
         description="Full backup on Sundays at 03:00, copied off-site, kept 30 days.",
         deployment_name="weekly-offsite",
         offsite=True,
+        interval_hours=7 * 24,
     ),
     Tier(
         "monthly",
@@ -103,6 +107,7 @@ TIER_TABLE: tuple[Tier, ...] = (
         description="Full backup on the 1st of the month at 04:00, copied off-site, kept 365 days.",
         deployment_name="monthly-offsite",
         offsite=True,
+        interval_hours=31 * 24,
     ),
     Tier(
         "weekly",
@@ -132,7 +137,17 @@ OTHER_SCHEDULES: tuple[Schedule, ...] = (
         "Quarterly DR drill: the newest full backup restored into a scratch environment, "
         "timed against the RTO and RPO tables.",
     ),
+    Schedule(
+        "offsite-verify",
+        "weekly",
+        "0 6 * * 0",
+        "Off-site copies read back and checked against their sidecars, Sundays at 06:00.",
+        needs_offsite=True,
+    ),
 )
+# Off-site copies may be this much later than their tier's schedule before the monitor
+# reports the destination (a slow upload, a run retried the next day).
+OFFSITE_GRACE_HOURS = 24.0
 
 TIERS: tuple[str, ...] = tuple(dict.fromkeys(t.name for t in TIER_TABLE))
 # The tier a backup without a marker belongs to (SPEC: Rotation): the default of its kind.
@@ -153,11 +168,12 @@ def active_tiers(pitr_enabled: bool = False) -> tuple[Tier, ...]:
     return tuple(t for t in TIER_TABLE if pitr_enabled or not t.needs_pitr)
 
 
-def scheduled_deployments(pitr_enabled: bool = False) -> tuple[str, ...]:
-    """Every scheduled deployment, `flow/deployment`, as `serve` registers them."""
+def scheduled_deployments(pitr_enabled: bool = False, offsite: bool = True) -> tuple[str, ...]:
+    """Every scheduled deployment, `flow/deployment`, as `serve` registers them: those that
+    need PITR only with it, those that need an off-site destination only with one."""
     return (
         *(t.full_name for t in active_tiers(pitr_enabled)),
-        *(s.full_name for s in OTHER_SCHEDULES),
+        *(s.full_name for s in OTHER_SCHEDULES if offsite or not s.needs_offsite),
     )
 
 
@@ -168,6 +184,14 @@ SCHEDULED_DEPLOYMENTS: tuple[str, ...] = scheduled_deployments(False)
 def tier_of(kind: str, name: str) -> Tier | None:
     """The row of tier `name` for backups of `kind` (names repeat across kinds)."""
     return next((t for t in TIER_TABLE if t.kind == kind and t.name == name), None)
+
+
+def offsite_max_age_hours(tier: str) -> float | None:
+    """How old the newest off-site copy of `tier` may be (None: not an off-site tier)."""
+    for row in TIER_TABLE:
+        if row.name == tier and row.offsite:
+            return row.interval_hours + OFFSITE_GRACE_HOURS
+    return None
 
 
 def tiers_of(kind: str) -> tuple[str, ...]:

@@ -16,7 +16,8 @@ from typing import Any
 from tasks.catalog.records import list_backups, read_meta
 from tasks.core.errors import BackupError
 from tasks.drill.objectives import COMPLETE_FAILURE
-from tasks.offsite.copy import fetch_backup, read_remote_meta, remote_catalog
+from tasks.offsite.catalog import remote_catalog
+from tasks.offsite.fetch import fetch_backup, read_backup_meta
 from tasks.storage.destination import open_destination
 
 
@@ -87,4 +88,4 @@ def fetch(source: DrillSource, settings: Any, workdir: Path) -> tuple[Path, dict
     dest = open_destination(settings)
     into = workdir / "fetch"
     path = fetch_backup(dest.url(source.chosen.ref), settings, into=into)
-    return path, read_remote_meta(dest, source.chosen.ref)
+    return path, read_backup_meta(dest.url(source.chosen.ref), settings)

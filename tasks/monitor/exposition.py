@@ -79,7 +79,7 @@ FAMILIES: tuple[Family, ...] = (
     ),
     _gauge(
         "chatbot_offsite_backup_status",
-        "1 if the last off-site copy of each kind to each destination scheme was verified, 0 if not.",
+        "1 if the last off-site copy of each kind to each destination was verified, 0 if not.",
     ),
     _gauge(
         "chatbot_last_backup_duration_seconds",

@@ -146,14 +146,22 @@ def record_restore_proof(settings: Any, kind: str, passed: bool, when: float | N
     )
 
 
-def record_offsite_status(settings: Any, kind: str, scheme: str, ok: bool) -> bool:
-    """The outcome of an off-site copy of a `kind` backup to a `scheme` destination.
+def record_offsite_status(
+    settings: Any, kind: str, scheme: str, ok: bool, destination: str | None = None
+) -> bool:
+    """The outcome of an off-site copy of a `kind` backup to one destination.
 
-    `scheme` is the destination's scheme only (s3, gs, az, ssh, file) — never its URL.
+    `scheme` is the destination's scheme (s3, gs, az, ssh, file); `destination` its
+    display form (`s3://bucket/prefix`, `user@host:/path`), which never carries a secret.
     """
-    return publish(
-        settings, {key("chatbot_offsite_backup_status", kind=kind, scheme=scheme): 1 if ok else 0}
-    )
+    labels = {"kind": kind, "scheme": scheme}
+    updates: dict[SampleKey, float | None] = {}
+    if destination:
+        labels["destination"] = strip_url_password(destination)
+        # The series of the single-destination days, without the label, would stay forever.
+        updates[key("chatbot_offsite_backup_status", kind=kind, scheme=scheme)] = None
+    updates[key("chatbot_offsite_backup_status", **labels)] = 1 if ok else 0
+    return publish(settings, updates)
 
 
 def record_dr_drill(

@@ -21,23 +21,22 @@ from tasks.core.atomic import ensure_private_dir
 from tasks.core.errors import BackupError, ConfigError, DestinationError, VerifyError
 from tasks.core.naming import COMPRESSION_SUFFIX, SIDECAR_SUFFIX
 from tasks.core.redact import redact
-from tasks.offsite.copy import (
-    OffsiteCopy,
-    _read_remote_meta,
-    _read_remote_text,
-    copy_backup,
-    parse_sidecar_text,
-    policy_from_settings,
-    remote_call,
-    staging_dir,
-    staging_path,
-)
+from tasks.offsite.copy import OffsiteCopy, copy_backup
 from tasks.offsite.encryption import (
     AGE_SUFFIX,
     decrypt_file,
     encryption_from_settings,
     identity_from_settings,
 )
+from tasks.offsite.remote import (
+    parse_sidecar_text,
+    policy_from_settings,
+    remote_call,
+    staging_dir,
+    staging_path,
+)
+from tasks.offsite.remote import read_remote_meta as _read_remote_meta
+from tasks.offsite.remote import read_remote_text as _read_remote_text
 from tasks.pitr.archive import FetchResult, WalMissingError, fetch_wal
 from tasks.storage.destination import Destination, open_destination
 from tasks.stream.checksum import sha256_file

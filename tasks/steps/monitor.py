@@ -21,7 +21,7 @@ from tasks.monitor.checks import SCHEDULED_DEPLOYMENTS, Inspection, Thresholds, 
 from tasks.monitor.host_checks import deployments_finding
 from tasks.monitor.metrics import KindSnapshot, record_backup_success, record_monitor_run
 from tasks.pitr.monitor_checks import PitrInspection, inspect_pitr
-from tasks.verify.finding import Finding
+from tasks.verify.finding import Finding, Severity
 
 
 @task(name="inspect-backups", cache_policy=NO_CACHE)
@@ -78,6 +78,36 @@ def check_deployments(
             "warning",
             redact(f"cannot read deployments from the Prefect server ({type(exc).__name__})"),
         )
+
+
+@task(name="check-offsite-copies", cache_policy=NO_CACHE)
+def check_offsite_copies(settings: Any, now: datetime) -> Finding:
+    """Each off-site destination: newest copy within its tier's age, last verification passed."""
+    from tasks.core.errors import BackupError
+    from tasks.offsite.health import Judgment, judge_destination
+    from tasks.storage.destination import open_destinations
+
+    if not settings.offsite_destination:
+        return Finding("offsite", "ok", "not checked: OFFSITE_DESTINATION is not set")
+    judgments: list[Judgment] = []
+    destinations = open_destinations(settings)
+    for dest in destinations:
+        try:
+            judgments += judge_destination(dest, now)
+        except BackupError as exc:
+            judgments.append(Judgment("warning", redact(f"{dest.display}: {exc}")))
+        except Exception as exc:  # an unreachable destination is a finding, not a crash
+            judgments.append(
+                Judgment("warning", redact(f"{dest.display}: cannot be read ({type(exc).__name__})"))
+            )
+    if not judgments:
+        return Finding(
+            "offsite", "ok", f"{len(destinations)} destination(s): recent copies, verified"
+        )
+    severity: Severity = (
+        "critical" if any(j.severity == "critical" for j in judgments) else "warning"
+    )
+    return Finding("offsite", severity, "; ".join(j.reason for j in judgments))
 
 
 @task(name="send-alert", cache_policy=NO_CACHE)

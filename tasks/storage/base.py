@@ -29,6 +29,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, BinaryIO, Literal
 
+from tasks.storage.throttle import Throttle
 from tasks.storage.transient import is_transient as classify_transient
 
 if TYPE_CHECKING:
@@ -46,6 +47,9 @@ PART_SIZE = 8 * 2**20
 
 
 READ_CHUNK = 8 * 2**20
+
+
+MIN_PART = 5 * 2**20  # S3's smallest multipart part (GCS and Azure take any)
 
 
 PARTIAL_MARKER = ".partial-"
@@ -97,6 +101,10 @@ class Destination:
         self._read_options = dict(read_options or {})
         self._fs: AbstractFileSystem | None = None
         self._root_ready = False
+        # Set by tasks.storage.destination from the settings:
+        self.lock: tuple[str, int] | None = None  # S3 Object Lock (mode, days) on every write
+        self.bandwidth: float | None = None  # upload cap, bytes per second
+        self.source_text: str | None = None  # the OFFSITE_DESTINATION entry it was made from
 
     def __repr__(self) -> str:
         return f"Destination({self.display!r})"
@@ -164,14 +172,41 @@ class Destination:
                 os.chmod(self.root, 0o700)
         self._root_ready = True
 
+    # -- immutability ---------------------------------------------------------------
+    def write_options(self) -> dict[str, Any]:
+        """Extra arguments of every object written: the Object Lock retention, on S3."""
+        if self.lock is None or self.scheme != "s3":
+            return {}
+        from tasks.storage.s3 import lock_kwargs
+
+        return lock_kwargs(*self.lock)
+
+    def locked_until(self, name: str) -> datetime | None:
+        """When the Object Lock retention of `name` ends (None: not locked, or not S3)."""
+        if self.scheme != "s3":
+            return None
+        from tasks.storage.s3 import head_object
+
+        try:
+            head = head_object(self.fs, self.path(name))
+        except FileNotFoundError:
+            return None
+        until = head.get("ObjectLockRetainUntilDate")
+        if not isinstance(until, datetime):
+            return None
+        return until if until.tzinfo else until.replace(tzinfo=UTC)
+
     # -- the interface ------------------------------------------------------------
     def put(self, local: Path, name: str, progress: Callable[[int], None] | None = None) -> None:
         """Upload `local` as `name`, streamed; the final name appears only when complete."""
         self.ensure_root()
         callback = _ProgressCallback(progress) if progress is not None else None
         extra = {"callback": callback} if callback is not None else {}
-        if self.commit == "direct":
-            self.fs.put_file(str(local), self.path(name), **self._put_options, **extra)
+        if self.commit == "direct" and self.bandwidth is not None:
+            self._put_throttled(local, self.path(name), progress)
+        elif self.commit == "direct":
+            path = self.path(name)
+            self.fs.put_file(str(local), path, **self._put_options, **self.write_options(), **extra)
         else:
             self._put_renamed(local, name, progress, extra)
         if progress is not None:  # SDKs report unevenly (Azure skips the last block)
@@ -188,6 +223,8 @@ class Destination:
         try:
             if self.scheme == "file":
                 self._copy_local(local, partial, progress)
+            elif self.bandwidth is not None:
+                self._put_throttled(local, partial, progress)
             else:
                 self.fs.put_file(str(local), partial, **self._put_options, **extra)
             self._commit(partial, self.path(name))
@@ -211,7 +248,7 @@ class Destination:
         """Write a small file (a sidecar) under the same all-or-nothing rule."""
         self.ensure_root()
         if self.commit == "direct":
-            self.fs.pipe_file(self.path(name), data)
+            self.fs.pipe_file(self.path(name), data, **self.write_options())
             return
         partial = self.path(self.partial_name(name))
         try:
@@ -226,13 +263,47 @@ class Destination:
         self, local: Path, partial: str, progress: Callable[[int], None] | None
     ) -> None:
         # fsspec's local put_file is a bare shutil.copyfile: no progress reports.
+        throttle = Throttle(self.bandwidth) if self.bandwidth is not None else None
+        size = throttle.chunk if throttle is not None else READ_CHUNK
         done = 0
         with open(local, "rb") as src, self.fs.open(partial, "wb") as dst:
-            while chunk := src.read(READ_CHUNK):
+            while chunk := src.read(size):
                 dst.write(chunk)
                 done += len(chunk)
+                if throttle is not None:
+                    throttle.sent(len(chunk))
                 if progress is not None:
                     progress(done)
+
+    def _put_throttled(
+        self, local: Path, path: str, progress: Callable[[int], None] | None
+    ) -> None:
+        """An upload under OFFSITE_BANDWIDTH_LIMIT: streamed through a Throttle.
+
+        Object stores still upload in parts (multipart, resumable, blocks), and an
+        object appears only when the stream is closed.
+        """
+        assert self.bandwidth is not None
+        throttle = Throttle(self.bandwidth)
+        # The smallest part S3 accepts: parts go out while the stream is throttled, so
+        # only the last one is sent at close, outside the throttle's reckoning.
+        options: dict[str, Any] = {"block_size": MIN_PART} if self.commit == "direct" else {}
+        done = 0
+        dst = self.fs.open(path, "wb", **options, **self.write_options())
+        try:
+            with open(local, "rb") as src:
+                while chunk := src.read(throttle.chunk):
+                    dst.write(chunk)
+                    done += len(chunk)
+                    throttle.sent(len(chunk))
+                    if progress is not None:
+                        progress(done)
+        except BaseException:
+            # Closing would publish what was sent so far: abort the upload instead.
+            with contextlib.suppress(Exception):
+                dst.discard()
+            raise
+        dst.close()
 
     def _commit(self, partial: str, final: str) -> None:
         if self.scheme == "file":

@@ -30,8 +30,15 @@ from tasks.storage.base import (
 )
 from tasks.storage.gcs import GCS_BUCKET, gcs_filesystem
 from tasks.storage.local import local_destination
-from tasks.storage.s3 import S3_BUCKET, S3_STORAGE_CLASSES, check_storage_class, s3_filesystem
+from tasks.storage.s3 import (
+    S3_BUCKET,
+    S3_STORAGE_CLASSES,
+    check_lock_mode,
+    check_storage_class,
+    s3_filesystem,
+)
 from tasks.storage.ssh import ssh_destination, ssh_url_destination
+from tasks.storage.throttle import parse_bandwidth
 
 if TYPE_CHECKING:
     from tasks.core.settings import Settings
@@ -46,7 +53,9 @@ __all__ = [
     "RemoteEntry",
     "Scheme",
     "is_remote_url",
+    "destination_texts",
     "open_destination",
+    "open_destinations",
     "parse_destination",
     "split_remote_url",
 ]
@@ -106,7 +115,9 @@ def parse_destination(
         return _object_store(scheme, rest, s3_storage_class, env)
     scp = _SCP.match(value)
     if scp and "/" not in value.split(":", 1)[0]:
-        return ssh_destination(scp.group("user"), scp.group("host"), None, scp.group("path"), ssh_config)
+        return ssh_destination(
+            scp.group("user"), scp.group("host"), None, scp.group("path"), ssh_config
+        )
     return local_destination(value, app_root)
 
 
@@ -154,21 +165,52 @@ def _object_store(
     return Destination(scheme, root, display, make_fs, "direct", put_options, read_options, options)
 
 
+def destination_texts(value: str | None) -> list[str]:
+    """`OFFSITE_DESTINATION` split on commas (several destinations), blanks dropped."""
+    texts = [part.strip() for part in (value or "").split(",") if part.strip()]
+    seen: set[str] = set()
+    for text in texts:
+        if text in seen:
+            raise ConfigError(f"OFFSITE_DESTINATION: {strip_url_password(text)!r} is listed twice")
+        seen.add(text)
+    return texts
+
+
 def open_destination(settings: Settings, text: str | None = None) -> Destination:
-    """The off-site destination the settings name (or `text`), checked but not connected."""
+    """The off-site destination `text` (default: the only or first one the settings name),
+    checked but not connected, with the settings' Object Lock and bandwidth cap."""
     value = text if text is not None else settings.offsite_destination
-    if not value or not value.strip():
+    texts = destination_texts(value)
+    if not texts:
         raise ConfigError(
             "OFFSITE_DESTINATION is not set: --offsite needs s3://bucket/prefix, "
             "gs://bucket/prefix, az://container/prefix, user@host:/path or a local path"
         )
+    if len(texts) > 1 and text is not None:
+        raise ConfigError(f"one destination expected, got {len(texts)}")
     ssh_config = settings.offsite_ssh_config
-    return parse_destination(
-        value,
+    dest = parse_destination(
+        texts[0],
         app_root=settings.app_root,
         s3_storage_class=settings.offsite_s3_storage_class,
         ssh_config=settings.resolve(ssh_config) if ssh_config is not None else None,
     )
+    if settings.offsite_object_lock_days:
+        dest.lock = (
+            check_lock_mode(settings.offsite_object_lock_mode),
+            settings.offsite_object_lock_days,
+        )
+    dest.bandwidth = parse_bandwidth(settings.offsite_bandwidth_limit)
+    dest.source_text = texts[0]
+    return dest
+
+
+def open_destinations(settings: Settings) -> list[Destination]:
+    """Every destination `OFFSITE_DESTINATION` lists (comma-separated), checked, in order."""
+    texts = destination_texts(settings.offsite_destination)
+    if not texts:
+        open_destination(settings)  # raises the not-set message
+    return [open_destination(settings, text) for text in texts]
 
 
 def split_remote_url(url: str) -> tuple[str, str]:

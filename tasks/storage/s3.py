@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Mapping
+from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from tasks.core.errors import ConfigError
@@ -114,3 +115,48 @@ def require_aws_credentials(env: Mapping[str, str]) -> None:
             "no S3 credentials: set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY "
             "(or AWS_PROFILE, or run where an instance role is available)"
         )
+
+
+# --------------------------------------------------------------------------- Object Lock
+
+OBJECT_LOCK_MODES = ("GOVERNANCE", "COMPLIANCE")
+
+
+def check_lock_mode(value: str | None) -> str:
+    mode = (value or "GOVERNANCE").strip().upper()
+    if mode not in OBJECT_LOCK_MODES:
+        raise ConfigError(
+            f"OFFSITE_OBJECT_LOCK_MODE: must be GOVERNANCE or COMPLIANCE, got {value!r}"
+        )
+    return mode
+
+
+def lock_kwargs(mode: str, days: int) -> dict[str, Any]:
+    """The PutObject / CreateMultipartUpload arguments of a retention `days` from now."""
+    until = datetime.now(UTC) + timedelta(days=days)
+    return {"ObjectLockMode": mode, "ObjectLockRetainUntilDate": until}
+
+
+def head_object(fs: AbstractFileSystem, path: str) -> dict[str, Any]:
+    """S3's HeadObject of `bucket/key` (it carries the Object Lock retention)."""
+    bucket, key, _ = fs.split_path(path)
+    return dict(fs.call_s3("head_object", Bucket=bucket, Key=key))
+
+
+def bucket_lock_state(fs: AbstractFileSystem, bucket: str) -> tuple[str, str | None]:
+    """(versioning status, Object Lock default or None when the bucket cannot lock)."""
+    versioning = fs.call_s3("get_bucket_versioning", Bucket=bucket)
+    status = str(versioning.get("Status") or "Disabled")
+    try:
+        config = fs.call_s3("get_object_lock_configuration", Bucket=bucket)
+    except Exception as exc:
+        text = f"{type(exc).__name__} {exc}"
+        if "ObjectLockConfigurationNotFound" in text or "NotFound" in text:
+            return status, None
+        raise
+    lock = config.get("ObjectLockConfiguration") or {}
+    if lock.get("ObjectLockEnabled") != "Enabled":
+        return status, None
+    rule = (lock.get("Rule") or {}).get("DefaultRetention") or {}
+    default = f"{rule.get('Mode')} {rule.get('Days') or rule.get('Years')}" if rule else "none"
+    return status, default
