@@ -32,7 +32,7 @@ LAYERS = [
     {"tasks.restore"},
     {"tasks.verify"},
     {"tasks.offsite", "tasks.monitor"},
-    {"tasks.pitr", "tasks.migrate"},
+    {"tasks.pitr", "tasks.migrate", "tasks.drill"},
     {"tasks.steps"},
     {"deployments"},
     {"flows"},

@@ -29,6 +29,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, BinaryIO, Literal
 
+from tasks.storage import parts
 from tasks.storage.throttle import Throttle
 from tasks.storage.transient import is_transient as classify_transient
 
@@ -41,9 +42,7 @@ Scheme = Literal["s3", "gs", "az", "ssh", "file"]
 Commit = Literal["rename", "direct"]
 
 
-# Upload in 8 MiB parts: memory stays bounded (s3fs reads a file under two parts whole,
-# gcsfs reads whole anything under 5 MiB), and parts are retried cheaply by the SDKs.
-PART_SIZE = 8 * 2**20
+PART_SIZE = parts.PART_SIZE
 
 
 READ_CHUNK = 8 * 2**20

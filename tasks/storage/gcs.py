@@ -8,7 +8,7 @@ from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
 from tasks.core.errors import ConfigError
-from tasks.storage.base import PART_SIZE
+from tasks.storage.parts import PART_SIZE
 
 if TYPE_CHECKING:
     from fsspec import AbstractFileSystem

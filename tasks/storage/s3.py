@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any
 
 from tasks.core.errors import ConfigError
 from tasks.core.redact import register_secret
-from tasks.storage.base import PART_SIZE
+from tasks.storage.parts import PART_SIZE
 
 if TYPE_CHECKING:
     from fsspec import AbstractFileSystem
