@@ -22,6 +22,7 @@ from tasks.steps.monitor import (
     check_deployments,
     check_offsite_copies,
     check_pitr,
+    check_restore_proof,
     inspect_backup_folder,
     record_monitor_metrics,
     send_alert_task,
@@ -79,6 +80,7 @@ def monitor_backups() -> MonitorResult:
         *inspection.findings,
         *(pitr.findings if pitr is not None else []),
         check_offsite_copies(settings, now),
+        check_restore_proof(settings),
         check_deployments(
             settings.monitor_check_deployments,
             scheduled_deployments(settings.pitr_enabled, offsite),

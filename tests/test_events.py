@@ -154,3 +154,16 @@ def test_restore_proof_verdict_in_its_event_and_the_metrics(sqlite_platform: Pla
     assert failed.payload["passed"] is False  # type: ignore[attr-defined]
     samples = parse_metrics(metrics.read_text())
     assert samples[key("chatbot_restore_proof_status", kind="db")] == 0
+    # The monitor sees the failed proof too, even once the file is whole again (the
+    # integrity check then passes): restore-proof is critical until a proof passes.
+    data[len(data) // 2] ^= 0xFF
+    backup.write_bytes(bytes(data))
+    seen = sqlite_platform.run("monitor")
+    assert seen.returncode == 2, seen.stdout
+    (line,) = [x for x in seen.stdout.splitlines() if x.strip().startswith("restore-proof")]
+    assert "critical" in line and "db" in line, line
+    again = sqlite_platform.run("test-restore", "--backup-file", str(backup))
+    assert again.returncode == 0, again.stderr
+    seen = sqlite_platform.run("monitor")
+    (line,) = [x for x in seen.stdout.splitlines() if x.strip().startswith("restore-proof")]
+    assert " ok " in f" {' '.join(line.split())} ", line

@@ -281,5 +281,6 @@ def test_no_backup_and_backup_failed_rules_fire() -> None:
         "ChatbotBaseBackupMissing",
         "ChatbotDrDrillFailed",
         "ChatbotDrDrillOverdue",
+        "ChatbotRestoreProofFailed",
     ):
         assert f"alertname: {rule}" in tests

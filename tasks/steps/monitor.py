@@ -18,8 +18,10 @@ from prefect.cache_policies import NO_CACHE
 from tasks.core.redact import redact
 from tasks.monitor.alerts import Alert, ChannelResult, send_alert
 from tasks.monitor.checks import SCHEDULED_DEPLOYMENTS, Inspection, Thresholds, inspect_backups
+from tasks.monitor.exposition import read_metrics_file
 from tasks.monitor.host_checks import deployments_finding
 from tasks.monitor.metrics import KindSnapshot, record_backup_success, record_monitor_run
+from tasks.monitor.proof_checks import check_restore_proofs
 from tasks.pitr.monitor_checks import PitrInspection, inspect_pitr
 from tasks.verify.finding import Finding, Severity
 
@@ -53,6 +55,12 @@ def deployment_states(names: tuple[str, ...] = SCHEDULED_DEPLOYMENTS) -> dict[st
             inactive = bool(schedules) and not any(getattr(s, "active", True) for s in schedules)
             states[name] = "paused" if deployment.paused or inactive else "active"
     return states
+
+
+@task(name="check-restore-proofs", cache_policy=NO_CACHE)
+def check_restore_proof(settings: Any) -> Finding:
+    """The last test-restore of each kind, as the metrics file recorded it."""
+    return check_restore_proofs(read_metrics_file(settings.metrics_path))
 
 
 @task(name="check-pitr", cache_policy=NO_CACHE)
@@ -98,7 +106,9 @@ def check_offsite_copies(settings: Any, now: datetime) -> Finding:
             judgments.append(Judgment("warning", redact(f"{dest.display}: {exc}")))
         except Exception as exc:  # an unreachable destination is a finding, not a crash
             judgments.append(
-                Judgment("warning", redact(f"{dest.display}: cannot be read ({type(exc).__name__})"))
+                Judgment(
+                    "warning", redact(f"{dest.display}: cannot be read ({type(exc).__name__})")
+                )
             )
     if not judgments:
         return Finding(
