@@ -193,14 +193,22 @@ def serve_tiers(timezone: str | None = None) -> None:
     if timezone is None:
         timezone = settings.backup_timezone
     timezone = check_timezone(timezone)  # settings first, then the server, then the folders
-    for line in offsite_tier_warnings(settings.offsite_destination):
-        print(f"chatbot-backup serve: {line}", file=sys.stderr, flush=True)
-    api_url = require_api_url()
+
+    def say_offsite_warnings() -> None:
+        for line in offsite_tier_warnings(settings.offsite_destination):
+            print(f"chatbot-backup serve: {line}", file=sys.stderr, flush=True)
+
+    # The warnings come with the start-up checks, but a refusal stays one line: they are
+    # said before a missing server (the operator fixes both at once), after the folders.
+    try:
+        api_url = require_api_url()
+    except ConfigError:
+        say_offsite_warnings()
+        raise
     check_folder_rules(settings)  # every tier's run would refuse these folders: say so now
+    say_offsite_warnings()
     offsite = bool(settings.offsite_destination)  # offsite-verify/weekly only with one
-    built = build_deployments(
-        timezone, (*tier_table(settings.pitr_enabled, offsite), *ON_DEMAND)
-    )
+    built = build_deployments(timezone, (*tier_table(settings.pitr_enabled, offsite), *ON_DEMAND))
     for reason in built.unavailable.values():
         print(f"chatbot-backup serve: warning: {reason}; this tier is not served", file=sys.stderr)
     if not built.deployments:

@@ -345,11 +345,15 @@ def _archive_tree(uploads: Path, artifact: Path, archived: list[int]) -> None:
 
 
 def test_memory_stays_flat_with_one_folder_per_upload(tmp_path: Path) -> None:
-    """Extracting and archiving 1,000 or 10,000 folders: folders are kept on disk too."""
+    """Extracting and archiving 2,500 or 10,000 folders: folders are kept on disk too.
+
+    Both sizes are past the point where the readers' fixed buffers are full (ISA-L's
+    gzip reader behind a 1 MiB BufferedReader fills them at ~2,000 folders of tar
+    headers, ~1 MB), so what differs between them is what is kept per folder."""
     artifact = tmp_path / "db.gz"
     artifact.write_bytes(b"db")
     extracting, archiving = {}, {}
-    for count in (1_000, 10_000):
+    for count in (2_500, 10_000):
         archive = tmp_path / f"folders-{count}.tar.gz"
         _archive_of_folders(archive, count)
         dest = tmp_path / f"out-{count}"
@@ -360,6 +364,6 @@ def test_memory_stays_flat_with_one_folder_per_upload(tmp_path: Path) -> None:
         archiving[count] = _peak_python_bytes(_archive_tree, uploads, artifact, archived)
         assert archived == [count]
     # Before: ~1 KB per folder extracted (a TarInfo each), ~0.5 KB per folder archived.
-    assert extracting[10_000] - extracting[1_000] < 1 << 20, extracting
+    assert extracting[10_000] - extracting[2_500] < 1 << 20, extracting
     # What remains while archiving is the sorted names of the folder being walked.
-    assert archiving[10_000] - archiving[1_000] < 1 << 20, archiving
+    assert archiving[10_000] - archiving[2_500] < 1 << 20, archiving

@@ -268,9 +268,15 @@ def test_encrypted_copy_decrypts_with_the_age_cli(
     done = sqlite_platform.run("db-backup", "--offsite", extra_env=env)
     assert done.returncode == 0, done.stderr
     local = only_backup(sqlite_platform)
-    # Nothing unencrypted left the machine: only NAME.age and its sidecars are there.
+    # Nothing unencrypted left the machine: only NAME.age, its sidecars and its sealed meta
+    # (issue 22: the whole .meta.json, with table names and row counts, travels encrypted).
     assert backends.raw_names("s3", prefix) == sorted(
-        [f"{local.name}.age", f"{local.name}.age.meta.json", f"{local.name}.age.sha256"]
+        [
+            f"{local.name}.age",
+            f"{local.name}.age.meta.json",
+            f"{local.name}.age.meta.json.age",
+            f"{local.name}.age.sha256",
+        ]
     )
     # Download with a plain client (boto3), decrypt with the age command-line tool.
     assert backends.s3 is not None
@@ -291,6 +297,18 @@ def test_encrypted_copy_decrypts_with_the_age_cli(
         ["age", "-d", "-i", str(identity), "-o", str(decrypted), str(downloaded)], check=True
     )
     assert decrypted.read_bytes() == local.read_bytes()
+    # The readable meta names no table; the sealed one, decrypted by age, is the local meta.
+    readable = client.get_object(Bucket=BUCKET, Key=f"{prefix}/{local.name}.age.meta.json")
+    assert "tables" not in json.loads(readable["Body"].read())
+    sealed = tmp_path / "meta.json.age"
+    client.download_file(BUCKET, f"{prefix}/{local.name}.age.meta.json.age", str(sealed))
+    opened = subprocess.run(
+        ["age", "-d", "-i", str(identity), str(sealed)], check=True, capture_output=True
+    ).stdout
+    local_meta = json.loads((local.parent / f"{local.name}.meta.json").read_text())
+    whole = json.loads(opened)
+    assert whole.pop("offsite")["source_sha256"] == sha256_hex(local.read_bytes())
+    assert whole == local_meta and "tables" in whole
 
 
 def test_encrypted_copy_fetches_back_for_restores(

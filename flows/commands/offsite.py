@@ -41,7 +41,7 @@ def add_commands(commands: Any) -> None:
             "Read remote copies back at every OFFSITE_DESTINATION and compare each with its "
             "sidecar, the copies verified longest ago first; the outcome is kept beside them "
             "(.offsite-verify.json) for the monitor. Exit 0 only when every copy read matches. "
-            "Reads OFFSITE_DESTINATION, OFFSITE_RETRY_SECONDS and the SDKs' credentials."
+            "\n\nreads: OFFSITE_DESTINATION, OFFSITE_RETRY_SECONDS and the SDKs' credentials."
         ),
     )
     verify.add_argument(

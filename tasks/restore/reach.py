@@ -18,14 +18,20 @@ def check_live_database(settings: Settings) -> str:
         from tasks.sources.postgres import connect, parse_database_url
 
         params = parse_database_url(settings.database_url())
+        where = f"PostgreSQL {params.get('host', 'local socket')}/{params.get('dbname', '')}"
         try:
             with connect(params) as connection:
                 connection.execute("SELECT 1")
         except SourceError as exc:
-            raise SourceError(
-                f"{exc} (ADMIN_DATABASE_URL); nothing was restored or changed"
-            ) from None
-        return f"PostgreSQL {params.get('host', 'local socket')}/{params.get('dbname', '')}"
+            # A server that answers but has no such database is disaster recovery: the
+            # restore creates it (tasks.restore.postgres.ensure_database), so that is no
+            # reason to refuse. Anything else (down, password, no right) is.
+            if not _database_is_missing(params):
+                raise SourceError(
+                    f"{exc} (ADMIN_DATABASE_URL); nothing was restored or changed"
+                ) from None
+            return f"{where} (missing: the restore creates it)"
+        return where
     path = settings.db_path
     # A missing file (or folder) is a fresh machine: the restore creates it.
     if path.is_dir() or (path.parent.exists() and not path.parent.is_dir()):
@@ -34,3 +40,17 @@ def check_live_database(settings: Settings) -> str:
             "is not what it should be); nothing was restored or changed"
         )
     return f"SQLite {path}"
+
+
+def _database_is_missing(params: dict[str, str]) -> bool:
+    """The server answers on its `postgres` database, and the URL's database is not there."""
+    from tasks.sources.postgres import connect
+
+    try:
+        with connect(params, dbname="postgres") as connection:
+            row = connection.execute(
+                "SELECT 1 FROM pg_database WHERE datname = %s", (params.get("dbname", ""),)
+            ).fetchone()
+    except SourceError:
+        return False
+    return row is None
