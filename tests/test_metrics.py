@@ -260,7 +260,7 @@ def test_offsite_scheme_labels_carry_no_destination() -> None:
 def test_alert_rules_are_valid() -> None:
     done = subprocess.run([PROMTOOL, "check", "rules", str(RULES)], capture_output=True, text=True)  # type: ignore[list-item]
     assert done.returncode == 0, done.stdout + done.stderr
-    assert "SUCCESS: 14 rules found" in done.stdout  # 12 + the two DR-drill rules
+    assert "SUCCESS: 15 rules found" in done.stdout  # 12 + the two DR-drill rules + the restore proof
 
 
 @needs_promtool
