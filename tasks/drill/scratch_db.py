@@ -25,6 +25,7 @@ from tasks.sources.psql import create_database, drop_database
 from tasks.sources.sqlite import connect as sqlite_connect
 from tasks.sources.sqlite import integrity_problem, table_row_counts
 from tasks.stream.compress import copy_stream, open_decompressed, sniff_compression
+from tasks.verify.restore_test import count_differences
 
 SCRATCH_DB_PREFIX = "chatbot_dr_drill_"
 _SHOWN = 3
@@ -79,20 +80,6 @@ def restore_scratch(
     return scratch
 
 
-def _compare(expected: dict[str, int] | None, restored: dict[str, int]) -> list[str]:
-    if expected is None:
-        return []
-    problems = []
-    for table in sorted(set(expected) | set(restored)):
-        want, got = expected.get(table), restored.get(table)
-        if want != got:
-            problems.append(
-                f"{table}: {'no table' if want is None else want} recorded, "
-                f"{'no table' if got is None else got} restored"
-            )
-    return problems
-
-
 def _prove_sqlite(path: Path) -> dict[str, int]:
     problem = integrity_problem(path)
     if problem is not None:
@@ -140,7 +127,7 @@ def prove(
         raise BackupError(f"a query on the restored copy failed: {exc}") from None
     except psycopg.Error as exc:
         raise BackupError(f"a query on the restored copy failed: {first_line(str(exc))}") from None
-    problems = _compare(expected, counts)
+    problems = count_differences(expected, counts)
     if problems:
         more = len(problems) - _SHOWN
         raise BackupError(
