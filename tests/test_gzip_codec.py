@@ -1,4 +1,5 @@
-"""gzip through ISA-L (issue 18): standard members, zlib's errors, the logged zlib fallback."""
+"""gzip through ISA-L and zlib-ng (issue 18): standard members, zlib's errors, the logged zlib
+fallback."""
 
 from __future__ import annotations
 
@@ -35,7 +36,19 @@ def test_isal_is_used_and_the_default_is_its_level_3() -> None:
     assert gzip_codec.have_isal()
     assert DEFAULT_LEVEL["gzip"] == 3
     assert gzip_codec.library_for(3) == "isal"
-    assert gzip_codec.library_for(6) == "zlib"  # ISA-L has no level above 3
+    assert gzip_codec.library_for(6) == "zlib-ng"  # ISA-L has no level above 3
+
+
+def test_zlib_ng_at_level_6_packs_like_gzip_6() -> None:
+    """Levels 4-9 are zlib's algorithm done by zlib-ng: `gzip -6`'s size, not ISA-L's."""
+    data = _payload()[:-300_000] * 3
+    out = io.BytesIO()
+    writer = compressing_writer(out, "gzip", 6)
+    writer.write(data)
+    writer.close()
+    gzip6 = subprocess.run(["gzip", "-6", "-c"], input=data, capture_output=True, check=True)
+    assert len(out.getvalue()) <= 1.05 * len(gzip6.stdout)
+    assert gzip.decompress(out.getvalue()) == data
 
 
 @pytest.mark.parametrize("level", [None, 1, 6])
@@ -101,4 +114,26 @@ print(DEFAULT_LEVEL['gzip'])
 """
     run = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True)
     assert run.stdout.strip() == "2"  # zlib's default of before
-    assert run.stderr.count("ISA-L") == 1, run.stderr
+    assert run.stderr.count("'isal' package is not installed") == 1, run.stderr
+
+
+def test_without_zlib_ng_levels_above_3_are_zlibs_and_said_once() -> None:
+    script = f"""
+import logging, sys
+sys.modules['zlib_ng'] = None  # as if the wheel were not installed
+logging.basicConfig(level=logging.WARNING, stream=sys.stderr)
+sys.path.insert(0, {str(ROOT)!r})
+import gzip, io
+from tasks.stream import gzip_codec
+from tasks.stream.compress import compressing_writer
+for _ in range(2):
+    out = io.BytesIO()
+    w = compressing_writer(out, 'gzip', 6)
+    w.write(b'hello ' * 100000)
+    w.close()
+    assert gzip.decompress(out.getvalue()) == b'hello ' * 100000
+print(gzip_codec.library_for(6), gzip_codec.library_for(3))
+"""
+    run = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True)
+    assert run.stdout.split() == ["zlib", "isal"]
+    assert run.stderr.count("'zlib-ng' package is not installed") == 1, run.stderr

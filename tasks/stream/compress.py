@@ -1,8 +1,9 @@
 """Streaming compression on every core, and hashing while writing.
 
-gzip: the input is cut into blocks that are deflated in parallel threads (ISA-L, or zlib
-without the isal wheel: both release the GIL) and written in order as concatenated gzip members — a valid gzip file that
-`gunzip`, `tar -z` and Python's `gzip` read as one stream (RFC 1952, section 2.2).
+gzip: the input is cut into blocks that are deflated in parallel threads (ISA-L at levels
+0-3, zlib-ng at 4-9, zlib without those wheels: all release the GIL) and written in order
+as concatenated gzip members — a valid gzip file that `gunzip`, `tar -z` and Python's
+`gzip` read as one stream (RFC 1952, section 2.2).
 zstd: zstandard's own multithreaded frame writer. Memory stays bounded: at most
 `2 × threads` blocks are in flight.
 """
@@ -99,7 +100,7 @@ class HashingReader(io.RawIOBase):
 
 
 def _gzip_member(block: bytes, level: int) -> bytes:
-    compressor = gzip_codec.deflater(level)  # ISA-L at levels 0-3, zlib above
+    compressor = gzip_codec.deflater(level)  # ISA-L at levels 0-3, zlib-ng above
     member = compressor.compress(block) + compressor.flush()
     _check_member(member, block)
     return member

@@ -1,13 +1,17 @@
-"""gzip in and out through ISA-L (the `isal` wheel) when it is installed, zlib otherwise.
+"""gzip in and out through ISA-L (the `isal` wheel) and zlib-ng (`zlib-ng`), zlib without them.
 
-ISA-L writes and reads standard gzip members (RFC 1952: `gunzip`, `tar -z` and Python's
-`gzip` read its output) several times faster than zlib, and its levels 1-3 pack better
-than zlib's 1-2 (figures in bench/README.md, "The default gzip level"). It has levels 0-3
-only: a level of 4-9 (BACKUP_COMPRESSION_LEVEL) is zlib's at that level, as before.
-Without the wheel everything is zlib, and the first use says so once in the log.
+Both write and read standard gzip members (RFC 1952: `gunzip`, `tar -z` and Python's
+`gzip` read their output). ISA-L is several times faster than zlib and its levels 1-3
+pack better than zlib's 1-2, but it has levels 0-3 only, and its best comes within 1.10x
+of `gzip -6`'s size at most (bench/README.md, issue 18). A level of 4-9
+(BACKUP_COMPRESSION_LEVEL) is therefore zlib's algorithm at that level, done by zlib-ng:
+the same sizes as zlib's (level 6 within 0.2 % of `gzip -6`) at 2.5-4x zlib's speed.
+Inflating is ISA-L's at every level (the fastest of the three). Without a wheel its
+part falls back to zlib, and the first use says so once in the log.
 
-Errors look like zlib's whichever library did the work: ISA-L's `IsalError` is re-raised
-as `zlib.error`, so every caller's `except zlib.error` keeps meaning "damaged stream".
+Errors look like zlib's whichever library did the work: ISA-L's `IsalError` and
+zlib-ng's `error` are re-raised as `zlib.error`, so every caller's `except zlib.error`
+keeps meaning "damaged stream".
 """
 
 from __future__ import annotations
@@ -25,6 +29,13 @@ try:
     _igzip, _isal_zlib = igzip, isal_zlib
 except ImportError:  # pragma: no cover - the wheel is a dependency; this is the fallback
     pass
+_zlib_ng: Any = None
+try:
+    from zlib_ng import zlib_ng
+
+    _zlib_ng = zlib_ng
+except ImportError:  # pragma: no cover - the wheel is a dependency; this is the fallback
+    pass
 
 
 ISAL_MAX_LEVEL = 3
@@ -34,14 +45,16 @@ _said_fallback = False
 
 ERRORS: tuple[type[BaseException], ...] = (zlib.error,)
 if _isal_zlib is not None:
-    ERRORS = (zlib.error, cast("type[BaseException]", _isal_zlib.error))
+    ERRORS = (*ERRORS, cast("type[BaseException]", _isal_zlib.error))
+if _zlib_ng is not None:
+    ERRORS = (*ERRORS, cast("type[BaseException]", _zlib_ng.error))
 
 
 def have_isal() -> bool:
     return _isal_zlib is not None
 
 
-def _say_fallback() -> None:
+def _say_fallback(package: str) -> None:
     global _said_fallback
     if not _said_fallback:
         _said_fallback = True
@@ -49,24 +62,31 @@ def _say_fallback() -> None:
         import logging
 
         logging.getLogger("chatbot_backup").warning(
-            "ISA-L (the 'isal' package) is not installed: gzip falls back to zlib, "
-            "which is several times slower; pip install isal"
+            f"the {package!r} package is not installed: gzip falls back to zlib, "
+            f"which is several times slower; pip install {package}"
         )
 
 
 def library_for(level: int) -> str:
-    """'isal' or 'zlib': which library deflates at `level`."""
-    if _isal_zlib is None:
-        _say_fallback()
+    """'isal', 'zlib-ng' or 'zlib': which library deflates at `level`."""
+    if 0 <= level <= ISAL_MAX_LEVEL:
+        if _isal_zlib is not None:
+            return "isal"
+        _say_fallback("isal")
         return "zlib"
-    return "isal" if 0 <= level <= ISAL_MAX_LEVEL else "zlib"
+    if _zlib_ng is not None:
+        return "zlib-ng"
+    _say_fallback("zlib-ng")
+    return "zlib"
 
 
 def deflater(level: int) -> Any:
     """A compression object writing one gzip member at `level`."""
-    if library_for(level) == "isal":
-        assert _isal_zlib is not None
+    library = library_for(level)
+    if library == "isal":
         return _isal_zlib.compressobj(level, _isal_zlib.DEFLATED, GZIP_WBITS)
+    if library == "zlib-ng":
+        return _zlib_ng.compressobj(level, _zlib_ng.DEFLATED, GZIP_WBITS)
     return zlib.compressobj(level, zlib.DEFLATED, GZIP_WBITS)
 
 
@@ -74,7 +94,7 @@ def inflater() -> Any:
     """A decompression object for one gzip member (`decompress(data, max_length)`,
     `unconsumed_tail`, `unused_data`, `eof` as zlib's)."""
     if _isal_zlib is None:
-        _say_fallback()
+        _say_fallback("isal")
         return zlib.decompressobj(GZIP_WBITS)
     return _isal_zlib.decompressobj(GZIP_WBITS)
 
@@ -109,6 +129,6 @@ class _IsalGzipReader(io.RawIOBase):
 def gzip_reader(source: BinaryIO) -> BinaryIO:
     """The uncompressed stream of a gzip file object (one or more members)."""
     if _igzip is None:
-        _say_fallback()
+        _say_fallback("isal")
         return cast(BinaryIO, gzip.GzipFile(fileobj=source, mode="rb"))
     return cast(BinaryIO, io.BufferedReader(_IsalGzipReader(source), _READ_BLOCK))
