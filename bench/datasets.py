@@ -495,7 +495,9 @@ ORDER BY c.id, k.k
 """
 
 
-def make_sqlite(path: Path | str, size_mb: int, log: bool = True, kind: str = "prose") -> Generated:
+def make_sqlite(
+    path: Path | str, size_mb: int, log: bool = True, kind: str | None = None
+) -> Generated:
     """(Re)create a SQLite database file of about `size_mb` MB at `path` (WAL mode)."""
     started = time.monotonic()
     path = Path(path)
@@ -503,6 +505,7 @@ def make_sqlite(path: Path | str, size_mb: int, log: bool = True, kind: str = "p
         Path(f"{path}{suffix}").unlink(missing_ok=True)
     target = size_mb * MB
     rng = random.Random(size_mb)
+    kind = kind or DEFAULT_KIND  # BENCH_DATASET, as make_postgres
     short, long = kind_fragments(kind)
     agents = _agents(rng)
     conn = sqlite3.connect(path, isolation_level=None)
