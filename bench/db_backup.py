@@ -49,7 +49,15 @@ import psycopg
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import datasets  # noqa: E402
-from measure import Measurement, Row, measure, median_of, print_rows, record_row  # noqa: E402
+from measure import (  # noqa: E402
+    Measurement,
+    Row,
+    measure,
+    median_of,
+    print_rows,
+    record_issue_row,
+    record_row,
+)
 
 ROOT = Path(__file__).resolve().parent.parent
 VENV_BIN = Path(os.environ.get("BENCH_VENV_BIN", ROOT / ".venv" / "bin"))
@@ -608,12 +616,23 @@ def memory_verdict(results: list[PgResult]) -> tuple[bool, list[str]]:
 
 
 def record_issue_rows(pg_results: list[PgResult], sqlite_result: SqliteResult | None) -> None:
-    """Issue 8's rows for bench/run's summary: standing server, as a deployment runs."""
+    """Issues 8's and 18's rows for bench/run's summary: standing server, as a deployment runs."""
+    one_task = next((r.one_task.median() for r in pg_results if r.one_task.runs), None)
     for result in pg_results:
         if result.size_mb == 0 and result.one_task.runs:
             record_row("tiny", Row("tiny", result.ours_srv.median(), result.one_task.median()))
         elif result.size_mb > 0:  # several sizes: the largest, measured last, wins
             record_row("pg", Row("pg", result.ours_srv.median(), result.theirs.median()))
+            ours = result.ours_srv.median()
+            if one_task is not None:  # issue 18: the floor plus Prefect's fixed cost
+                floor = result.floor.median()
+                both = Measurement(
+                    "floor + one-task flow", floor.seconds + one_task.seconds, 0.0, 0.0, 0
+                )
+                record_row("pg_floor", Row("pg_floor", ours, both))
+            record_issue_row(  # sizes in MB in the seconds columns: the ratio is what counts
+                "pg_size", result.ours_srv.output_mb(), result.theirs.output_mb(), 0.0
+            )
             if result.ours_zstd.runs:
                 record_row("zstd", Row("zstd", result.ours_zstd.median(), result.floor.median()))
     if sqlite_result is not None:

@@ -226,6 +226,7 @@ def main(argv: list[str] | None = None) -> int:
             )
         rows.append(Row(f"{label}: test-restore vs tar xzf", pick["tr_ours"], pick["tr_theirs"]))
         record_row("full", rows[0])
+        record_row("test_restore", rows[-1])
         print_rows(
             rows,
             f"Full backup, {os.cpu_count()} CPUs, warm page cache, {args.stat} of {args.repeat}",
