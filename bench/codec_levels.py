@@ -5,7 +5,8 @@
 For each codec and level: MB/s of CPU time (the thread's own, so other people's load on
 a shared machine does not count; min of --repeat runs) deflating, MB/s inflating, and the
 output size relative to `gzip -6` of the same bytes (the gzip command, run once). Used to
-choose DEFAULT_LEVEL in tasks/stream/compress.py (issue 18: size <= 1.05 x gzip -6).
+choose DEFAULT_LEVEL in tasks/stream/compress.py (issue 18: size <= 1.05 x gzip -6), and
+which library does levels 4-9 (tasks/stream/gzip_codec.py: zlib-ng).
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import time
 import zlib
 
 from isal import isal_zlib
+from zlib_ng import zlib_ng
 
 BLOCK = 1 << 20
 
@@ -51,9 +53,11 @@ def main(argv: list[str]) -> int:
     print("| codec | level | deflate MB/s (CPU) | inflate MB/s (CPU) | ratio | size vs gzip -6 |")
     print("|---|---:|---:|---:|---:|---:|")
     codecs = [("isal", lv, lambda lv=lv: isal_zlib.compressobj(lv, 8, 31)) for lv in (0, 1, 2, 3)]
+    codecs += [("zlib-ng", lv, lambda lv=lv: zlib_ng.compressobj(lv, 8, 31)) for lv in range(1, 7)]
     codecs += [("zlib", lv, lambda lv=lv: zlib.compressobj(lv, 8, 31)) for lv in (1, 2, 6)]
     inflaters = {
         "isal": lambda: isal_zlib.decompressobj(31),
+        "zlib-ng": lambda: zlib_ng.decompressobj(31),
         "zlib": lambda: zlib.decompressobj(31),
     }
     for name, level, make in codecs:
