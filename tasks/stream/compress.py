@@ -31,13 +31,15 @@ from tasks.stream import gzip_codec
 BLOCK_SIZE = 1 << 20
 # gzip level 3 with ISA-L (tasks/stream/gzip_codec.py): its best ratio, at the speed of
 # its level 2 on the prose bench set. 1 MiB members, one thread, CPU MB/s, size relative
-# to `gzip -6` of the same bytes (bench/codec_levels.py, 2026-12-01, issue 18):
-#   prose set (gzip -6 2.9x):   ISA-L 1 165 MB/s 1.155x | 2 177 1.128x | 3 177 1.108x
-#                                zlib 2 47 MB/s 1.135x | zlib 6 12 MB/s 1.004x
-#   chat-log set (gzip -6 8.8x): ISA-L 1 407 MB/s 1.567x | 2 456 1.543x | 3 207 1.435x
-#                                zlib 2 111 MB/s 1.484x | zlib 6 36 MB/s 1.016x
-# No ISA-L level comes within 1.05x of gzip -6 on these sets (only zlib 5-6 does, at a
-# quarter of zlib 2's speed); level 3 is smaller than zlib 2 on both and 2-4x faster.
+# to `gzip -6` of the same bytes (bench/codec_levels.py, quiet machine, 2026-12-01, issue 18):
+#   prose set (gzip -6 2.9x):    ISA-L 1 326 MB/s 1.152x | 2 327 1.125x | 3 269 1.105x
+#                                 zlib-ng 4 83 1.029x | 6 49 1.003x | zlib 2 81 1.134x | 6 22
+#   chat-log set (gzip -6 8.1x): ISA-L 1 605 MB/s 1.488x | 2 614 1.466x | 3 335 1.372x
+#                                 zlib-ng 5 136 1.088x | 6 93 0.999x | zlib 2 165 1.431x | 6 64
+# No ISA-L level comes within 1.05x of gzip -6 on these sets; levels 4-9 (zlib-ng) do, at
+# a fifth to a third of level 3's speed: BACKUP_COMPRESSION_LEVEL=6 is the choice where
+# space is dearer than time (db-backup 1 GB: 0.33 / 0.58 of `pg_dump | gzip -6`'s time at
+# 1.005x its size; the default: 0.16 / 0.37 at 1.11x / 1.46x; bench/README.md).
 # Without the isal wheel the default stays zlib level 2 (issue 8's choice: 3.5x the speed
 # of level 6, 1.13x its size).
 # zstd level 1: the level that keeps up with pg_dump on 2 cores. The 964 MB bench dump

@@ -5,7 +5,7 @@ Both write and read standard gzip members (RFC 1952: `gunzip`, `tar -z` and Pyth
 pack better than zlib's 1-2, but it has levels 0-3 only, and its best comes within 1.10x
 of `gzip -6`'s size at most (bench/README.md, issue 18). A level of 4-9
 (BACKUP_COMPRESSION_LEVEL) is therefore zlib's algorithm at that level, done by zlib-ng:
-the same sizes as zlib's (level 6 within 0.2 % of `gzip -6`) at 2.5-4x zlib's speed.
+the same sizes as zlib's (level 6 within 0.3 % of `gzip -6`) at 1.5-2.2x zlib's speed.
 Inflating is ISA-L's at every level (the fastest of the three). Without a wheel its
 part falls back to zlib, and the first use says so once in the log.
 
