@@ -68,6 +68,7 @@ from tasks.archive.member_rules import (
 )
 from tasks.core.errors import VerifyError
 from tasks.stream.compress import BLOCK_SIZE, open_decompressed, sniff_compression
+from tasks.stream.read_ahead import read_ahead
 
 # What the filesystem says of a name it cannot hold (a backstop for the checks above).
 _UNUSABLE_NAME = (errno.ENAMETOOLONG, errno.EILSEQ, errno.EINVAL)
@@ -336,7 +337,12 @@ def open_archive(path: Path) -> Iterator[BinaryIO]:
     """The uncompressed stream of a .tar.gz / .tar.zst file."""
     compression = sniff_compression(path)
     with open(path, "rb") as raw:
-        yield open_decompressed(io.BufferedReader(raw, BLOCK_SIZE), compression)
+        # inflated in a thread of its own while this one writes the files (issue 18)
+        stream = read_ahead(open_decompressed(io.BufferedReader(raw, BLOCK_SIZE), compression))
+        try:
+            yield stream
+        finally:
+            stream.close()
 
 
 def extract_archive(

@@ -23,6 +23,7 @@ from tasks.core.errors import VerifyError
 from tasks.stream import progress
 from tasks.stream.checksum import read_sidecar, sha256_file
 from tasks.stream.compress import BLOCK_SIZE, HashingReader, open_decompressed, sniff_compression
+from tasks.stream.read_ahead import read_ahead
 
 # A manifest lists every file; 10,000 files take about 2.7 MB. Anything far beyond is not ours.
 MAX_MANIFEST_BYTES = 512 << 20
@@ -73,15 +74,21 @@ def scan_archive(path: Path, expected_sha256: str | None = None) -> ArchiveScan:
     try:
         with open(path, "rb") as raw:
             hashed = HashingReader(raw)
-            stream = open_decompressed(io.BufferedReader(hashed, BLOCK_SIZE), compression)
-            with tarfile.open(fileobj=stream, mode="r|") as tar:
-                while (member := tar.next()) is not None:
-                    _note_member(scan, member)
-                    progress.set_done(raw.tell())
-                    tar.members.clear()  # type: ignore[attr-defined]  # tarfile keeps every header; we need none
-            # tar stops at its end marker; the rest of the stream must still decompress.
-            while stream.read(BLOCK_SIZE):
-                progress.set_done(raw.tell())
+            # hashed and inflated in a thread of its own while this one walks the headers
+            stream = read_ahead(
+                open_decompressed(io.BufferedReader(hashed, BLOCK_SIZE), compression)
+            )
+            try:
+                with tarfile.open(fileobj=stream, mode="r|") as tar:
+                    while (member := tar.next()) is not None:
+                        _note_member(scan, member)
+                        progress.set_done(hashed.size)
+                        tar.members.clear()  # type: ignore[attr-defined]  # tarfile keeps every header; we need none
+                # tar stops at its end marker; the rest of the stream must still decompress.
+                while stream.read(BLOCK_SIZE):
+                    progress.set_done(hashed.size)
+            finally:
+                stream.close()  # the reading thread has stopped: the rest is read here
             hashed.drain()
             progress.set_done(scan.size)
     except (EOFError, gzip.BadGzipFile, zlib.error, zstandard.ZstdError) as exc:
