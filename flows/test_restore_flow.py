@@ -27,11 +27,10 @@ from tasks.core.redact import redact
 from tasks.core.settings import Settings, load_settings
 from tasks.monitor.metrics import record_restore_proof
 from tasks.steps.verify import (
-    archive_integrity_task,
+    archive_read_task,
     backup_file_task,
     database_task,
     db_artifact_integrity_task,
-    extraction_task,
     manifest_task,
     section_task,
     staging_task,
@@ -112,14 +111,14 @@ def staging_target(staging_server: str) -> StagingTarget:
 
 def _full_archive_checks(path: Path, settings: Settings, workdir: Path) -> list[CheckOutcome]:
     later = FULL_CHECKS[1:]
-    integrity, scan = archive_integrity_task(path)
-    checks = [integrity]
-    if scan is None:
+    read = archive_read_task(path, workdir / "archive")  # integrity and extraction, one read
+    checks = [read.integrity]
+    scan, extraction = read.scan, read.extraction
+    if scan is None or read.extracted is None:
         return checks + [
             CheckOutcome.not_run(name, f"{ARCHIVE_INTEGRITY} failed") for name in later
         ]
-    extracted, extraction = extraction_task(path, scan, workdir / "archive")
-    checks.append(extracted)
+    checks.append(read.extracted)
     if extraction is None:
         return checks + [CheckOutcome.not_run(n, f"{EXTRACTION} failed") for n in later[1:]]
     manifest_check, manifest = manifest_task(scan, extraction)

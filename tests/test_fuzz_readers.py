@@ -6,7 +6,7 @@ Readers under test, and the one error each documents:
 - `parse_backup_name` / `impossible_timestamp`: None or a value, never an exception.
 - `scan_archive`, `refuse_unsafe_members`, `extract_archive`, `stage_archive`,
   `verify_compressed_file`: VerifyError (UnsafeArchiveError is one).
-- the test-restore checks (`check_archive_integrity`, `check_extraction`,
+- the test-restore checks (`check_archive_integrity`, `check_extraction`, `check_archive_read`,
   `check_manifest`, `check_section`): never raise; they return a failed outcome.
 
 Inputs: arbitrary bytes; a real full backup (made by the backup-all code path) with
@@ -58,6 +58,7 @@ from tasks.verify.backup_file import verify_compressed_file
 from tasks.verify.restore_test import (
     SECTION_CHECKS,
     check_archive_integrity,
+    check_archive_read,
     check_extraction,
     check_manifest,
     check_section,
@@ -209,8 +210,15 @@ def run_every_archive_reader(box: Box, archive: Path) -> None:
     integrity, scan = check_archive_integrity(archive)
     assert integrity.passed == (scan is not None)
     if scan is None:
+        read = check_archive_read(archive, box.target / "one-read")
+        assert not read.integrity.passed and read.scan is None and read.extracted is None
         return
     outcome, extraction = check_extraction(archive, scan, box.target / "test-restore")
+    # test-restore's one read reaches the same verdicts as the two reads (scan, extract)
+    read = check_archive_read(archive, box.target / "one-read")
+    assert read.integrity.passed and read.extracted is not None
+    assert read.extracted.passed == outcome.passed, (read.extracted, outcome)
+    assert (read.extraction is None) == (extraction is None)
     if extraction is None:
         assert not outcome.passed
         return

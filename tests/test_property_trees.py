@@ -308,7 +308,12 @@ def test_generated_trees_stage_exactly_and_pass_test_restore(tmp_path: Path, spe
     from tasks.backup.full_backup import FullBackupPlan, write_full_backup
     from tasks.restore.archive import stage_archive
     from tasks.sources.sqlite import SqliteSource
-    from tasks.verify.restore_test import check_archive_integrity, check_extraction, check_manifest
+    from tasks.verify.restore_test import (
+        check_archive_integrity,
+        check_archive_read,
+        check_extraction,
+        check_manifest,
+    )
 
     base = tmp_path / uuid.uuid4().hex[:8]
     data = base / "data"
@@ -329,12 +334,18 @@ def test_generated_trees_stage_exactly_and_pass_test_restore(tmp_path: Path, spe
     data_mode = oct(stat.S_IMODE(os.stat(data).st_mode))
     assert oct(stat.S_IMODE(os.stat(staged.root / "data").st_mode)) == data_mode
     assert facts == live
-    integrity, scan = check_archive_integrity(archive)  # test-restore's checks
-    assert integrity.passed and scan is not None, integrity.reason
-    extracted, extraction = check_extraction(archive, scan, base / "test-restore")
-    assert extracted.passed and extraction is not None, extracted.reason
-    checked, _ = check_manifest(scan, extraction)
+    read = check_archive_read(archive, base / "test-restore")  # test-restore's one read
+    assert read.integrity.passed and read.scan is not None, read.integrity.reason
+    assert read.extracted is not None and read.extracted.passed, read.extracted
+    assert read.extraction is not None
+    checked, _ = check_manifest(read.scan, read.extraction)
     assert checked.passed, checked.reason
+    # the DR drill's two reads (scan, then extraction) agree
+    integrity, scan = check_archive_integrity(archive)
+    assert integrity.passed and scan is not None, integrity.reason
+    extracted, extraction = check_extraction(archive, scan, base / "drill")
+    assert extracted.passed and extraction is not None, extracted.reason
+    assert tree_facts(base / "drill") == tree_facts(base / "test-restore")
 
 
 # -- damaged copies: refused by both, nothing live changed ----------------------------------------

@@ -305,6 +305,54 @@ class _Extractor:
             os.utime(fd, (member.mtime, member.mtime))
 
 
+@contextlib.contextmanager
+def _creating() -> Iterator[None]:
+    """A name the filesystem cannot hold is the archive's problem; other OS errors
+    (disk full, permissions) are the caller's to report."""
+    try:
+        yield
+    except OSError as exc:
+        if exc.errno not in _UNUSABLE_NAME:
+            raise
+        raise UnsafeArchiveError(
+            f"a member cannot be created here ({exc.strerror}): {shorten(str(exc.filename))}"
+        ) from None
+
+
+class MemberExtraction:
+    """An extraction fed one member at a time by a caller that walks the tar stream
+    itself (test-restore's one read: the archive scan extracts on its way past).
+    Each `add` must come before the stream moves to the next header; `finish` makes
+    the links and folder modes once every member is in."""
+
+    def __init__(
+        self,
+        dest: Path,
+        *,
+        skip_external_links: bool = False,
+        max_bytes: int | None = None,
+        preserve_owner: bool = False,
+        links: LinkPolicy | None = None,
+    ) -> None:
+        self._links = links
+        self._extractor = _Extractor(dest, skip_external_links, max_bytes, preserve_owner, links)
+
+    @property
+    def result(self) -> Extraction:
+        return self._extractor.result
+
+    def add(self, tar: tarfile.TarFile, member: tarfile.TarInfo) -> None:
+        with _creating():
+            self._extractor.add(tar, member)
+
+    def finish(self) -> Extraction:
+        with _creating():
+            rule = self._links.rule(self.result) if self._links is not None else None
+            self._extractor.make_links(rule)
+            self._extractor.finish_dirs()
+        return self.result
+
+
 def extract_stream(
     stream: BinaryIO,
     dest: Path,
@@ -315,21 +363,18 @@ def extract_stream(
     links: LinkPolicy | None = None,
 ) -> Extraction:
     """Extract the uncompressed tar read from `stream` into `dest` (new or empty)."""
-    extractor = _Extractor(dest, skip_external_links, max_bytes, preserve_owner, links)
-    try:
-        with tarfile.open(fileobj=stream, mode="r|") as tar:
-            while (member := tar.next()) is not None:
-                extractor.add(tar, member)
-                tar.members.clear()  # type: ignore[attr-defined]  # tarfile keeps every header; we need none
-        extractor.make_links(links.rule(extractor.result) if links is not None else None)
-        extractor.finish_dirs()
-    except OSError as exc:
-        if exc.errno not in _UNUSABLE_NAME:
-            raise  # disk full, permissions: the caller's to report
-        raise UnsafeArchiveError(
-            f"a member cannot be created here ({exc.strerror}): {shorten(str(exc.filename))}"
-        ) from None
-    return extractor.result
+    extraction = MemberExtraction(
+        dest,
+        skip_external_links=skip_external_links,
+        max_bytes=max_bytes,
+        preserve_owner=preserve_owner,
+        links=links,
+    )
+    with tarfile.open(fileobj=stream, mode="r|") as tar:
+        while (member := tar.next()) is not None:
+            extraction.add(tar, member)
+            tar.members.clear()  # type: ignore[attr-defined]  # tarfile keeps every header; we need none
+    return extraction.finish()
 
 
 @contextlib.contextmanager

@@ -13,6 +13,7 @@ import gzip
 import io
 import tarfile
 import zlib
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -57,8 +58,17 @@ class ArchiveScan:
         return len(self.last_members) == 2 and names == {MANIFEST_JSON, MANIFEST_TXT}
 
 
-def scan_archive(path: Path, expected_sha256: str | None = None) -> ArchiveScan:
-    """Read the whole archive once; VerifyError saying what is wrong, else what it holds."""
+# Called with each member as the scan passes it, before the stream moves on: the member's
+# data can be read from the tar then (test-restore extracts in the same read).
+MemberVisitor = Callable[[tarfile.TarFile, tarfile.TarInfo], None]
+
+
+def scan_archive(
+    path: Path, expected_sha256: str | None = None, visit: MemberVisitor | None = None
+) -> ArchiveScan:
+    """Read the whole archive once; VerifyError saying what is wrong, else what it holds.
+    `visit` sees every member on the way. It keeps its own failures to itself: what it
+    raises is taken for the archive's (a stream or tar error stops the scan as damage)."""
     if not path.exists():
         raise VerifyError(f"{path}: no such backup file")
     compression = sniff_compression(path)
@@ -82,6 +92,8 @@ def scan_archive(path: Path, expected_sha256: str | None = None) -> ArchiveScan:
                 with tarfile.open(fileobj=stream, mode="r|") as tar:
                     while (member := tar.next()) is not None:
                         _note_member(scan, member)
+                        if visit is not None:
+                            visit(tar, member)
                         progress.set_done(hashed.size)
                         tar.members.clear()  # type: ignore[attr-defined]  # tarfile keeps every header; we need none
                 # tar stops at its end marker; the rest of the stream must still decompress.

@@ -13,24 +13,28 @@ so an archive test-restore passes is one restore-all accepts, and the other way 
 from __future__ import annotations
 
 import contextlib
+import gzip
 import secrets
 import shutil
 import sqlite3
+import tarfile
 import tempfile
 from collections.abc import Iterator
+from dataclasses import dataclass
 from itertools import islice
 from pathlib import Path
 
 from tasks.archive.extracted import Extraction
 from tasks.archive.manifest.model import MANIFEST_JSON, Manifest
-from tasks.archive.safe_extract import extract_archive
-from tasks.archive.scan import ArchiveScan, scan_archive
+from tasks.archive.safe_extract import MemberExtraction, extract_archive
+from tasks.archive.scan import ArchiveScan, MemberVisitor, scan_archive
 from tasks.archive.verdict import (
     ManifestLinks,
     archive_problems,
     entry_problem,
     read_extracted_manifest,
 )
+from tasks.catalog.records import read_meta
 from tasks.core.errors import BackupError, SourceError
 from tasks.core.naming import parse_backup_name
 from tasks.restore.postgres import load_checked
@@ -99,10 +103,13 @@ def is_full_archive(path: Path) -> bool:
 # -- 2. archive integrity --------------------------------------------------------------
 
 
-def check_archive_integrity(path: Path) -> tuple[CheckOutcome, ArchiveScan | None]:
-    """Full archive: sha256 sidecar (if any), the whole compressed stream, every tar header."""
+def check_archive_integrity(
+    path: Path, visit: MemberVisitor | None = None
+) -> tuple[CheckOutcome, ArchiveScan | None]:
+    """Full archive: sha256 sidecar (if any), the whole compressed stream, every tar header
+    (`visit` sees each member on the way)."""
     try:
-        scan = scan_archive(path)
+        scan = scan_archive(path, visit=visit)
     except BackupError as exc:
         return CheckOutcome.failed(ARCHIVE_INTEGRITY, str(exc)), None
     checksum = "sha256 matches its sidecar" if scan.sidecar_checked else "no .sha256 sidecar"
@@ -159,6 +166,10 @@ def check_extraction(
         return CheckOutcome.failed(EXTRACTION, f"extraction into {workdir} failed: {exc}"), None
     finally:
         links.close()
+    return _extracted(extraction), extraction
+
+
+def _extracted(extraction: Extraction) -> CheckOutcome:
     reason = (
         f"{len(extraction.files)} files ({extraction.bytes} bytes), {len(extraction.dirs)} "
         f"folders, {len(extraction.symlinks)} links (as MANIFEST.json records them) extracted "
@@ -169,7 +180,110 @@ def check_extraction(
             f" ({len(extraction.external_links)} links not created: no {MANIFEST_JSON} "
             "to check them against)"
         )
-    return CheckOutcome.ok(EXTRACTION, reason), extraction
+    return CheckOutcome.ok(EXTRACTION, reason)
+
+
+# -- 2 and 3 in one read (test-restore) ------------------------------------------------
+
+
+@dataclass
+class ArchiveChecks:
+    """The archive-integrity and extraction checks of one read of a full archive."""
+
+    integrity: CheckOutcome
+    scan: ArchiveScan | None  # None: the integrity check failed
+    extracted: CheckOutcome | None = None  # None: not run, as the integrity check failed
+    extraction: Extraction | None = None
+
+
+_BLOCK = 4096  # a filesystem block, as most have
+
+
+class _ExtractOnTheWay:
+    """The scan's visitor: extracts each member as the integrity scan passes it. Its first
+    problem stops the extraction, not the scan, so the archive's own verdict (checksum,
+    stream, every header) is still reached and reported first, as in two reads."""
+
+    def __init__(self, workdir: Path, budget: int, links: ManifestLinks) -> None:
+        self.workdir = workdir
+        self.budget = budget
+        self.used = 0  # the files' blocks so far
+        self.extraction = MemberExtraction(workdir, links=links)
+        self.problem: str | None = None
+        self.out_of_space = False
+
+    @property
+    def stopped(self) -> bool:
+        return self.problem is not None or self.out_of_space
+
+    def __call__(self, tar: tarfile.TarFile, member: tarfile.TarInfo) -> None:
+        if self.stopped:
+            return
+        if member.isfile():
+            self.used += -(-member.size // _BLOCK) * _BLOCK + _BLOCK  # data and inode, about
+            if self.used > self.budget:
+                self.out_of_space = True  # said once the scan knows what the archive needs
+                return
+        try:
+            self.extraction.add(tar, member)
+        except BackupError as exc:  # an unsafe member: refused, named
+            self.problem = str(exc)
+        except gzip.BadGzipFile:
+            raise  # an OSError, but the stream's damage: the scan's to report
+        except OSError as exc:
+            self.problem = f"extraction into {self.workdir} failed: {exc}"
+
+
+def _no_room(workdir: Path, free: int, needed: int) -> CheckOutcome:
+    return CheckOutcome.failed(
+        EXTRACTION,
+        f"{workdir} has {free} bytes free, the archive needs {needed}; "
+        "set TMPDIR to a larger folder",
+    )
+
+
+def check_archive_read(path: Path, workdir: Path) -> ArchiveChecks:
+    """Archive integrity and extraction into `workdir` in one read of the archive (issue 18:
+    the scan and a second read for the extraction were two passes): the file is hashed
+    against its sidecar, inflated and every header walked while each member is extracted.
+    What was extracted counts only once the whole read passed; else it is left for the
+    caller's scratch folder to remove."""
+    try:
+        workdir.mkdir(mode=0o700, parents=True, exist_ok=True)
+        free = shutil.disk_usage(workdir).free
+    except OSError as exc:
+        integrity, scan = check_archive_integrity(path)
+        failed = CheckOutcome.failed(EXTRACTION, f"cannot use {workdir}: {exc}")
+        return ArchiveChecks(integrity, scan, failed if scan is not None else None)
+    # Stop while a twentieth of the free space is left: the scratch folder is shared
+    # (TMPDIR), so never filled to the last block.
+    budget = free - free // 20
+    recorded = read_meta(path).get("bytes")
+    if isinstance(recorded, int) and recorded > budget:  # it will not fit: write nothing
+        integrity, scan = check_archive_integrity(path)
+        if scan is None:
+            return ArchiveChecks(integrity, None)
+        return ArchiveChecks(integrity, scan, _no_room(workdir, free, scan.content_bytes))
+    links = ManifestLinks()  # exactly the links MANIFEST.json records, as restore-all makes them
+    try:
+        visitor = _ExtractOnTheWay(workdir, budget, links)
+        integrity, scan = check_archive_integrity(path, visitor)
+        if scan is None:
+            return ArchiveChecks(integrity, None)
+        if visitor.out_of_space:
+            return ArchiveChecks(integrity, scan, _no_room(workdir, free, scan.content_bytes))
+        if visitor.problem is not None:
+            return ArchiveChecks(integrity, scan, CheckOutcome.failed(EXTRACTION, visitor.problem))
+        try:
+            extraction = visitor.extraction.finish()  # the links and the folders' modes
+        except BackupError as exc:
+            return ArchiveChecks(integrity, scan, CheckOutcome.failed(EXTRACTION, str(exc)))
+        except OSError as exc:
+            reason = f"extraction into {workdir} failed: {exc}"
+            return ArchiveChecks(integrity, scan, CheckOutcome.failed(EXTRACTION, reason))
+    finally:
+        links.close()
+    return ArchiveChecks(integrity, scan, _extracted(extraction), extraction)
 
 
 # -- 4. manifest -----------------------------------------------------------------------
