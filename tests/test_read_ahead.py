@@ -81,3 +81,26 @@ def test_a_truncated_archive_is_still_zlibs_error(tmp_path: Path) -> None:
         while stream.read(BLOCK_SIZE):
             pass
     assert _read_ahead_threads() == 0
+
+
+def test_a_producer_blocked_on_a_full_handoff_ends_when_the_reader_stops() -> None:
+    """The bounded hand-off both background readers (read-ahead, restore's inflate)
+    use: a producer waiting on a full queue gives up once the reader stops, and `stop`
+    returns only after it has."""
+    from tasks.stream.handoff import Handoff
+
+    handoff = Handoff(depth=1)
+    results: list[bool] = []
+
+    def produce() -> None:
+        for block in range(100):  # far more than the queue holds
+            if not handoff.put(block):
+                results.append(False)
+                return
+        results.append(True)
+
+    producer = threading.Thread(target=produce)
+    producer.start()
+    assert handoff.get() == 0  # it ran, and is now blocked on the full queue
+    handoff.stop(producer)
+    assert not producer.is_alive() and results == [False] and handoff.stopped

@@ -12,7 +12,6 @@ the expected sha256 — nothing read before that point may be made permanent.
 from __future__ import annotations
 
 import hashlib
-import queue
 import threading
 from pathlib import Path
 
@@ -20,6 +19,7 @@ import zstandard
 
 from tasks.core.errors import VerifyError
 from tasks.stream import gzip_codec
+from tasks.stream.handoff import Handoff
 
 READ_SIZE = 1 << 20  # compressed bytes per read
 OUT_SIZE = 1 << 20  # most decompressed bytes per block handed over
@@ -54,8 +54,7 @@ class InflatingReader:
         self._path = path
         self._compression = compression
         self._raw = open(path, "rb")
-        self._queue: queue.Queue[object] = queue.Queue(QUEUE_BLOCKS)
-        self._stop = threading.Event()
+        self._handoff = Handoff(QUEUE_BLOCKS)
         self._sha256 = hashlib.sha256()
         self.compressed_size = 0
         self.content_size = 0
@@ -64,15 +63,6 @@ class InflatingReader:
         self._thread.start()
 
     # ---- producer (background thread) ----
-    def _put(self, item: object) -> bool:
-        while not self._stop.is_set():
-            try:
-                self._queue.put(item, timeout=0.2)
-                return True
-            except queue.Full:
-                continue
-        return False
-
     def _read_raw(self) -> bytes:
         data = self._raw.read(READ_SIZE)
         self._sha256.update(data)
@@ -85,9 +75,9 @@ class InflatingReader:
                 self._inflate_zstd()
             else:
                 self._inflate_gzip()
-            self._put(_END)
+            self._handoff.put(_END)
         except _STREAM_ERRORS as exc:
-            self._put(
+            self._handoff.put(
                 _Failed(
                     VerifyError(
                         f"{self._path.name}: damaged or truncated {self._compression} stream ({exc})"
@@ -95,7 +85,7 @@ class InflatingReader:
                 )
             )
         except BaseException as exc:  # noqa: BLE001 - handed to the reading thread
-            self._put(_Failed(exc))
+            self._handoff.put(_Failed(exc))
 
     def _inflate_gzip(self) -> None:
         """Concatenated gzip members (ours are 1 MiB each), zero padding allowed between
@@ -104,7 +94,7 @@ class InflatingReader:
         pending = b""
         started = False
         members = 0
-        while not self._stop.is_set():
+        while not self._handoff.stopped:
             if not pending:
                 pending = self._read_raw()
                 if not pending:
@@ -125,9 +115,9 @@ class InflatingReader:
                 members += 1
             if out:
                 self.content_size += len(out)
-                if not self._put(out):
+                if not self._handoff.put(out):
                     return
-        if self._stop.is_set():
+        if self._handoff.stopped:
             return
         if started:
             raise EOFError("the stream ends inside a gzip member")
@@ -141,7 +131,7 @@ class InflatingReader:
         inflater = zstandard.ZstdDecompressor().decompressobj()
         frames = 0
         in_frame = False
-        while not self._stop.is_set():
+        while not self._handoff.stopped:
             data = self._read_raw()
             if not data:
                 break
@@ -159,9 +149,9 @@ class InflatingReader:
                         inflater = zstandard.ZstdDecompressor().decompressobj()
                     if out:
                         self.content_size += len(out)
-                        if not self._put(out):
+                        if not self._handoff.put(out):
                             return
-        if self._stop.is_set():
+        if self._handoff.stopped:
             return
         if in_frame or frames == 0:
             raise EOFError("the stream ends inside a zstd frame")
@@ -170,7 +160,7 @@ class InflatingReader:
     def next_block(self) -> bytes:
         if self._ended:
             return b""
-        item = self._queue.get()
+        item = self._handoff.get()
         if isinstance(item, _Failed):
             self._ended = True
             raise item.error
@@ -193,10 +183,5 @@ class InflatingReader:
         return actual
 
     def close(self) -> None:
-        self._stop.set()
-        while self._thread.is_alive():
-            try:
-                self._queue.get(timeout=0.1)
-            except queue.Empty:
-                pass
+        self._handoff.stop(self._thread)
         self._raw.close()

@@ -17,9 +17,10 @@ object, to the caller at the point of the stream where it happened — so every 
 from __future__ import annotations
 
 import io
-import queue
 import threading
 from typing import BinaryIO
+
+from tasks.stream.handoff import Handoff
 
 _END = object()
 
@@ -33,33 +34,24 @@ class ReadAhead(io.RawIOBase):
     def __init__(self, source: BinaryIO, block: int = 1 << 20, depth: int = 2) -> None:
         self._source = source
         self._block = block
-        self._queue: queue.Queue[object] = queue.Queue(depth)
-        self._stop = threading.Event()
+        self._handoff = Handoff(depth)
         self._left = memoryview(b"")
         self._done = False
         self._thread = threading.Thread(target=self._run, name="read-ahead", daemon=True)
         self._thread.start()
 
-    def _put(self, item: object) -> bool:
-        while not self._stop.is_set():
-            try:
-                self._queue.put(item, timeout=0.2)
-                return True
-            except queue.Full:
-                continue
-        return False
-
     def _run(self) -> None:
+        handoff = self._handoff
         try:
-            while not self._stop.is_set():
+            while not handoff.stopped:
                 data = self._source.read(self._block)
                 if not data:
                     break
-                if not self._put(data):
+                if not handoff.put(data):
                     return
-            self._put(_END)
+            handoff.put(_END)
         except BaseException as exc:  # noqa: BLE001 - raised again in the reading thread
-            self._put(exc)
+            handoff.put(exc)
 
     def readable(self) -> bool:
         return True
@@ -68,7 +60,7 @@ class ReadAhead(io.RawIOBase):
         if not self._left:
             if self._done:
                 return 0
-            item = self._queue.get()
+            item = self._handoff.get()
             if item is _END:
                 self._done = True
                 return 0
@@ -83,12 +75,7 @@ class ReadAhead(io.RawIOBase):
 
     def close(self) -> None:
         if not self.closed:
-            self._stop.set()
-            while self._thread.is_alive():
-                try:
-                    self._queue.get(timeout=0.1)
-                except queue.Empty:
-                    pass
+            self._handoff.stop(self._thread)
             super().close()
 
 
