@@ -144,6 +144,10 @@ class ParallelGzipWriter(io.RawIOBase):
         if self._threads > 1:
             from concurrent.futures import ThreadPoolExecutor
 
+            from tasks.stream.allocator import keep_block_memory
+
+            keep_block_memory()  # members made on the pool's threads, freed on this one
+
             self._pool = ThreadPoolExecutor(self._threads, thread_name_prefix="gzip")
         self._pending: deque[Future[bytes]] = deque()
         self._buffer = bytearray()

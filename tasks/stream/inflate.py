@@ -19,6 +19,7 @@ import zstandard
 
 from tasks.core.errors import VerifyError
 from tasks.stream import gzip_codec
+from tasks.stream.allocator import keep_block_memory
 from tasks.stream.handoff import Handoff
 
 READ_SIZE = 1 << 20  # compressed bytes per read
@@ -51,6 +52,7 @@ class InflatingReader:
     """
 
     def __init__(self, path: Path, compression: str) -> None:
+        keep_block_memory()  # a block per read, on another thread: no page faults for each
         self._path = path
         self._compression = compression
         self._raw = open(path, "rb")

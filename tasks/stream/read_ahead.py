@@ -20,6 +20,7 @@ import io
 import threading
 from typing import BinaryIO
 
+from tasks.stream.allocator import keep_block_memory
 from tasks.stream.handoff import Handoff
 
 _END = object()
@@ -32,6 +33,7 @@ class ReadAhead(io.RawIOBase):
     """
 
     def __init__(self, source: BinaryIO, block: int = 1 << 20, depth: int = 2) -> None:
+        keep_block_memory()  # a block per read, on another thread: no page faults for each
         self._source = source
         self._block = block
         self._handoff = Handoff(depth)
