@@ -16,7 +16,6 @@ import io
 import json
 import os
 import shutil
-import subprocess
 import tarfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -26,6 +25,7 @@ import pytest
 import tasks.archive.safe_extract as safe_extract
 from tasks.stream.checksum import sha256_file, write_sidecar
 from tasks.verify.restore_test import check_archive_read
+from tests.support.disks import small_tmpfs
 from tests.support.trees import tree_facts
 
 TOP = "full_backup_20260101_000000"
@@ -115,17 +115,8 @@ def test_damage_without_a_sidecar_is_named_as_the_streams(tmp_path: Path) -> Non
 
 @pytest.fixture
 def small_disk(tmp_path: Path) -> Iterator[Path]:
-    mount = tmp_path / "small"
-    mount.mkdir()
-    done = subprocess.run(
-        ["mount", "-t", "tmpfs", "-o", "size=4m", "tmpfs", str(mount)], capture_output=True
-    )
-    if done.returncode != 0:
-        pytest.skip(f"cannot mount a tmpfs here: {done.stderr.decode().strip()}")
-    try:
+    with small_tmpfs(tmp_path / "small", 4) as mount:
         yield mount
-    finally:
-        subprocess.run(["umount", "-l", str(mount)], check=False)
 
 
 def test_a_scratch_folder_too_small_says_so_and_stops_before_it_is_full(

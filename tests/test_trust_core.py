@@ -34,6 +34,7 @@ from tasks.core.naming import db_backup_name, timestamp
 from tasks.core.settings import load_settings
 from tasks.stream.checksum import sha256_file, write_sidecar
 from tests.conftest import Platform, make_sqlite_db, sqlite_dump
+from tests.support.disks import small_tmpfs
 from tests.test_db_restore import tree_state
 from tests.test_monitor import finding_line, make_backup, run_monitor
 from tests.test_restore_all import populate
@@ -275,17 +276,8 @@ def test_sqlite_path_with_uri_characters_backs_up_and_restores(
 
 @pytest.fixture
 def small_disk(tmp_path: Path) -> Iterator[Path]:
-    mount = tmp_path / "small"
-    mount.mkdir()
-    done = subprocess.run(
-        ["mount", "-t", "tmpfs", "-o", "size=6m", "tmpfs", str(mount)], capture_output=True
-    )
-    if done.returncode != 0:
-        pytest.skip(f"cannot mount a tmpfs here: {done.stderr.decode().strip()}")
-    try:
+    with small_tmpfs(tmp_path / "small", 6) as mount:
         yield mount
-    finally:
-        subprocess.run(["umount", "-l", str(mount)], check=False)
 
 
 def _random_database(path: Path, megabytes: int) -> None:

@@ -62,7 +62,6 @@ def add_choice_flags(parser: Any, kind: str) -> None:
 def choose(args: argparse.Namespace, job: str) -> str | None:
     """The FILE, or the backup --latest/--as-of picks (said on stdout); None: the job's
     own default. The choice is made before any question, so an impossible time fails fast."""
-    from flows.restore_job import chosen_backup
     from tasks.catalog.listing import parse_as_of
     from tasks.core.settings import load_settings
 
@@ -77,7 +76,10 @@ def choose(args: argparse.Namespace, job: str) -> str | None:
         raise ConfigError(f'{job}: give the backup FILE, --latest or --as-of "YYYY-MM-DD HH:MM"')
     if args.as_of:
         parse_as_of(args.as_of)  # a malformed time fails before the settings are read
-    chosen = chosen_backup(load_settings(), job, None, args.as_of)
+    settings = load_settings()  # a configuration error answers before Prefect loads
+    from flows.restore_job import chosen_backup
+
+    chosen = chosen_backup(settings, job, None, args.as_of)
     print(f"{job}: {'--as-of ' + args.as_of if args.as_of else '--latest'} chose {chosen}")
     return chosen
 
