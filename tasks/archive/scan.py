@@ -16,6 +16,7 @@ import zlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import BinaryIO
 
 import zstandard
 
@@ -73,52 +74,75 @@ def scan_archive(
         raise VerifyError(f"{path}: no such backup file")
     compression = sniff_compression(path)
     expected = expected_sha256 or read_sidecar(path)
-    scan = ArchiveScan(
-        path=path,
-        size=path.stat().st_size,
-        sha256="",
-        compression=compression,
-        sidecar_checked=expected is not None,
-    )
-    progress.phase(f"reading {path.name}", scan.size)
+    size = path.stat().st_size
+    progress.phase(f"reading {path.name}", size)
     try:
         with open(path, "rb") as raw:
-            hashed = HashingReader(raw)
-            # hashed and inflated in a thread of its own while this one walks the headers
-            stream = read_ahead(
-                open_decompressed(io.BufferedReader(hashed, BLOCK_SIZE), compression)
-            )
-            try:
-                with tarfile.open(fileobj=stream, mode="r|") as tar:
-                    while (member := tar.next()) is not None:
-                        _note_member(scan, member)
-                        if visit is not None:
-                            visit(tar, member)
-                        progress.set_done(hashed.size)
-                        tar.members.clear()  # type: ignore[attr-defined]  # tarfile keeps every header; we need none
-                # tar stops at its end marker; the rest of the stream must still decompress.
-                while stream.read(BLOCK_SIZE):
-                    progress.set_done(hashed.size)
-            finally:
-                stream.close()  # the reading thread has stopped: the rest is read here
-            hashed.drain()
-            progress.set_done(scan.size)
-    except (EOFError, gzip.BadGzipFile, zlib.error, zstandard.ZstdError) as exc:
+            scan = scan_stream(raw, path, compression, visit, metered=True)
+    except StreamDamage:
         _raise_sidecar_mismatch(path, expected)  # the plainer reason, when there is one
-        raise VerifyError(
+        raise
+    progress.set_done(size)
+    scan.sidecar_checked = expected is not None
+    check_scanned(scan, expected)
+    return scan
+
+
+class StreamDamage(VerifyError):
+    """The compressed stream or the tar inside it is damaged or truncated."""
+
+
+def scan_stream(
+    raw: BinaryIO,
+    path: Path,
+    compression: str,
+    visit: MemberVisitor | None = None,
+    *,
+    metered: bool = False,
+) -> ArchiveScan:
+    """What `scan_archive` reads, from an open file (`path` names it in messages): hashed
+    while inflated and walked; its sha256 is in the result, for the caller to judge
+    (`check_scanned`). `metered`: report the progress of the run."""
+    scan = ArchiveScan(path=path, size=0, sha256="", compression=compression, sidecar_checked=False)
+    try:
+        hashed = HashingReader(raw)
+        # hashed and inflated in a thread of its own while this one walks the headers
+        stream = read_ahead(open_decompressed(io.BufferedReader(hashed, BLOCK_SIZE), compression))
+        try:
+            with tarfile.open(fileobj=stream, mode="r|") as tar:
+                while (member := tar.next()) is not None:
+                    _note_member(scan, member)
+                    if visit is not None:
+                        visit(tar, member)
+                    if metered:
+                        progress.set_done(hashed.size)
+                    tar.members.clear()  # type: ignore[attr-defined]  # tarfile keeps every header; we need none
+            # tar stops at its end marker; the rest of the stream must still decompress.
+            while stream.read(BLOCK_SIZE):
+                if metered:
+                    progress.set_done(hashed.size)
+        finally:
+            stream.close()  # the reading thread has stopped: the rest is read here
+        hashed.drain()
+    except (EOFError, gzip.BadGzipFile, zlib.error, zstandard.ZstdError) as exc:
+        raise StreamDamage(
             f"{path.name}: damaged or truncated {compression} stream ({exc})"
         ) from None
     except tarfile.TarError as exc:
-        _raise_sidecar_mismatch(path, expected)
-        raise VerifyError(f"{path.name}: not a readable tar archive ({exc})") from None
+        raise StreamDamage(f"{path.name}: not a readable tar archive ({exc})") from None
     except OSError as exc:
         raise VerifyError(f"{path.name}: cannot read ({exc})") from None
+    scan.size = hashed.size
     scan.sha256 = hashed.sha256.hexdigest()
-    if expected is not None and scan.sha256 != expected:
-        raise VerifyError(_mismatch(path, expected, scan.sha256))
-    if scan.members == 0:
-        raise VerifyError(f"{path.name}: the archive is empty")
     return scan
+
+
+def check_scanned(scan: ArchiveScan, expected_sha256: str | None) -> None:
+    """VerifyError unless the scanned bytes are the ones expected and hold something."""
+    if expected_sha256 is not None and scan.sha256 != expected_sha256:
+        raise VerifyError(_mismatch(scan.path, expected_sha256, scan.sha256))
+    if scan.members == 0:
+        raise VerifyError(f"{scan.path.name}: the archive is empty")
 
 
 def _mismatch(path: Path, expected: str, actual: str) -> str:

@@ -22,6 +22,7 @@ from typing import BinaryIO
 from tasks.archive.full_archive import FullArchiveBuilder
 from tasks.archive.full_content import ArchiveContent, ArchiveSummary, DatabaseMember
 from tasks.backup.db_artifact import unused_moment
+from tasks.backup.read_back import read_behind
 from tasks.catalog.records import write_meta
 from tasks.core.atomic import FILE_MODE, OUT_OF_SPACE, partial_path
 from tasks.core.errors import ConfigError, OutOfSpaceError
@@ -130,11 +131,15 @@ def write_full_backup(
     plan: FullBackupPlan,
     tier: str,
     name_of: Callable[[datetime, str], str] = full_backup_name,
+    *,
+    read_back: bool = False,
 ) -> Artifact[ArchiveSummary]:
     """Write `full_backup_<UTC stamp>.tar.gz` (+ .sha256, + .meta.json) into the backup dir.
 
     `name_of` names it otherwise: restore-all's `full_before_restore_*` copy of the live
-    state is the same format, so restore-all can bring it back."""
+    state is the same format, so restore-all can bring it back. `read_back`: the archive
+    is read back from the disk while it is written (tasks/backup/read_back.py), for
+    `take_read_behind(path).result(sha256)` to judge."""
     moment = unused_moment(plan.backup_dir, lambda m: name_of(m, plan.compression))
     final = plan.backup_dir / name_of(moment, plan.compression)
     top = final.name.split(".", 1)[0]
@@ -157,7 +162,8 @@ def write_full_backup(
         def produce(out: BinaryIO) -> ArchiveSummary:
             return FullArchiveBuilder(out, content).build()
 
-        artifact = write_artifact(final, produce, plan.compression, plan.level)
+        watch = read_behind(final, plan.compression) if read_back else None
+        artifact = write_artifact(final, produce, plan.compression, plan.level, watch)
     summary = artifact.detail
     write_meta(
         artifact.path,

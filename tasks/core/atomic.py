@@ -11,7 +11,7 @@ import contextlib
 import errno
 import os
 import secrets
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import BinaryIO
 
@@ -47,12 +47,17 @@ def is_partial(name: str) -> bool:
 
 
 @contextlib.contextmanager
-def atomic_writer(final: Path, overwrite: bool = False) -> Iterator[BinaryIO]:
-    """Yield a binary file; on clean exit it becomes `final`, on error it vanishes."""
+def atomic_writer(
+    final: Path, overwrite: bool = False, on_open: Callable[[Path], None] | None = None
+) -> Iterator[BinaryIO]:
+    """Yield a binary file; on clean exit it becomes `final`, on error it vanishes.
+    `on_open` gets the temporary file's path once it exists (a reader may follow it)."""
     tmp = partial_path(final)
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, FILE_MODE)
     handle = os.fdopen(fd, "wb", buffering=1 << 20)
     try:
+        if on_open is not None:
+            on_open(tmp)
         yield handle
         handle.flush()
         os.fsync(handle.fileno())

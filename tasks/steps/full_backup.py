@@ -17,6 +17,7 @@ from prefect.cache_policies import NO_CACHE
 from tasks.archive.full_content import ArchiveSummary
 from tasks.archive.scan import ArchiveScan, scan_archive
 from tasks.backup.full_backup import plan_from_settings, write_full_backup
+from tasks.backup.read_back import take_read_behind
 from tasks.core.atomic import partial_path
 from tasks.core.errors import VerifyError
 from tasks.core.naming import full_snapshot_name
@@ -37,16 +38,27 @@ from tasks.stream.pipeline import Artifact
 )
 def write_full_backup_task(settings: Settings, tier: str) -> Artifact[ArchiveSummary]:
     """Database snapshot + uploads + config + data → one archive with its manifest."""
-    return write_full_backup(source_for(settings), plan_from_settings(settings), tier)
+    return write_full_backup(
+        source_for(settings), plan_from_settings(settings), tier, read_back=True
+    )
 
 
 @task(name="verify-full-backup", cache_policy=NO_CACHE)
 def verify_full_backup(artifact: Artifact[ArchiveSummary]) -> ArchiveScan:
     """Read the new archive back once: checksum, stream, tar headers, manifest last."""
-    scan = scan_archive(artifact.path, artifact.sha256)
+    scan = read_back(artifact)
     if not scan.manifest_is_last or scan.top != artifact.detail.name:
         raise VerifyError(f"{artifact.path.name}: the archive read back is not the one written")
     return scan
+
+
+def read_back(artifact: Artifact[ArchiveSummary]) -> ArchiveScan:
+    """The read that followed the write from the disk (the same process wrote it), else
+    a read of the file now."""
+    behind = take_read_behind(artifact.path)
+    if behind is None:
+        return scan_archive(artifact.path, artifact.sha256)
+    return behind.result(artifact.sha256)
 
 
 @task(name="snapshot-full-before-restore", cache_policy=NO_CACHE)
@@ -59,8 +71,10 @@ def snapshot_full_before_restore(
     restores with restore-all; a PostgreSQL dump that fails stops the restore."""
     plan = plan_from_settings(settings)
     with live_source(settings, database_readable) as source:
-        artifact = write_full_backup(source, plan, DEFAULT_TIER["full"], full_snapshot_name)
-    scan = scan_archive(artifact.path, artifact.sha256)
+        artifact = write_full_backup(
+            source, plan, DEFAULT_TIER["full"], full_snapshot_name, read_back=True
+        )
+    scan = read_back(artifact)
     if not scan.manifest_is_last or scan.top != artifact.detail.name:
         raise VerifyError(
             f"{artifact.path.name}: the pre-restore copy read back is not the one written; "

@@ -12,7 +12,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO, Generic, TypeVar
+from typing import BinaryIO, Generic, Protocol, TypeVar
 
 from tasks.core.atomic import OUT_OF_SPACE, atomic_writer
 from tasks.core.errors import OutOfSpaceError
@@ -33,26 +33,29 @@ class Artifact(Generic[T]):
     detail: T
 
 
+class WriteWatch(Protocol):
+    """Told how an artifact's write goes, by `write_artifact` (a reader following it)."""
+
+    def opened(self, partial: Path) -> None:
+        """The temporary file exists; nothing is written yet."""
+
+    def finished(self) -> None:
+        """Everything is written, flushed and renamed to the final name, sidecar beside it."""
+
+    def failed(self) -> None:
+        """The write failed: the temporary file is gone or going."""
+
+
 def write_artifact(
     final: Path,
     produce: Callable[[BinaryIO], T],
     compression: str = "gzip",
     level: int | None = None,
+    watch: WriteWatch | None = None,
 ) -> Artifact[T]:
     started = time.monotonic()
     try:
-        with atomic_writer(final) as raw:
-            hashed = HashingWriter(raw)
-            compressed = compressing_writer(hashed, compression, level)  # type: ignore[arg-type]
-            progress.phase(f"writing {final.name}", progress.expected())
-            sink = progress.CountingWriter(compressed) if progress.metered() else compressed
-            try:
-                detail = produce(sink)  # type: ignore[arg-type]
-            except BaseException:
-                with contextlib.suppress(Exception):
-                    compressed.close()
-                raise
-            compressed.close()
+        detail, hashed = _write(final, produce, compression, level, watch)
         try:
             sidecar = write_sidecar(final, hashed.sha256.hexdigest())
         except BaseException:
@@ -60,14 +63,18 @@ def write_artifact(
             with contextlib.suppress(FileNotFoundError):
                 final.unlink()
             raise
-    except OSError as exc:
-        if exc.errno in OUT_OF_SPACE:
+    except BaseException as exc:
+        if watch is not None:
+            watch.failed()
+        if isinstance(exc, OSError) and exc.errno in OUT_OF_SPACE:
             raise OutOfSpaceError(
                 f"no space left in {final.parent} while writing {final.name}; "
                 "nothing was kept — free some space there and run again",
                 final.parent,
             ) from None
         raise
+    if watch is not None:
+        watch.finished()
     return Artifact(
         path=final,
         sidecar=sidecar,
@@ -76,3 +83,26 @@ def write_artifact(
         seconds=time.monotonic() - started,
         detail=detail,
     )
+
+
+def _write(
+    final: Path,
+    produce: Callable[[BinaryIO], T],
+    compression: str,
+    level: int | None,
+    watch: WriteWatch | None,
+) -> tuple[T, HashingWriter]:
+    """Produce → compress → hash into `final`'s temporary file, renamed to `final` at the end."""
+    with atomic_writer(final, on_open=watch.opened if watch is not None else None) as raw:
+        hashed = HashingWriter(raw)
+        compressed = compressing_writer(hashed, compression, level)  # type: ignore[arg-type]
+        progress.phase(f"writing {final.name}", progress.expected())
+        sink = progress.CountingWriter(compressed) if progress.metered() else compressed
+        try:
+            detail = produce(sink)  # type: ignore[arg-type]
+        except BaseException:
+            with contextlib.suppress(Exception):
+                compressed.close()
+            raise
+        compressed.close()
+    return detail, hashed
