@@ -99,6 +99,7 @@ def scan_stream(
     visit: MemberVisitor | None = None,
     *,
     metered: bool = False,
+    inflate_ahead: bool = True,
 ) -> ArchiveScan:
     """What `scan_archive` reads, from an open file (`path` names it in messages): hashed
     while inflated and walked; its sha256 is in the result, for the caller to judge
@@ -106,8 +107,9 @@ def scan_stream(
     scan = ArchiveScan(path=path, size=0, sha256="", compression=compression, sidecar_checked=False)
     try:
         hashed = HashingReader(raw)
+        inflated = open_decompressed(io.BufferedReader(hashed, BLOCK_SIZE), compression)
         # hashed and inflated in a thread of its own while this one walks the headers
-        stream = read_ahead(open_decompressed(io.BufferedReader(hashed, BLOCK_SIZE), compression))
+        stream = read_ahead(inflated) if inflate_ahead else inflated
         try:
             with tarfile.open(fileobj=stream, mode="r|") as tar:
                 while (member := tar.next()) is not None:
@@ -122,7 +124,8 @@ def scan_stream(
                 if metered:
                     progress.set_done(hashed.size)
         finally:
-            stream.close()  # the reading thread has stopped: the rest is read here
+            if stream is not inflated:  # (closing the inflating reader would close `hashed`)
+                stream.close()  # the reading thread has stopped: the rest is read here
         hashed.drain()
     except (EOFError, gzip.BadGzipFile, zlib.error, zstandard.ZstdError) as exc:
         raise StreamDamage(

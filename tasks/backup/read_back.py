@@ -8,9 +8,14 @@ leaves CPU free (about a core of two), so the same read now follows the writer f
 disk in a thread of its own (`tasks.stream.growing`) and ends a moment after it.
 
 What is read is what the kernel gives back for the file, by its own file description —
-not the writer's buffers — so the check proves the same thing as the later read did.
-The verdict is taken only once the writer has finished, by `result`, with the sha256
-and the sidecar the writer recorded; a write that fails stops the reader at once.
+not the writer's buffers — so the check proves the same thing as the later read did
+(each byte is read a moment after it was written instead of seconds after; a change
+after the read is outside either check). The verdict is taken only once the writer has
+finished, by `result`, with the sha256 and the sidecar the writer recorded; a write that
+fails stops the reader at once. The reader inflates on its own thread, with no read-ahead
+thread of its own: the writer's threads keep the cores busy, and the read-ahead's blocks
+cost 4 MiB of peak memory for no time (A B A B, 2 GB chat-log tree: backup-all 0.86 of
+the read-after-write with it, 0.85 without).
 """
 
 from __future__ import annotations
@@ -59,7 +64,9 @@ class ReadBehind:
         assert self._file is not None
         try:
             # named by the final path: a message tells of the backup, not the temporary file
-            self._scan = scan_stream(cast(BinaryIO, self._file), self._final, self._compression)
+            self._scan = scan_stream(
+                cast(BinaryIO, self._file), self._final, self._compression, inflate_ahead=False
+            )
         except WriterGaveUp:
             pass  # the write's own error is the one reported
         except BaseException as exc:  # noqa: BLE001 - the verdict, raised by result()
