@@ -31,6 +31,7 @@ from tasks.retention.rotate import RotationResult
 from tasks.steps.backup import rotate_backups
 from tasks.steps.monitor import record_backup_metrics
 from tasks.stream import progress
+from tasks.stream.allocator import share_one_arena
 from tasks.stream.pipeline import Artifact
 
 D = TypeVar("D")
@@ -79,6 +80,7 @@ class BackupJob(Generic[D, R]):
 
 def run_backup_job(job: BackupJob[D, R], retention_days: int | None, offsite: bool, tier: str) -> R:
     started = time.monotonic()
+    share_one_arena()  # the streams' freed blocks kept once, not per thread (peak memory)
     settings = load_settings()
     retention = resolve_retention(retention_days, settings.retention_days, tier)
     check_tier(tier, job.tiers)

@@ -94,3 +94,56 @@ def test_tuned_once_per_process() -> None:
         [sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True, text=True, check=True
     )
     assert done.stdout.split() == ["True", "False"]
+
+
+# Threads that each make and free 1 MiB blocks, as the parallel gzip and the read-back do;
+# then glibc's own report of its arenas (malloc_info: one <heap nr=...> per arena).
+_ARENAS = """
+import ctypes, sys, tempfile, threading
+import tasks.stream.allocator as allocator
+print(allocator.share_one_arena() if sys.argv[1] == "shared" else "-")
+def blocks():
+    for _ in range(50):
+        bytearray(1 << 20)
+threads = [threading.Thread(target=blocks) for _ in range(6)]
+for thread in threads:
+    thread.start()
+for thread in threads:
+    thread.join()
+libc = ctypes.CDLL(None)
+libc.fopen.restype = ctypes.c_void_p
+libc.fopen.argtypes = (ctypes.c_char_p, ctypes.c_char_p)
+libc.malloc_info.argtypes = (ctypes.c_int, ctypes.c_void_p)
+libc.fclose.argtypes = (ctypes.c_void_p,)
+with tempfile.NamedTemporaryFile(suffix=".xml") as report:
+    handle = libc.fopen(report.name.encode(), b"w")
+    libc.malloc_info(0, handle)
+    libc.fclose(handle)
+    print(open(report.name).read().count("<heap nr="))
+"""
+
+
+def _arenas(setting: str, **env: str) -> tuple[str, int]:
+    clean = {k: v for k, v in os.environ.items() if not k.startswith(("MALLOC_", "GLIBC_"))}
+    done = subprocess.run(
+        [sys.executable, "-c", _ARENAS, setting],
+        cwd=ROOT,
+        env={**clean, **env},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
+    answer, heaps = done.stdout.split()
+    return answer, int(heaps)
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc's arenas")
+def test_backup_jobs_threads_share_the_arenas_there_are() -> None:
+    answer, shared = _arenas("shared")
+    _, default = _arenas("default")
+    assert answer == "True"
+    # six threads: glibc gives them arenas of their own (3 here), shared they use the one
+    assert shared == 1 and default > 1, (shared, default)
+    answer, _ = _arenas("shared", MALLOC_ARENA_MAX="4")  # the operator's setting wins
+    assert answer == "False"

@@ -19,14 +19,23 @@ from __future__ import annotations
 
 import os
 import sys
+from collections.abc import Callable
+from typing import cast
 
 M_TRIM_THRESHOLD = -1  # glibc's mallopt parameter numbers (malloc.h)
 M_MMAP_THRESHOLD = -3
+M_ARENA_MAX = -8
 MMAP_THRESHOLD = 4 << 20  # a few blocks: never one mmap per block
 TRIM_THRESHOLD = 8 << 20  # freed memory kept mapped: the blocks in flight, with room
-_OPERATOR_SETTINGS = ("MALLOC_MMAP_THRESHOLD_", "MALLOC_TRIM_THRESHOLD_", "MALLOC_TOP_PAD_")
+_OPERATOR_SETTINGS = (
+    "MALLOC_MMAP_THRESHOLD_",
+    "MALLOC_TRIM_THRESHOLD_",
+    "MALLOC_TOP_PAD_",
+    "MALLOC_ARENA_MAX",
+)
 
 _done = False
+_shared = False
 
 
 def keep_block_memory() -> bool:
@@ -35,21 +44,52 @@ def keep_block_memory() -> bool:
     if _done:
         return False
     _done = True
+    if not _tunable():
+        return False
+    mallopt = _mallopt()
+    if mallopt is None:
+        return False
+    # mallopt returns 1 on success; musl's is a stub that returns 0.
+    return bool(mallopt(M_MMAP_THRESHOLD, MMAP_THRESHOLD)) & bool(
+        mallopt(M_TRIM_THRESHOLD, TRIM_THRESHOLD)
+    )
+
+
+def share_one_arena() -> bool:
+    """Backup jobs: threads started from now on allocate from the arenas there are, so
+    the freed blocks' memory is kept once, not once per thread (each glibc arena keeps up
+    to `TRIM_THRESHOLD`). Called by the CLI before Prefect starts its threads, and by the
+    backup skeleton (a deployment's run: Prefect's threads keep their own arenas).
+    Measured (backup-all, 2 GB / 10,000-file chat-log tree, A B A B, 2026-12-02): with
+    the read-back that follows the writer (a thread more), peak 155-161 → 144 MiB, wall
+    and CPU the same (the job before that read-back: 152); db-backup (500 MB) the same. Not for the
+    restores: there the read-ahead thread and the one writing files allocate at once, and
+    one arena's lock made test-restore of that archive 30-50 % slower (more system time).
+    Once per process; True if it was set."""
+    global _shared
+    if _shared or not _tunable():
+        return False
+    _shared = True
+    mallopt = _mallopt()
+    return mallopt is not None and bool(mallopt(M_ARENA_MAX, 1))
+
+
+def _tunable() -> bool:
+    """glibc on Linux, and no allocator setting of the operator's."""
     if not sys.platform.startswith("linux"):
         return False
     if any(name in os.environ for name in _OPERATOR_SETTINGS):
         return False
-    if "glibc.malloc." in os.environ.get("GLIBC_TUNABLES", ""):
-        return False
+    return "glibc.malloc." not in os.environ.get("GLIBC_TUNABLES", "")
+
+
+def _mallopt() -> Callable[[int, int], int] | None:
     import ctypes  # here: wal-push, one small segment, never gets this far
 
     try:
         mallopt = ctypes.CDLL(None).mallopt  # the C library this process runs on
     except (OSError, AttributeError):
-        return False
+        return None
     mallopt.argtypes = (ctypes.c_int, ctypes.c_int)
     mallopt.restype = ctypes.c_int
-    # mallopt returns 1 on success; musl's is a stub that returns 0.
-    return bool(mallopt(M_MMAP_THRESHOLD, MMAP_THRESHOLD)) & bool(
-        mallopt(M_TRIM_THRESHOLD, TRIM_THRESHOLD)
-    )
+    return cast(Callable[[int, int], int], mallopt)
