@@ -22,7 +22,9 @@ from flows.locking import job_lock
 from flows.offsite_flow import OffsiteResult, check_offsite, copy_offsite
 from flows.reporting import publish_table, run_logger
 from tasks.backup.full_backup import estimated_bytes, plan_from_settings
+from tasks.backup.set_aside import set_aside
 from tasks.core import clock
+from tasks.core.errors import VerifyError
 from tasks.core.naming import Kind
 from tasks.core.settings import Settings, load_settings
 from tasks.core.tiers import check_tier, resolve_retention
@@ -91,7 +93,14 @@ def run_backup_job(job: BackupJob[D, R], retention_days: int | None, offsite: bo
         progress.expect(estimated_bytes(plan_from_settings(settings)))
     with job_lock(settings, job.name, must_write=True):
         artifact = job.write(settings, tier)
-        job.verify(artifact)
+        try:
+            job.verify(artifact)
+        except VerifyError as exc:
+            # Under its final name it would count as a good backup (tasks/backup/set_aside.py).
+            aside = set_aside(artifact.path)
+            raise VerifyError(
+                f"{exc}; the new backup was set aside as {aside.name}, not counted as a backup"
+            ) from None
         rotation = rotate_backups(
             settings.backups,
             RetentionPolicy(job.kind, tier, retention),

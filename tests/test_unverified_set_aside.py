@@ -1,0 +1,84 @@
+"""A new backup that fails its verification is set aside (tasks/backup/set_aside.py): the
+run fails saying where it went, and no rotation, monitor or restore counts the file —
+while the older good backups stay exactly as they were."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from tasks.catalog.records import list_backups
+from tasks.core.errors import VerifyError
+from tests.conftest import Platform, make_sqlite_db
+
+
+def _flip_a_byte(path: Path) -> None:
+    with open(path, "r+b") as handle:
+        handle.seek(path.stat().st_size // 2)
+        byte = handle.read(1)
+        handle.seek(-1, os.SEEK_CUR)
+        handle.write(bytes([byte[0] ^ 0x40]))
+
+
+def _the_set_aside_files(backups: Path, stem: str) -> list[str]:
+    return sorted(p.name for p in backups.iterdir() if p.name.startswith(stem))
+
+
+def test_a_full_backup_changed_on_disk_before_its_read_back_is_set_aside(
+    platform: Platform, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from flows import backup_all
+    from tasks.steps import full_backup as steps
+
+    make_sqlite_db(platform.db_path)
+    uploads = platform.root / "data" / "uploads"
+    uploads.mkdir(parents=True, exist_ok=True)
+    for i in range(20):
+        (uploads / f"photo_{i}.jpg").write_bytes(os.urandom(200_000))
+    good = Path(backup_all().path)  # a sound backup first: it must stay untouched
+    good_bytes = good.read_bytes()
+    real = steps.read_back
+
+    def changed_on_disk(artifact):  # type: ignore[no-untyped-def]
+        steps.take_read_behind(artifact.path)  # the followed read saw the bytes unchanged
+        _flip_a_byte(artifact.path)  # the disk, or another process, changes one
+        return real(artifact)  # nothing under way now: the file is read from the disk
+
+    monkeypatch.setattr(steps, "read_back", changed_on_disk)
+    aside_name = r"set aside as full_backup_\d{8}_\d{6}\.tar\.gz\.unverified"
+    with pytest.raises(VerifyError, match=aside_name):
+        backup_all()
+    records = [r for r in list_backups(platform.backups) if r.kind == "full"]
+    assert [r.path for r in records] == [good]  # only the sound one is a backup
+    assert records[0].verdict is not None and records[0].verdict.good
+    assert good.read_bytes() == good_bytes
+    [aside] = [p for p in platform.backups.iterdir() if p.name.endswith(".unverified")]
+    stem = aside.name
+    assert _the_set_aside_files(platform.backups, stem) == [
+        stem,
+        f"{stem}.meta.json",
+        f"{stem}.sha256",
+    ]
+
+
+def test_a_database_backup_changed_on_disk_before_its_check_is_set_aside(
+    sqlite_platform: Platform, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import flows.db_backup_flow as db_flow
+    from flows import db_backup
+
+    real = db_flow.verify_backup
+
+    def changed_on_disk(path, expected_sha256=None, just_written=False):  # type: ignore[no-untyped-def]
+        _flip_a_byte(path)
+        return real(path, expected_sha256, just_written)
+
+    monkeypatch.setattr(db_flow, "verify_backup", changed_on_disk)
+    aside_name = r"(sha256|damaged).*set aside as admin_sqlite_\d{8}_\d{6}\.db\.gz\.unverified"
+    with pytest.raises(VerifyError, match=aside_name):
+        db_backup()
+    assert list_backups(sqlite_platform.backups) == []
+    left = sorted(p.name for p in sqlite_platform.backups.iterdir() if ".db.gz" in p.name)
+    assert len(left) == 3 and all(".db.gz.unverified" in name for name in left), left
