@@ -82,3 +82,44 @@ def test_a_database_backup_changed_on_disk_before_its_check_is_set_aside(
     assert list_backups(sqlite_platform.backups) == []
     left = sorted(p.name for p in sqlite_platform.backups.iterdir() if ".db.gz" in p.name)
     assert len(left) == 3 and all(".db.gz.unverified" in name for name in left), left
+
+
+def test_a_deflate_fault_in_a_full_backup_is_found_by_its_read_back(
+    platform: Platform, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """backup-all's archive skips the in-memory check of each gzip member (its read-back
+    inflates every member from the disk): a member whose crc32 is wrong is found there,
+    and the archive set aside."""
+    import tasks.backup.full_backup as full
+    from flows import backup_all
+    from tasks.stream import gzip_codec
+
+    make_sqlite_db(platform.db_path)
+    (platform.root / "data" / "uploads").mkdir(parents=True, exist_ok=True)
+    (platform.root / "data" / "uploads" / "a.txt").write_text("chat " * 300_000)
+    real_deflater, real_write = gzip_codec.deflater, full.write_artifact
+
+    class Faulty:
+        """A deflater whose members end with a wrong crc32 (a fault in the codec)."""
+
+        def __init__(self, level: int) -> None:
+            self._inner = real_deflater(level)
+
+        def compress(self, data: bytes) -> bytes:
+            return self._inner.compress(data)
+
+        def flush(self) -> bytes:
+            tail = bytearray(self._inner.flush())
+            tail[-5] ^= 0xFF  # inside the crc32 of the member's trailer
+            return bytes(tail)
+
+    def write_with_a_faulty_codec(*args, **kwargs):  # type: ignore[no-untyped-def]
+        # the database member inside was made (and self-checked) already
+        monkeypatch.setattr(gzip_codec, "deflater", Faulty)
+        return real_write(*args, **kwargs)
+
+    monkeypatch.setattr(full, "write_artifact", write_with_a_faulty_codec)
+    aside_name = r"damaged .*set aside as full_backup_\d{8}_\d{6}\.tar\.gz\.unverified"
+    with pytest.raises(VerifyError, match=aside_name):
+        backup_all()
+    assert [r for r in list_backups(platform.backups) if r.kind == "full"] == []

@@ -101,10 +101,11 @@ class HashingReader(io.RawIOBase):
             pass
 
 
-def _gzip_member(block: bytes, level: int) -> bytes:
+def _gzip_member(block: bytes, level: int, check: bool = True) -> bytes:
     compressor = gzip_codec.deflater(level)  # ISA-L at levels 0-3, zlib-ng above
     member = compressor.compress(block) + compressor.flush()
-    _check_member(member, block)
+    if check:
+        _check_member(member, block)
     return member
 
 
@@ -115,6 +116,7 @@ def _check_member(member: bytes, block: bytes) -> None:
     proved to inflate to exactly its input while it is still in memory (inflate costs
     a fraction of deflate), and the file on disk is then proved to be these bytes by
     re-hashing it against the sha256 recorded while writing (tasks.verify.backup_file).
+    A file that is read back whole instead (backup-all's archive) skips it.
     """
     inflater = gzip_codec.inflater()
     try:
@@ -135,9 +137,18 @@ def _check_member(member: bytes, block: bytes) -> None:
 class ParallelGzipWriter(io.RawIOBase):
     """Compress to gzip members in a thread pool; write them to `target` in order."""
 
-    def __init__(self, target: BinaryIO, level: int = 6, threads: int | None = None) -> None:
+    def __init__(
+        self,
+        target: BinaryIO,
+        level: int = 6,
+        threads: int | None = None,
+        member_check: bool = True,
+    ) -> None:
         self._target = target
         self._level = level
+        # False only for a file read back whole from the disk afterwards (backup-all's
+        # archive): that read inflates every member and checks its crc32 and length again.
+        self._check = member_check
         self._threads = threads or cpu_threads()
         # One thread: the same members, compressed inline (no pool to start and join).
         self._pool: ThreadPoolExecutor | None = None
@@ -166,9 +177,9 @@ class ParallelGzipWriter(io.RawIOBase):
     def _submit(self, block: bytes) -> None:
         self._wrote_any = True
         if self._pool is None:
-            self._target.write(_gzip_member(block, self._level))
+            self._target.write(_gzip_member(block, self._level, self._check))
             return
-        self._pending.append(self._pool.submit(_gzip_member, block, self._level))
+        self._pending.append(self._pool.submit(_gzip_member, block, self._level, self._check))
         while len(self._pending) > 2 * self._threads:
             self._target.write(self._pending.popleft().result())
 
@@ -218,13 +229,19 @@ class _ZstdWriter(io.RawIOBase):
 
 
 def compressing_writer(
-    target: BinaryIO, compression: str, level: int | None = None, threads: int | None = None
+    target: BinaryIO,
+    compression: str,
+    level: int | None = None,
+    threads: int | None = None,
+    member_check: bool = True,
 ) -> io.RawIOBase:
-    """A writer that compresses into `target`; closing it finishes the stream."""
+    """A writer that compresses into `target`; closing it finishes the stream.
+    `member_check` False: gzip members are not inflated back in memory (see
+    ParallelGzipWriter) — only for a file that is read back whole afterwards."""
     level = DEFAULT_LEVEL[compression] if level is None else level
     if compression == "zstd":
         return _ZstdWriter(target, level, threads if threads is not None else cpu_threads())
-    return ParallelGzipWriter(target, level, threads)
+    return ParallelGzipWriter(target, level, threads, member_check)
 
 
 def sniff_compression(path: Path) -> str:

@@ -52,10 +52,13 @@ def write_artifact(
     compression: str = "gzip",
     level: int | None = None,
     watch: WriteWatch | None = None,
+    member_check: bool = True,
 ) -> Artifact[T]:
+    """`member_check` False: no in-memory check of each gzip member, for a file that is
+    read back whole (every member inflated from the disk) before it counts."""
     started = time.monotonic()
     try:
-        detail, hashed = _write(final, produce, compression, level, watch)
+        detail, hashed = _write(final, produce, compression, level, watch, member_check)
         try:
             sidecar = write_sidecar(final, hashed.sha256.hexdigest())
         except BaseException:
@@ -91,11 +94,17 @@ def _write(
     compression: str,
     level: int | None,
     watch: WriteWatch | None,
+    member_check: bool,
 ) -> tuple[T, HashingWriter]:
     """Produce → compress → hash into `final`'s temporary file, renamed to `final` at the end."""
     with atomic_writer(final, on_open=watch.opened if watch is not None else None) as raw:
         hashed = HashingWriter(raw)
-        compressed = compressing_writer(hashed, compression, level)  # type: ignore[arg-type]
+        compressed = compressing_writer(
+            hashed,  # type: ignore[arg-type]
+            compression,
+            level,
+            member_check=member_check,
+        )
         progress.phase(f"writing {final.name}", progress.expected())
         sink = progress.CountingWriter(compressed) if progress.metered() else compressed
         try:
