@@ -15,6 +15,7 @@ from tasks.stream.checksum import write_sidecar
 from tasks.stream.compress import ParallelGzipWriter
 from tasks.stream.pipeline import write_artifact
 from tasks.verify.backup_file import verify_fresh_backup
+from tests.support.codec_faults import crc_breaking
 
 NAME = "admin_postgres_20261126_120000.sql.gz"
 
@@ -80,21 +81,7 @@ def test_a_member_that_does_not_inflate_to_its_input_stops_the_write(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """Simulates a deflate fault: the member handed to the self-check is damaged."""
-    real = gzip_codec.deflater
-
-    class Faulty:
-        def __init__(self, level: int) -> None:
-            self._inner = real(level)
-
-        def compress(self, data: bytes) -> bytes:
-            return self._inner.compress(data)
-
-        def flush(self) -> bytes:
-            tail = bytearray(self._inner.flush())
-            tail[-5] ^= 0xFF  # inside the stored length/crc trailer
-            return bytes(tail)
-
-    monkeypatch.setattr(gzip_codec, "deflater", Faulty)
+    monkeypatch.setattr(gzip_codec, "deflater", crc_breaking(gzip_codec.deflater))
     writer = ParallelGzipWriter(io.BytesIO(), level=2, threads=2)
     writer.write(b"x" * (3 << 20))
     with pytest.raises(VerifyError, match="self-check"):

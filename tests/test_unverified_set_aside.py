@@ -12,6 +12,7 @@ import pytest
 from tasks.catalog.records import list_backups
 from tasks.core.errors import VerifyError
 from tests.conftest import Platform, make_sqlite_db
+from tests.support.codec_faults import crc_breaking
 
 
 def _flip_a_byte(path: Path) -> None:
@@ -97,25 +98,11 @@ def test_a_deflate_fault_in_a_full_backup_is_found_by_its_read_back(
     make_sqlite_db(platform.db_path)
     (platform.root / "data" / "uploads").mkdir(parents=True, exist_ok=True)
     (platform.root / "data" / "uploads" / "a.txt").write_text("chat " * 300_000)
-    real_deflater, real_write = gzip_codec.deflater, full.write_artifact
-
-    class Faulty:
-        """A deflater whose members end with a wrong crc32 (a fault in the codec)."""
-
-        def __init__(self, level: int) -> None:
-            self._inner = real_deflater(level)
-
-        def compress(self, data: bytes) -> bytes:
-            return self._inner.compress(data)
-
-        def flush(self) -> bytes:
-            tail = bytearray(self._inner.flush())
-            tail[-5] ^= 0xFF  # inside the crc32 of the member's trailer
-            return bytes(tail)
+    faulty, real_write = crc_breaking(gzip_codec.deflater), full.write_artifact
 
     def write_with_a_faulty_codec(*args, **kwargs):  # type: ignore[no-untyped-def]
         # the database member inside was made (and self-checked) already
-        monkeypatch.setattr(gzip_codec, "deflater", Faulty)
+        monkeypatch.setattr(gzip_codec, "deflater", faulty)
         return real_write(*args, **kwargs)
 
     monkeypatch.setattr(full, "write_artifact", write_with_a_faulty_codec)
