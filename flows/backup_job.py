@@ -22,9 +22,8 @@ from flows.locking import job_lock
 from flows.offsite_flow import OffsiteResult, check_offsite, copy_offsite
 from flows.reporting import publish_table, run_logger
 from tasks.backup.full_backup import estimated_bytes, plan_from_settings
-from tasks.backup.set_aside import set_aside
+from tasks.backup.set_aside import set_aside_unproven
 from tasks.core import clock
-from tasks.core.errors import VerifyError
 from tasks.core.naming import Kind
 from tasks.core.settings import Settings, load_settings
 from tasks.core.tiers import check_tier, resolve_retention
@@ -95,12 +94,8 @@ def run_backup_job(job: BackupJob[D, R], retention_days: int | None, offsite: bo
         artifact = job.write(settings, tier)
         try:
             job.verify(artifact)
-        except VerifyError as exc:
-            # Under its final name it would count as a good backup (tasks/backup/set_aside.py).
-            aside = set_aside(artifact.path)
-            raise VerifyError(
-                f"{exc}; the new backup was set aside as {aside.name}, not counted as a backup"
-            ) from None
+        except BaseException as exc:
+            raise set_aside_unproven(artifact.path, exc) from None
         rotation = rotate_backups(
             settings.backups,
             RetentionPolicy(job.kind, tier, retention),

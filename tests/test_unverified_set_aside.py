@@ -110,3 +110,118 @@ def test_a_deflate_fault_in_a_full_backup_is_found_by_its_read_back(
     with pytest.raises(VerifyError, match=aside_name):
         backup_all()
     assert [r for r in list_backups(platform.backups) if r.kind == "full"] == []
+
+
+def test_a_read_error_while_verifying_sets_the_new_backup_aside(
+    platform: Platform, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The disk failing the read-back (EIO; injected, a failing disk cannot be had here)
+    is a verification that did not pass: exit 6, the file set aside, not an OSError that
+    leaves it under its final name."""
+    import errno
+
+    from flows import backup_all
+    from tasks.steps import full_backup as steps
+
+    make_sqlite_db(platform.db_path)
+    good = Path(backup_all().path)
+
+    def the_disk_fails(artifact):  # type: ignore[no-untyped-def]
+        steps.take_read_behind(artifact.path)
+        raise OSError(errno.EIO, os.strerror(errno.EIO), str(artifact.path))
+
+    monkeypatch.setattr(steps, "read_back", the_disk_fails)
+    with pytest.raises(
+        VerifyError,
+        match=r"could not be read back \(Input/output error\); "
+        r"the new backup was set aside as full_backup_\d{8}_\d{6}\.tar\.gz\.unverified",
+    ):
+        backup_all()
+    assert [r.path for r in list_backups(platform.backups) if r.kind == "full"] == [good]
+    assert len([p for p in platform.backups.iterdir() if p.name.endswith(".unverified")]) == 1
+
+
+def test_a_cancelled_verification_sets_the_file_aside_and_is_raised_as_it_was(
+    tmp_path: Path,
+) -> None:
+    from tasks.backup.set_aside import set_aside_unproven
+
+    path = tmp_path / "full_backup_20260101_000000.tar.gz"
+    path.write_bytes(b"unproven")
+    (tmp_path / "full_backup_20260101_000000.tar.gz.sha256").write_text("x  name\n")
+    stop = KeyboardInterrupt()
+    assert set_aside_unproven(path, stop) is stop
+    assert sorted(p.name for p in tmp_path.iterdir()) == [
+        "full_backup_20260101_000000.tar.gz.unverified",
+        "full_backup_20260101_000000.tar.gz.unverified.sha256",
+    ]
+
+
+def test_restore_alls_own_copy_that_fails_its_read_back_is_set_aside(
+    platform: Platform, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """restore-all keeps the live state as `full_before_restore_*` before it swaps: a copy
+    whose read-back fails stops the restore with nothing changed, and is set aside — as a
+    snapshot it would count among the newest three that rotation keeps."""
+    from flows import backup_all, restore_all
+    from tasks.catalog.records import list_snapshots
+    from tasks.steps import full_backup as steps
+    from tests.test_db_restore import tree_state
+
+    make_sqlite_db(platform.db_path)
+    uploads = platform.root / "data" / "uploads"
+    uploads.mkdir(parents=True, exist_ok=True)
+    (uploads / "a.bin").write_bytes(os.urandom(300_000))
+    archive = Path(backup_all().path)
+    (uploads / "a.bin").write_bytes(b"changed after the backup")
+    live = tree_state(platform.root / "data")
+    real = steps.read_back
+
+    def copy_changed_on_disk(artifact):  # type: ignore[no-untyped-def]
+        if artifact.path.name.startswith("full_before_restore_"):
+            steps.take_read_behind(artifact.path)
+            _flip_a_byte(artifact.path)
+        return real(artifact)
+
+    monkeypatch.setattr(steps, "read_back", copy_changed_on_disk)
+    with pytest.raises(
+        VerifyError,
+        match=r"the pre-restore copy was set aside as "
+        r"full_before_restore_\d{8}_\d{6}\.tar\.gz\.unverified.*nothing was restored",
+    ):
+        restore_all(archive.name, confirm=True)
+    # (the database's own raw snapshot, made before the copy, is kept beside it)
+    after = {
+        k: v for k, v in tree_state(platform.root / "data").items() if ".before_restore." not in k
+    }
+    assert after == live
+    assert list_snapshots(platform.backups, "full") in ([], [[]])
+    assert [p.name for p in platform.backups.iterdir() if p.name.startswith("full_before")] != []
+    assert all(
+        ".unverified" in p.name
+        for p in platform.backups.iterdir()
+        if p.name.startswith("full_before")
+    )
+
+
+def test_a_write_that_fails_after_the_archive_leaves_no_reader_behind(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The verify step claims the read that followed the write; when the meta cannot be
+    written the step never runs, and the read is dropped there instead."""
+    import tasks.backup.full_backup as full
+    from tasks.backup import read_back
+    from tasks.sources.sqlite import SqliteSource
+    from tests.support.plans import platform_plan
+
+    db = make_sqlite_db(tmp_path / "data" / "admin.db", agents=3, messages=5)
+    (tmp_path / "data" / "uploads").mkdir()
+    plan = platform_plan(tmp_path)
+
+    def no_space(*args, **kwargs):  # type: ignore[no-untyped-def]
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(full, "write_meta", no_space)
+    with pytest.raises(OSError, match="No space left"):
+        full.write_full_backup(SqliteSource(db, plan.backup_dir), plan, "daily", read_back=True)
+    assert read_back._UNDER_WAY == {}

@@ -22,7 +22,7 @@ from typing import BinaryIO
 from tasks.archive.full_archive import FullArchiveBuilder
 from tasks.archive.full_content import ArchiveContent, ArchiveSummary, DatabaseMember
 from tasks.backup.db_artifact import unused_moment
-from tasks.backup.read_back import read_behind
+from tasks.backup.read_back import read_behind, take_read_behind
 from tasks.catalog.records import write_meta
 from tasks.core.atomic import FILE_MODE, OUT_OF_SPACE, partial_path
 from tasks.core.errors import ConfigError, OutOfSpaceError
@@ -145,48 +145,55 @@ def write_full_backup(
     top = final.name.split(".", 1)[0]
     source.check()
     db_name = db_backup_name(source.db_type, moment, plan.compression)
-    with database_member(source, plan.backup_dir, db_name, plan.compression, plan.level) as db:
-        content = ArchiveContent(
-            top=top,
-            created_at=moment,
-            tier=tier,
-            db_type=source.db_type,
-            database=db,
-            uploads=plan.uploads,
-            data=plan.data,
-            data_exclude=plan.data_exclude(),
-            config_files=plan.config_files,
-            skip_unreadable=plan.skip_unreadable,
-        )
+    watch = read_behind(final, plan.compression) if read_back else None
+    try:
+        with database_member(source, plan.backup_dir, db_name, plan.compression, plan.level) as db:
+            content = ArchiveContent(
+                top=top,
+                created_at=moment,
+                tier=tier,
+                db_type=source.db_type,
+                database=db,
+                uploads=plan.uploads,
+                data=plan.data,
+                data_exclude=plan.data_exclude(),
+                config_files=plan.config_files,
+                skip_unreadable=plan.skip_unreadable,
+            )
 
-        def produce(out: BinaryIO) -> ArchiveSummary:
-            return FullArchiveBuilder(out, content).build()
+            def produce(out: BinaryIO) -> ArchiveSummary:
+                return FullArchiveBuilder(out, content).build()
 
-        watch = read_behind(final, plan.compression) if read_back else None
-        # Read back whole from the disk (every member inflated, its crc32 and length
-        # checked): the in-memory check of each member would prove the same again. The
-        # database member inside keeps its own (the read-back does not inflate it).
-        artifact = write_artifact(
-            final, produce, plan.compression, plan.level, watch, member_check=not read_back
+            # Read back whole from the disk (every member inflated, its crc32 and length
+            # checked): the in-memory check of each member would prove the same again. The
+            # database member inside keeps its own (the read-back does not inflate it).
+            artifact = write_artifact(
+                final, produce, plan.compression, plan.level, watch, member_check=not read_back
+            )
+        summary = artifact.detail
+        write_meta(
+            artifact.path,
+            {
+                "kind": "full",
+                "tier": tier,
+                "db_type": source.db_type,
+                "created_at": moment.isoformat(),
+                "host": socket.gethostname(),
+                "size": artifact.size,
+                "sha256": artifact.sha256,
+                "tables": db.tables,
+                "files": summary.files,
+                "bytes": summary.bytes,
+                "changed": summary.changed_count,
+                "skipped": summary.skipped_count,
+            },
         )
-    summary = artifact.detail
-    write_meta(
-        artifact.path,
-        {
-            "kind": "full",
-            "tier": tier,
-            "db_type": source.db_type,
-            "created_at": moment.isoformat(),
-            "host": socket.gethostname(),
-            "size": artifact.size,
-            "sha256": artifact.sha256,
-            "tables": db.tables,
-            "files": summary.files,
-            "bytes": summary.bytes,
-            "changed": summary.changed_count,
-            "skipped": summary.skipped_count,
-        },
-    )
+    except BaseException:
+        # The verify step will not run to claim the read: drop it here, or every such
+        # failure would keep a finished reader for the life of the process.
+        if watch is not None:
+            take_read_behind(final)
+        raise
     return artifact
 
 

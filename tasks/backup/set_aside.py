@@ -14,11 +14,15 @@ names no backup pattern matches: `NAME.unverified`, `NAME.unverified.sha256`,
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 from pathlib import Path
 
 from tasks.core.atomic import fsync_dir
+from tasks.core.errors import VerifyError
 from tasks.core.naming import meta_name, sidecar_name
+
+log = logging.getLogger("chatbot_backup")
 
 UNVERIFIED_SUFFIX = ".unverified"
 
@@ -32,3 +36,29 @@ def set_aside(path: Path) -> Path:
             os.replace(path.with_name(name_of(path.name)), aside.with_name(name_of(aside.name)))
     fsync_dir(path.parent)
     return aside
+
+
+def set_aside_unproven(
+    path: Path, exc: BaseException, what: str = "the new backup"
+) -> BaseException:
+    """Set aside `path`, whose verification raised `exc`; the error to raise instead.
+
+    Whatever stopped the proof — a failed check, the disk failing the read-back, a
+    cancelled run — the file under its final name would count as a good one. A failed
+    check or read becomes a VerifyError (exit 6) naming where the file went; anything
+    else (a cancellation, a database that went away) is returned as it was, the
+    set-aside logged."""
+    reason = str(exc)
+    if isinstance(exc, OSError):
+        reason = f"{path.name}: could not be read back ({exc.strerror or exc})"
+    checked = isinstance(exc, (VerifyError, OSError))
+    try:
+        aside = set_aside(path)
+    except OSError as aside_error:
+        if not checked:
+            return exc
+        return VerifyError(f"{reason}; and it could not be set aside: {aside_error}")
+    if not checked:
+        log.error("%s was not verified; set aside as %s", path.name, aside.name)
+        return exc
+    return VerifyError(f"{reason}; {what} was set aside as {aside.name}, not counted as a backup")

@@ -18,6 +18,7 @@ from tasks.archive.full_content import ArchiveSummary
 from tasks.archive.scan import ArchiveScan, scan_archive
 from tasks.backup.full_backup import plan_from_settings, write_full_backup
 from tasks.backup.read_back import take_read_behind
+from tasks.backup.set_aside import set_aside_unproven
 from tasks.core.atomic import partial_path
 from tasks.core.errors import VerifyError
 from tasks.core.naming import full_snapshot_name
@@ -74,12 +75,18 @@ def snapshot_full_before_restore(
         artifact = write_full_backup(
             source, plan, DEFAULT_TIER["full"], full_snapshot_name, read_back=True
         )
-    scan = read_back(artifact)
-    if not scan.manifest_is_last or scan.top != artifact.detail.name:
-        raise VerifyError(
-            f"{artifact.path.name}: the pre-restore copy read back is not the one written; "
-            "nothing was restored"
-        )
+    try:
+        scan = read_back(artifact)
+        if not scan.manifest_is_last or scan.top != artifact.detail.name:
+            raise VerifyError(
+                f"{artifact.path.name}: the pre-restore copy read back is not the one written"
+            )
+    except BaseException as exc:
+        # Unproven, it must not count among the newest snapshots rotation keeps.
+        error = set_aside_unproven(artifact.path, exc, "the pre-restore copy")
+        if isinstance(error, VerifyError):
+            error = VerifyError(f"{error}; nothing was restored")
+        raise error from None
     return artifact
 
 
