@@ -65,6 +65,7 @@ from tasks.verify.restore_test import (
 )
 from tests.conftest import make_sqlite_db
 from tests.support.manifests import parse_manifest
+from tests.support.plans import platform_plan
 from tests.support.readers import verify_sidecar
 
 settings.register_profile(
@@ -234,7 +235,7 @@ def run_every_archive_reader(box: Box, archive: Path) -> None:
 @pytest.fixture(scope="module")
 def pristine(tmp_path_factory: pytest.TempPathFactory) -> tuple[bytes, bytes]:
     """(the .tar.gz bytes, its uncompressed tar) of a small real full backup."""
-    from tasks.backup.full_backup import FullBackupPlan, write_full_backup
+    from tasks.backup.full_backup import write_full_backup
     from tasks.sources.sqlite import SqliteSource
 
     root = tmp_path_factory.mktemp("pristine")
@@ -245,16 +246,8 @@ def pristine(tmp_path_factory: pytest.TempPathFactory) -> tuple[bytes, bytes]:
     (uploads / "notes é.txt").write_text("hello")
     (uploads / "link").symlink_to("img/a.png")
     (root / ".env").write_text("APP=1\n")
-    backups = root / "backups"
-    backups.mkdir()
-    plan = FullBackupPlan(
-        backup_dir=backups,
-        db_path=db,
-        uploads=uploads,
-        data=root / "data",
-        config_files=(root / ".env",),
-        skip_unreadable=False,
-    )
+    plan = platform_plan(root, config_files=(root / ".env",))
+    backups = plan.backup_dir
     artifact = write_full_backup(SqliteSource(db, backups), plan, "daily")
     data = artifact.path.read_bytes()
     return data, gzip.decompress(data)

@@ -35,6 +35,7 @@ from tasks.archive.manifest.model import DatabaseEntry, FileEntry, Manifest
 from tasks.archive.manifest.write import write_manifest_json, write_manifest_text
 from tasks.core.errors import ScratchSpaceError, VerifyError
 from tests.support.manifests import parse_manifest
+from tests.support.plans import platform_plan
 from tests.support.readers import manifest_json_bytes
 
 ODD_NAMES = [
@@ -264,7 +265,7 @@ def test_full_temporary_space_is_named_not_a_sqlite_error(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """backup-all with TMPDIR full: one error naming TMPDIR, and no backup under a final name."""
-    from tasks.backup.full_backup import FullBackupPlan, write_full_backup
+    from tasks.backup.full_backup import write_full_backup
     from tasks.sources.sqlite import SqliteSource
 
     monkeypatch.setattr(entry_store, "open_scratch_database", _tiny_scratch)
@@ -276,16 +277,8 @@ def test_full_temporary_space_is_named_not_a_sqlite_error(
     uploads.mkdir()
     for i in range(2_000):
         (uploads / f"upload_{i:05d}.txt").write_bytes(b"x")
-    backups = tmp_path / "backups"
-    backups.mkdir()
-    plan = FullBackupPlan(
-        backup_dir=backups,
-        db_path=db,
-        uploads=uploads,
-        data=tmp_path / "data",
-        config_files=(),
-        skip_unreadable=False,
-    )
+    plan = platform_plan(tmp_path)
+    backups = plan.backup_dir
     with pytest.raises(ScratchSpaceError, match="set TMPDIR to a larger folder") as caught:
         write_full_backup(SqliteSource(db, backups), plan, "daily")
     assert tempfile.gettempdir() in str(caught.value)

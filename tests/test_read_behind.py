@@ -20,6 +20,7 @@ from tasks.backup.read_back import ReadBehind, read_behind, take_read_behind
 from tasks.core.errors import VerifyError
 from tasks.stream.growing import GrowingFile, WriterGaveUp
 from tasks.stream.pipeline import write_artifact
+from tests.support.plans import platform_plan
 
 
 def _reader_threads() -> int:
@@ -190,7 +191,7 @@ def test_a_full_backup_is_judged_by_the_read_that_followed_it(
 ) -> None:
     """backup-all's write starts the read; its verify step takes that read's verdict and
     does not read the file a second time."""
-    from tasks.backup.full_backup import FullBackupPlan, write_full_backup
+    from tasks.backup.full_backup import write_full_backup
     from tasks.sources.sqlite import SqliteSource
     from tasks.steps import full_backup as steps
     from tests.conftest import make_sqlite_db
@@ -200,16 +201,8 @@ def test_a_full_backup_is_judged_by_the_read_that_followed_it(
     uploads.mkdir()
     for i in range(30):
         (uploads / f"u{i}.bin").write_bytes(os.urandom(100_000))
-    backups = tmp_path / "backups"
-    backups.mkdir()
-    plan = FullBackupPlan(
-        backup_dir=backups,
-        db_path=db,
-        uploads=uploads,
-        data=tmp_path / "data",
-        config_files=(),
-        skip_unreadable=False,
-    )
+    plan = platform_plan(tmp_path)
+    backups = plan.backup_dir
     artifact = write_full_backup(SqliteSource(db, backups), plan, "daily", read_back=True)
     reads: list[Path] = []
     monkeypatch.setattr(steps, "scan_archive", lambda path, sha: reads.append(path))
