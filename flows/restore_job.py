@@ -21,6 +21,7 @@ from tasks.catalog.listing import parse_as_of
 from tasks.core.settings import Settings, load_settings
 from tasks.restore.source import resolve_backup_file
 from tasks.storage.destination import is_remote_url
+from tasks.stream.allocator import share_one_arena
 
 
 @dataclass(frozen=True)
@@ -56,6 +57,7 @@ def start_restore(
 ) -> RestoreStart:
     """Settings, the backup file, the confirmation; AbortedByOperator when not confirmed."""
     started = time.monotonic()
+    share_one_arena()  # a deployment's run (the CLI did it first thing): peak memory
     settings = load_settings()
     backup_file = chosen_backup(settings, job, backup_file, as_of)
     remote = is_remote_url(backup_file)

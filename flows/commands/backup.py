@@ -7,7 +7,6 @@ from typing import Any
 
 from flows.commands.common import retention_days
 from tasks.core.tiers import DEFAULT_TIER, TIERS, one_of, tiers_of
-from tasks.stream.allocator import share_one_arena
 
 
 def add_commands(commands: Any) -> None:
@@ -51,7 +50,6 @@ def add_commands(commands: Any) -> None:
 
 
 def _run_db_backup(args: argparse.Namespace) -> int:
-    share_one_arena()  # before Prefect starts its threads (tasks/stream/allocator.py)
     from flows import db_backup
 
     result = db_backup(retention_days=args.retention_days, offsite=args.offsite, tier=args.tier)
@@ -60,7 +58,6 @@ def _run_db_backup(args: argparse.Namespace) -> int:
 
 
 def _run_backup_all(args: argparse.Namespace) -> int:
-    share_one_arena()  # before Prefect starts its threads (tasks/stream/allocator.py)
     from flows import backup_all
 
     result = backup_all(retention_days=args.retention_days, offsite=args.offsite, tier=args.tier)

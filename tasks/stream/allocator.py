@@ -61,15 +61,18 @@ def keep_block_memory() -> bool:
 
 
 def share_one_arena() -> bool:
-    """Backup jobs: threads started from now on allocate from the arenas there are, so
-    the freed blocks' memory is kept once, not once per thread (each glibc arena keeps up
-    to `TRIM_THRESHOLD`). Called by the CLI before Prefect starts its threads, and by the
-    backup skeleton (a deployment's run: Prefect's threads keep their own arenas).
-    Measured (backup-all, 2 GB / 10,000-file chat-log tree, A B A B, 2026-12-02): with
-    the read-back that follows the writer (a thread more), peak 155-161 → 144 MiB, wall
-    and CPU the same (the job before that read-back: 152); db-backup (500 MB) the same. Not for the
-    restores: there the read-ahead thread and the one writing files allocate at once, and
-    one arena's lock made test-restore of that archive 30-50 % slower (more system time).
+    """Threads started from now on allocate from the arenas there are, so the freed
+    blocks' memory is kept once, not once per thread (each glibc arena keeps up to
+    `TRIM_THRESHOLD`). Called by the CLI first thing, for every job, and at the start of
+    a deployment's backup or restore run (Prefect's threads keep the arenas they have).
+    Measured (2 GB / 10,000-file chat-log tree, 2026-12-02): backup-all with the read-back
+    that follows the writer (a thread more), A B A B, peak 155-161 → 144 MiB, wall and
+    CPU the same; db-backup (500 MB) the same; restore-all (its extraction, then the
+    pre-restore copy's write and read-back in one process), three runs each, peak 160-166
+    → 148 MB, wall 28.4-30.5 → 28.3-31.3 s; test-restore 128-130 MB and 8.3-9.4 s both ways.
+    (An earlier run with `MALLOC_ARENA_MAX=1` in the environment had made test-restore
+    30-50 % slower: an operator's setting turns off `keep_block_memory` too, and the page
+    faults came back — 810,000 against 28,600 — not the arena's lock.)
     Once per process; True if it was set."""
     global _shared
     if _shared or not _tunable():
