@@ -69,8 +69,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     # deployment's run), restore-all of a 2 GB tree still took 853,000 page faults; set
     # here, 38,500-44,000, and 13 % less time.
     keep_block_memory()
-    # One arena for every thread, before Prefect starts any: restore-all's peak 160-166
-    # -> 148-151 MB, time the same (tasks/stream/allocator.py).
+    # One arena for every thread, before Prefect starts any: restore-all's peak 158-162
+    # -> 145-148 MiB, time the same (tasks/stream/allocator.py).
     share_one_arena()
     parser = build_parser()
     args = parser.parse_args(words)

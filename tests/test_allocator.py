@@ -152,7 +152,7 @@ def test_backup_jobs_threads_share_the_arenas_there_are() -> None:
 def test_the_cli_tunes_the_allocator_before_anything_else() -> None:
     # Set only at the first stream, restore-all of a 2 GB tree took 853,000 page faults;
     # set by the CLI first thing, 38,500; and one arena shared by every thread (restore-all
-    # 160-166 -> 148 MB; tasks/stream/allocator.py).
+    # 158-162 -> 145-148 MiB; tasks/stream/allocator.py).
     code = (
         "import tasks.stream.allocator as a\n"
         "from flows.cli import main\n"

@@ -68,8 +68,9 @@ def share_one_arena() -> bool:
     Measured (2 GB / 10,000-file chat-log tree, 2026-12-02): backup-all with the read-back
     that follows the writer (a thread more), A B A B, peak 155-161 → 144 MiB, wall and
     CPU the same; db-backup (500 MB) the same; restore-all (its extraction, then the
-    pre-restore copy's write and read-back in one process), three runs each, peak 160-166
-    → 148 MB, wall 28.4-30.5 → 28.3-31.3 s; test-restore 128-130 MB and 8.3-9.4 s both ways.
+    pre-restore copy's write and read-back in one process), peak 158-162 → 145-148 MiB
+    (four and five runs), wall 28.4-30.5 → 27.3-30.4 s; test-restore 126-127 MiB and
+    8.3-9.4 s both ways.
     (An earlier run with `MALLOC_ARENA_MAX=1` in the environment had made test-restore
     30-50 % slower: an operator's setting turns off `keep_block_memory` too, and the page
     faults came back — 810,000 against 28,600 — not the arena's lock.)
