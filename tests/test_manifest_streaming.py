@@ -337,16 +337,21 @@ def _archive_tree(uploads: Path, artifact: Path, archived: list[int]) -> None:
         archived.append(FullArchiveBuilder(out, content).build().files)
 
 
-def test_memory_stays_flat_with_one_folder_per_upload(tmp_path: Path) -> None:
+def test_memory_stays_flat_with_one_folder_per_upload(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """Extracting 10,000 or 30,000 folders, archiving 2,500 or 10,000: folders are kept on
     disk too.
 
-    The extraction's sizes are past the point where the readers' fixed buffers are full
-    (ISA-L's gzip reader behind a 1 MiB BufferedReader, and the read-ahead thread's queue
-    of 1 MiB blocks in front of it: ~5 MB of tar headers, reached at ~5,000 folders), so
-    what differs between them is what is kept per folder. Archiving keeps the sorted names
-    of the one folder being walked (here all of them: ~80 bytes each), so its sizes stay
-    small enough for that list to be under the bound."""
+    The extraction's sizes are past the point where the reader's fixed buffers are full
+    (ISA-L's gzip reader behind a 1 MiB BufferedReader), so what differs between them is
+    what is kept per folder. The read-ahead thread is left out of this measurement: how
+    many of its 1 MiB blocks are in flight at the moment of the peak (0 to 4) is timing,
+    not the number of folders — a CI run under load saw one block more at 30,000 than at
+    10,000 (1.08 MB against this 1 MiB bound). Its own bound is test_read_ahead's.
+    Archiving keeps the sorted names of the one folder being walked (here all of them:
+    ~80 bytes each), so its sizes stay small enough for that list to be under the bound."""
+    monkeypatch.setattr(safe_extract, "read_ahead", lambda source: source)
     artifact = tmp_path / "db.gz"
     artifact.write_bytes(b"db")
     extracting, archiving = {}, {}
