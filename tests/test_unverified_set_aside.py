@@ -225,3 +225,29 @@ def test_a_write_that_fails_after_the_archive_leaves_no_reader_behind(
     with pytest.raises(OSError, match="No space left"):
         full.write_full_backup(SqliteSource(db, plan.backup_dir), plan, "daily", read_back=True)
     assert read_back._UNDER_WAY == {}
+
+
+def test_a_read_back_that_is_not_the_archive_written_sets_it_aside(
+    platform: Platform, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The read-back's sha256 matched, but what it read does not end with the manifest
+    pair (or has another top folder): not the archive the writer made, so not a backup."""
+    import dataclasses
+
+    from flows import backup_all
+    from tasks.steps import full_backup as steps
+
+    make_sqlite_db(platform.db_path)
+    real = steps.read_back
+
+    def manifest_not_last(artifact):  # type: ignore[no-untyped-def]
+        scan = real(artifact)
+        return dataclasses.replace(scan, last_members=[*scan.last_members[:1], "x/extra"])
+
+    monkeypatch.setattr(steps, "read_back", manifest_not_last)
+    with pytest.raises(
+        VerifyError, match=r"the archive read back is not the one written.*set aside"
+    ):
+        backup_all()
+    assert [r for r in list_backups(platform.backups) if r.kind == "full"] == []
+    assert len([p for p in platform.backups.iterdir() if p.name.endswith(".unverified")]) == 1

@@ -47,9 +47,15 @@ def write_full_backup_task(settings: Settings, tier: str) -> Artifact[ArchiveSum
 @task(name="verify-full-backup", cache_policy=NO_CACHE)
 def verify_full_backup(artifact: Artifact[ArchiveSummary]) -> ArchiveScan:
     """Read the new archive back once: checksum, stream, tar headers, manifest last."""
+    return proven_read_back(artifact, "the archive")
+
+
+def proven_read_back(artifact: Artifact[ArchiveSummary], what: str) -> ArchiveScan:
+    """The read-back, and that what it read is the archive written: its one top folder
+    is the backup's name and its manifest is the last member (a VerifyError if not)."""
     scan = read_back(artifact)
     if not scan.manifest_is_last or scan.top != artifact.detail.name:
-        raise VerifyError(f"{artifact.path.name}: the archive read back is not the one written")
+        raise VerifyError(f"{artifact.path.name}: {what} read back is not the one written")
     return scan
 
 
@@ -76,11 +82,7 @@ def snapshot_full_before_restore(
             source, plan, DEFAULT_TIER["full"], full_snapshot_name, read_back=True
         )
     try:
-        scan = read_back(artifact)
-        if not scan.manifest_is_last or scan.top != artifact.detail.name:
-            raise VerifyError(
-                f"{artifact.path.name}: the pre-restore copy read back is not the one written"
-            )
+        proven_read_back(artifact, "the pre-restore copy")
     except BaseException as exc:
         # Unproven, it must not count among the newest snapshots rotation keeps.
         error = set_aside_unproven(artifact.path, exc, "the pre-restore copy")
