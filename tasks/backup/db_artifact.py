@@ -7,6 +7,7 @@ import time
 from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
+from typing import Any
 
 from tasks.catalog.records import write_meta
 from tasks.core import clock
@@ -39,15 +40,29 @@ def dump_database_artifact(
     artifact = write_artifact(backup_dir / name_for(moment), source.dump, compression, level)
     write_meta(
         artifact.path,
-        {
-            "kind": "db",
-            "tier": tier,
-            "db_type": source.db_type,
-            "created_at": moment.isoformat(),
-            "host": socket.gethostname(),
-            "size": artifact.size,
-            "sha256": artifact.sha256,
-            "tables": artifact.detail.tables,
-        },
+        backup_meta("db", tier, source.db_type, moment, artifact, artifact.detail.tables),
     )
     return artifact
+
+
+def backup_meta(
+    kind: str,
+    tier: str,
+    db_type: str,
+    moment: datetime,
+    artifact: Artifact[Any],
+    tables: dict[str, int],
+    **more: int,
+) -> dict[str, Any]:
+    """The `.meta.json` fields every backup has (a full backup adds its file counts)."""
+    return {
+        "kind": kind,
+        "tier": tier,
+        "db_type": db_type,
+        "created_at": moment.isoformat(),
+        "host": socket.gethostname(),
+        "size": artifact.size,
+        "sha256": artifact.sha256,
+        "tables": tables,
+        **more,
+    }

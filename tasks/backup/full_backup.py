@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import socket
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import datetime
@@ -21,7 +20,7 @@ from typing import BinaryIO
 
 from tasks.archive.full_archive import FullArchiveBuilder
 from tasks.archive.full_content import ArchiveContent, ArchiveSummary, DatabaseMember
-from tasks.backup.db_artifact import unused_moment
+from tasks.backup.db_artifact import backup_meta, unused_moment
 from tasks.backup.read_back import read_behind, take_read_behind
 from tasks.catalog.records import write_meta
 from tasks.core.atomic import FILE_MODE, OUT_OF_SPACE, partial_path
@@ -173,20 +172,18 @@ def write_full_backup(
         summary = artifact.detail
         write_meta(
             artifact.path,
-            {
-                "kind": "full",
-                "tier": tier,
-                "db_type": source.db_type,
-                "created_at": moment.isoformat(),
-                "host": socket.gethostname(),
-                "size": artifact.size,
-                "sha256": artifact.sha256,
-                "tables": db.tables,
-                "files": summary.files,
-                "bytes": summary.bytes,
-                "changed": summary.changed_count,
-                "skipped": summary.skipped_count,
-            },
+            backup_meta(
+                "full",
+                tier,
+                source.db_type,
+                moment,
+                artifact,
+                db.tables,
+                files=summary.files,
+                bytes=summary.bytes,
+                changed=summary.changed_count,
+                skipped=summary.skipped_count,
+            ),
         )
     except BaseException:
         # The verify step will not run to claim the read: drop it here, or every such
