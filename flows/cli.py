@@ -92,7 +92,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if not getattr(args, "without_prefect", False) and not getattr(args, "no_settings", False):
             # A configuration error answers now (within 2 s), not after Prefect's
             # temporary server has started; the flow loads the settings again.
-            check_settings(args.command, debug)
+            check_settings(args.command, debug, getattr(args, "settings_check", None), args)
         if getattr(args, "without_prefect", False):
             return run(args)
         # Prefect configures its logging in prefect.main (not on `import prefect`, which
@@ -118,15 +118,24 @@ def main(argv: Sequence[str] | None = None) -> int:
 _FLOW_OF = {"monitor": "monitor-backups", "migrate-to-postgres": "migrate-sqlite-to-postgres"}
 
 
-def check_settings(command: str, debug: bool = False) -> None:
+def check_settings(
+    command: str,
+    debug: bool = False,
+    settings_check: Callable[[argparse.Namespace, Any], None] | None = None,
+    args: argparse.Namespace | None = None,
+) -> None:
     """Load the settings before Prefect: a ConfigError answers at once, and still sends
     the failure alert the flow's hook would have sent (its own notes stay off the
-    terminal unless --debug: the error is the one line there)."""
+    terminal unless --debug: the error is the one line there). `settings_check` is the
+    command's own check of what it will use (its --tier, the database file, the off-site
+    destinations), made with the loaded settings, nothing connected."""
     from tasks.core.errors import ConfigError
     from tasks.core.settings import load_settings
 
     try:
-        load_settings()
+        settings = load_settings()
+        if settings_check is not None and args is not None:
+            settings_check(args, settings)
     except ConfigError as exc:
         if command not in ("schedule", "serve"):
             import logging

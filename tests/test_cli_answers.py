@@ -9,9 +9,11 @@ the variables it reads, and `serve` naming an off-site tier without a destinatio
 from __future__ import annotations
 
 import argparse
+import contextlib
 import gzip
 import os
 import socket
+import sqlite3
 import subprocess
 import time
 from pathlib import Path
@@ -76,6 +78,95 @@ def test_a_configuration_error_answers_within_2_seconds(
         assert "temporary server" not in done.stderr.lower()
         timings.append(seconds)
     assert min(timings) < answer_budget(), timings
+
+
+# Each of these was found only inside the flow run, 18-52 s later (after Prefect's
+# temporary server, the task's retries and a failure alert), some with the wrong exit code.
+EARLY_ERRORS = [
+    (
+        {},
+        ["db-backup", "--tier", "nosuch"],
+        "--tier: must be one of every-6h, daily, weekly, monthly",
+    ),
+    ({}, ["backup-all", "--tier", "every-6h"], "--tier: must be one of daily, weekly, monthly"),
+    ({"ADMIN_DB_PATH": "/nonexistent/x.db"}, ["db-backup"], "ADMIN_DB_PATH: SQLite database"),
+    ({"ADMIN_DB_PATH": "/nonexistent/x.db"}, ["backup-all"], "ADMIN_DB_PATH: SQLite database"),
+    (
+        {"ADMIN_DB_TYPE": "postgres", "ADMIN_DATABASE_URL": "notaurl"},
+        ["db-backup"],
+        "ADMIN_DATABASE_URL is not a valid postgresql:// URL",
+    ),
+    (  # libpq would end the password at the first '@' and print the rest as the host
+        {
+            "ADMIN_DB_TYPE": "postgres",
+            "ADMIN_DATABASE_URL": "postgresql://u:Hunter@2secret@127.0.0.1/x",
+        },
+        ["db-backup"],
+        "ADMIN_DATABASE_URL: write a '@' in the user name or password as %40",
+    ),
+    (
+        {
+            "ADMIN_DB_TYPE": "postgres",
+            "ADMIN_DATABASE_URL": "postgresql://u@127.0.0.1/x?sslmode=bogus",
+        },
+        ["db-backup"],
+        "ADMIN_DATABASE_URL: sslmode must be one of",
+    ),
+    ({"OFFSITE_DESTINATION": "ftp://x/y"}, ["db-backup", "--offsite"], "unsupported scheme 'ftp'"),
+    (
+        {"OFFSITE_DESTINATION": "/srv/offsite", "OFFSITE_BANDWIDTH_LIMIT": "abc"},
+        ["backup-all", "--offsite"],
+        "OFFSITE_BANDWIDTH_LIMIT: 'abc' is not a rate",
+    ),
+    (
+        {"BACKUP_COMPRESSION_LEVEL": "99"},
+        ["db-backup"],
+        "BACKUP_COMPRESSION_LEVEL: gzip levels are 0-9, got 99",
+    ),
+    (
+        {"BACKUP_COMPRESSION": "zstd", "BACKUP_COMPRESSION_LEVEL": "0"},
+        ["db-backup"],
+        "BACKUP_COMPRESSION_LEVEL: zstd levels are 1-22, got 0",
+    ),
+    ({"SMTP_PORT": "99999"}, ["db-backup"], "SMTP_PORT: must be a port number (1-65535)"),
+    ({"BACKUP_TIMEZONE": "Mars/Olympus"}, ["db-backup"], "BACKUP_TIMEZONE: unknown timezone"),
+]
+
+
+@pytest.mark.parametrize(("variables", "command", "message"), EARLY_ERRORS)
+def test_what_the_flow_would_refuse_is_refused_before_prefect_starts(
+    variables: dict[str, str],
+    command: list[str],
+    message: str,
+    tmp_path: Path,
+    bare_env: dict[str, str],
+) -> None:
+    (tmp_path / "data").mkdir()
+    with contextlib.closing(sqlite3.connect(tmp_path / "data" / "admin.db")) as db:
+        db.execute("CREATE TABLE agents (id INTEGER PRIMARY KEY)")
+    done, seconds = run(command, tmp_path, {**bare_env, **variables})
+    assert done.returncode == 3, done.stderr
+    [line] = done.stderr.splitlines()
+    assert line.startswith("chatbot-backup: error: ") and message in line, line
+    assert "2secret" not in line and "Hunter" not in line
+    assert seconds < 3 * answer_budget(), seconds  # no Prefect server was started
+    assert not (tmp_path / "backups").exists() or not any((tmp_path / "backups").iterdir())
+
+
+def test_backup_dir_that_is_a_file_is_a_configuration_error(
+    tmp_path: Path, bare_env: dict[str, str]
+) -> None:
+    (tmp_path / "data").mkdir()
+    with contextlib.closing(sqlite3.connect(tmp_path / "data" / "admin.db")) as db:
+        db.execute("CREATE TABLE agents (id INTEGER PRIMARY KEY)")
+    plain = tmp_path / "afile"
+    plain.write_text("not a folder")
+    done, _ = run(["db-backup"], tmp_path, {**bare_env, "BACKUP_DIR": str(plain)})
+    assert (done.returncode, done.stderr.strip()) == (
+        3,
+        f"chatbot-backup: error: BACKUP_DIR: {plain} is not a folder",
+    )
+    assert plain.read_text() == "not a folder"
 
 
 def answer_budget() -> float:

@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import argparse
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from flows.commands.common import retention_days
-from tasks.core.tiers import DEFAULT_TIER, TIERS, one_of, tiers_of
+from tasks.core.tiers import DEFAULT_TIER, TIERS, check_tier, one_of, tiers_of
+
+if TYPE_CHECKING:
+    from tasks.core.settings import Settings
 
 
 def add_commands(commands: Any) -> None:
@@ -25,7 +28,7 @@ def add_commands(commands: Any) -> None:
         default=DEFAULT_TIER["db"],
         help=f"retention tier: {one_of(TIERS)} (default: {DEFAULT_TIER['db']})",
     )
-    db.set_defaults(run=_run_db_backup)
+    db.set_defaults(run=_run_db_backup, settings_check=_check_db_backup)
 
     full = commands.add_parser(
         "backup-all", help="back up database, uploads, configuration and data in one archive"
@@ -46,7 +49,30 @@ def add_commands(commands: Any) -> None:
         default=DEFAULT_TIER["full"],
         help=f"{one_of(tiers_of('full'))} (default: {DEFAULT_TIER['full']})",
     )
-    full.set_defaults(run=_run_backup_all)
+    full.set_defaults(run=_run_backup_all, settings_check=_check_backup_all)
+
+
+def _check_db_backup(args: argparse.Namespace, settings: Settings) -> None:
+    _check_backup(args, settings, TIERS)
+
+
+def _check_backup_all(args: argparse.Namespace, settings: Settings) -> None:
+    _check_backup(args, settings, tiers_of("full"))
+
+
+def _check_backup(args: argparse.Namespace, settings: Settings, tiers: tuple[str, ...]) -> None:
+    """What the flow would find wrong only after Prefect had started (20-50 s, with its
+    retries and a failure alert): a tier that does not exist, a missing SQLite file, an
+    off-site destination that cannot be (parsed, not connected)."""
+    from tasks.sources.sqlite import SqliteSource
+
+    check_tier(args.tier, tiers)
+    if settings.db_type == "sqlite":
+        SqliteSource(settings.db_path, settings.backups).check()
+    if args.offsite:
+        from tasks.storage.destination import open_destinations
+
+        open_destinations(settings)
 
 
 def _run_db_backup(args: argparse.Namespace) -> int:

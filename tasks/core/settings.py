@@ -13,7 +13,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, SecretStr, ValidationError, field_validator
+from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from tasks.core.errors import ConfigError
@@ -28,6 +28,9 @@ DbType = Literal["sqlite", "postgres"]
 MAX_RETENTION_DAYS = 36500
 MAX_HOURS = MAX_RETENTION_DAYS * 24
 Compression = Literal["gzip", "zstd"]
+# The levels each codec accepts: gzip 0-9 (0-3 ISA-L, 4-9 zlib-ng), zstd 1-22 (its
+# negative "fast" levels are left out: they save little over 1 and compress much less).
+COMPRESSION_LEVELS: dict[str, tuple[int, int]] = {"gzip": (0, 9), "zstd": (1, 22)}
 
 # Cloud and SDK secrets that never come through this model but must never be printed.
 _SDK_SECRET_VARIABLES = (
@@ -143,6 +146,42 @@ class Settings(BaseSettings):
             raise ValueError(f"must be 'gzip' or 'zstd', got {value!r}")
         return value
 
+    @field_validator("smtp_port")
+    @classmethod
+    def _port_number(cls, value: int) -> int:
+        if not 1 <= value <= 65535:
+            raise ValueError(f"must be a port number (1-65535), got {value}")
+        return value
+
+    @field_validator("backup_timezone")
+    @classmethod
+    def _known_timezone(cls, value: str) -> str:
+        from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+        try:
+            ZoneInfo(value.strip())
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(
+                f"unknown timezone {value!r}; use an IANA name such as UTC or Europe/Berlin"
+            ) from None
+        return value.strip()
+
+    @model_validator(mode="after")
+    def _level_of_the_compression(self) -> Settings:
+        # Checked here, not when the first block is compressed: a wrong level used to
+        # surface as the codec's own "ValueError: Invalid initialization option", inside
+        # the flow, after the dump had started.
+        level = self.backup_compression_level
+        if level is None:
+            return self
+        low, high = COMPRESSION_LEVELS[self.backup_compression]
+        if not low <= level <= high:
+            raise ValueError(
+                f"BACKUP_COMPRESSION_LEVEL: {self.backup_compression} levels are "
+                f"{low}-{high}, got {level}"
+            )
+        return self
+
     # -- derived values -------------------------------------------------------------
     def resolve(self, path: Path) -> Path:
         """A configured path, made absolute against the application root."""
@@ -199,6 +238,7 @@ class Settings(BaseSettings):
                 "postgresql://user:password@host:port/db"
             )
         url = self.admin_database_url.get_secret_value()
+        check_libpq_url("ADMIN_DATABASE_URL", url)
         if not _names_a_database(url):
             # libpq would fall back to a database named like the user (often `postgres`):
             # backups of the wrong database, restores into CREATE DATABASE "".
@@ -351,7 +391,31 @@ def load_settings(check_folders: bool = True, **overrides: object) -> Settings:
         settings.database_url()  # fail early and clearly when it is missing
     if check_folders:
         check_folder_rules(settings)  # before any job reads, writes or locks anything
+    if settings.backups.exists() and not settings.backups.is_dir():
+        raise ConfigError(f"BACKUP_DIR: {settings.backups} is not a folder")
     return settings
+
+
+_SSL_MODES = ("disable", "allow", "prefer", "require", "verify-ca", "verify-full")
+
+
+def check_libpq_url(variable: str, url: str) -> None:
+    """ConfigError, without the URL (it holds the password), for a URL libpq would refuse
+    or misread — found now, not by the first connection inside the flow."""
+    import psycopg
+    from psycopg.conninfo import conninfo_to_dict
+
+    try:
+        params = conninfo_to_dict(url)
+    except psycopg.ProgrammingError:
+        raise ConfigError(f"{variable} is not a valid postgresql:// URL") from None
+    if "@" in str(params.get("host") or ""):
+        # user:pa@ss@host: libpq ends the password at the first '@', so the rest of the
+        # password becomes the host, and every connection error would print it.
+        raise ConfigError(f"{variable}: write a '@' in the user name or password as %40")
+    sslmode = params.get("sslmode")
+    if sslmode is not None and str(sslmode) not in _SSL_MODES:
+        raise ConfigError(f"{variable}: sslmode must be one of {', '.join(_SSL_MODES)}")
 
 
 def _names_a_database(url: str) -> bool:
@@ -381,7 +445,8 @@ def _register_url_password(url: str) -> None:
 def _one_line(exc: ValidationError) -> str:
     parts = []
     for error in exc.errors():
-        field = ".".join(str(p) for p in error.get("loc", ())) or "settings"
+        field = ".".join(str(p) for p in error.get("loc", ()))
         message = str(error.get("msg", "invalid")).removeprefix("Value error, ")
-        parts.append(f"{field.upper()}: {message}")
+        # A check across fields (a model validator) names its variables itself.
+        parts.append(f"{field.upper()}: {message}" if field else message)
     return redact("; ".join(parts))
