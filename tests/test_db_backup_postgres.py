@@ -103,6 +103,47 @@ def test_backup_while_the_application_writes_is_consistent(
     assert result.tables["agents"] == agents and result.tables["audit.events"] == events
 
 
+def test_counts_read_late_still_see_the_dumped_snapshot(
+    pg_platform: Platform, scratch_database: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The counts run on the exporting transaction; started 0.5 s late, while the
+    application commits, they must still see the dump's snapshot (REPEATABLE READ; in
+    READ COMMITTED each count would take a newer one)."""
+    import tasks.sources.postgres as postgres
+
+    source = pg_platform.env["_DBNAME"]
+    real = postgres.row_counts
+
+    def late(connection: psycopg.Connection) -> dict[str, int]:
+        time.sleep(0.5)
+        return real(connection)
+
+    monkeypatch.setattr(postgres, "row_counts", late)
+    stop = threading.Event()
+    writer = threading.Thread(target=_app_writer, args=(source, stop))
+    writer.start()
+    try:
+        time.sleep(0.2)
+        from flows import db_backup
+
+        result = db_backup()
+    finally:
+        stop.set()
+        writer.join()
+    subprocess.run(
+        f"gunzip -c '{result.path}' | psql -q -v ON_ERROR_STOP=1 -h 127.0.0.1 -U postgres -d {scratch_database}",
+        shell=True,
+        check=True,
+        capture_output=True,
+    )
+    with psycopg.connect(**{**PG_ADMIN, "dbname": scratch_database}) as conn:  # type: ignore[arg-type]
+        agents = conn.execute("SELECT count(*) FROM agents").fetchone()[0]  # type: ignore[index]
+    with psycopg.connect(**{**PG_ADMIN, "dbname": source}) as conn:  # type: ignore[arg-type]
+        live = conn.execute("SELECT count(*) FROM agents").fetchone()[0]  # type: ignore[index]
+    assert live > agents  # the application wrote after the snapshot
+    assert result.tables["agents"] == agents
+
+
 def test_password_never_in_arguments_logs_or_artifacts(
     pg_platform: Platform, tmp_path: Path, prefect_api_url: str
 ) -> None:

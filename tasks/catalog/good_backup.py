@@ -44,6 +44,8 @@ ZSTD_MAGIC = b"\x28\xb5\x2f\xfd"
 HEAD_BYTES = 16 * 1024
 _READ_PIECE = 16 * 1024
 _FULL_TOP = re.compile(r"full_(?:backup|before_restore)_\d{8}_\d{6}")
+# pg_dump's `SET client_encoding = 'LATIN1';`, at the top of every plain dump.
+_DECLARED_ENCODING = re.compile(rb"^SET client_encoding = '[A-Z0-9_]+';$", re.MULTILINE)
 _SQL_MARKERS = ("CREATE ", "SET ", "INSERT ", "COPY ", "SELECT ", "BEGIN", "\\RESTRICT", "-- ")
 
 
@@ -128,10 +130,14 @@ def looks_like_sql(head: bytes) -> bool:
     try:
         text = head.decode("utf-8")
     except UnicodeDecodeError as exc:
-        # The sniffed window may end inside a multi-byte character.
-        if exc.start < len(head) - 4:
+        if _DECLARED_ENCODING.search(head):
+            # pg_dump writes in the database's own encoding (LATIN1, WIN1252, SQL_ASCII...)
+            # and says so in its first lines; its markers are ASCII in all of them.
+            text = head.decode("latin-1")
+        elif exc.start < len(head) - 4:
             return False
-        text = head[: exc.start].decode("utf-8")
+        else:  # the sniffed window may end inside a multi-byte character
+            text = head[: exc.start].decode("utf-8")
     upper = text.upper()
     return any(marker in upper for marker in _SQL_MARKERS)
 

@@ -308,6 +308,20 @@ def _key_sql(schema: str, table: str) -> str:
     return f"CASE WHEN {schema} = 'public' THEN {part(table)} ELSE {part(schema)} || '.' || {part(table)} END"
 
 
+def _json_text(expected: dict[str, int]) -> str:
+    """The recorded counts as JSON with names in plain characters: jsonb refuses a \\u00fc
+    escape in a database that is not UTF-8 (SQL_ASCII: "conversion between UTF8 and
+    SQL_ASCII is not supported"), while the characters themselves reach it converted (or,
+    in SQL_ASCII, as the bytes they are). A name that is no text (a lone surrogate) keeps
+    its escape."""
+    text = json.dumps(expected, ensure_ascii=False)
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return json.dumps(expected)
+    return text
+
+
 def check_block(
     connection: psycopg.Connection, expected: dict[str, int] | None, token: str
 ) -> bytes:
@@ -316,7 +330,7 @@ def check_block(
     says), reports the rows it found, and allows the COMMIT."""
     guard = _guard_name(token)
     expected_sql = (
-        "NULL" if expected is None else sql.Literal(json.dumps(expected)).as_string(connection)
+        "NULL" if expected is None else sql.Literal(_json_text(expected)).as_string(connection)
     )
     legacy_ok = "true" if expected is not None and may_be_legacy(expected) else "false"
     legacy_key = "CASE WHEN s = 'public' THEN t ELSE s || '.' || t END"

@@ -17,6 +17,7 @@ from typing import BinaryIO, Literal
 
 import zstandard
 
+from tasks.catalog.good_backup import looks_like_sql as _looks_like_sql
 from tasks.catalog.records import read_meta
 from tasks.core.errors import VerifyError
 from tasks.sources.sqlite import SQLITE_HEADER
@@ -91,22 +92,6 @@ def _read_up_to(reader: BinaryIO, size: int) -> bytes:
     with contextlib.suppress(Exception):
         reader.close()
     return b"".join(chunks)
-
-
-def _looks_like_sql(head: bytes) -> bool:
-    """Text with SQL in it: pg_dump starts with comments, SET lines or `\\restrict`."""
-    if not head.strip() or b"\x00" in head:
-        return False
-    try:
-        text = head.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        # The sniffed window may end inside a multi-byte character.
-        if exc.start < len(head) - 4:
-            return False
-        text = head[: exc.start].decode("utf-8")
-    upper = text.upper()
-    markers = ("CREATE ", "SET ", "INSERT ", "COPY ", "SELECT ", "BEGIN", "\\RESTRICT", "-- ")
-    return any(marker in upper for marker in markers)
 
 
 @dataclass(frozen=True)

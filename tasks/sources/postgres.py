@@ -73,6 +73,10 @@ def libpq_environment(params: dict[str, str]) -> dict[str, str]:
 def connect(params: dict[str, str], **overrides: str) -> psycopg.Connection:
     merged = {**params, **overrides}
     merged.setdefault("connect_timeout", str(CONNECT_TIMEOUT_SECONDS))
+    # Names and the snapshot id as text whatever the database's encoding: in a SQL_ASCII
+    # database psycopg returns bytes, and pg_dump was handed "--snapshot b'0000...'".
+    # The server converts from LATIN1 & co.; from SQL_ASCII it passes the bytes as they are.
+    merged.setdefault("client_encoding", "utf8")
     try:
         return psycopg.connect(**merged)  # type: ignore[arg-type]
     except psycopg.Error as exc:
@@ -175,7 +179,12 @@ class PostgresSource:
     def dump(self, out: BinaryIO) -> DumpResult:
         connection = connect(self.params)
         try:
-            connection.execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
+            # Set on the connection, not by a `BEGIN ISOLATION LEVEL ...` statement: psycopg
+            # opens its own transaction before the first statement, so such a BEGIN came
+            # second and the server logged "there is already a transaction in progress"
+            # on every backup (it still applied the level: no snapshot had been taken).
+            connection.isolation_level = psycopg.IsolationLevel.REPEATABLE_READ
+            connection.read_only = True
             row = connection.execute("SELECT pg_export_snapshot()").fetchone()
             assert row is not None
             snapshot_id = str(row[0])
@@ -195,7 +204,7 @@ class PostgresSource:
                         counting.result()
                     raise
                 counts = counting.result()
-            connection.execute("COMMIT")
+            connection.commit()
         finally:
             connection.close()
         return DumpResult(tables=counts)
