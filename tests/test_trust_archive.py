@@ -334,6 +334,29 @@ def test_pre_restore_snapshots_are_not_archived_and_survive_restore_all(
         assert path.read_bytes() == b"a snapshot " + path.name.encode(), path
 
 
+def test_a_restores_staged_database_is_not_data(sqlite_platform: Platform) -> None:
+    """restore-all stages the database as `.admin.db.partial-PID-HEX` beside the live one:
+    its own pre-restore copy archived that file, and one left by a killed restore went
+    into every later backup. A name like it elsewhere is the operator's and is kept."""
+    platform = sqlite_platform
+    data = platform.root / "data"
+    left = data / ".admin.db.partial-4242-b755ff35"  # what a killed restore leaves
+    left.write_bytes(b"half a database")
+    mine = uploads(platform) / ".report.pdf.partial-1-00000000"
+    mine.write_bytes(b"an upload")
+    archive = backup(platform)
+    recorded = [e["path"] for e in manifest_of(archive)["files"]]
+    assert not [p for p in recorded if ".admin.db.partial-" in p], recorded
+    assert "uploads/.report.pdf.partial-1-00000000" in recorded
+    done = restore(platform, archive)
+    assert done.returncode == 0, done.stderr
+    [copy] = platform.backup_files("full_before_restore_*.tar.gz")
+    with tarfile.open(copy, "r:gz") as tar:
+        staged = [m.name for m in tar if ".partial-" in m.name and "report" not in m.name]
+    assert staged == [], staged
+    assert mine.read_bytes() == b"an upload"
+
+
 # -- after the swap, the live tree is proven to be what was staged ------------------------------
 
 

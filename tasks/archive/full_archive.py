@@ -58,6 +58,7 @@ from tasks.archive.manifest.model import (
 )
 from tasks.archive.manifest.write import write_manifest_json, write_manifest_text
 from tasks.archive.tar_stream import TarStreamWriter
+from tasks.core.atomic import PARTIAL_MARKER, is_partial
 from tasks.core.errors import SourceError
 from tasks.core.naming import is_pre_restore_snapshot
 
@@ -271,7 +272,10 @@ class FullArchiveBuilder:
             else:
                 self._unreadable(where, path, exc)
 
+        excluded = {str(path) for path in exclude}
         for entry in walk_tree(root, set(exclude), on_error):
+            if entry.kind != "dir" and _staged_beside_an_excluded_file(entry.path, excluded):
+                continue
             self._add_entry(section, entry)
 
     def _add_entry(self, section: str, entry: TreeEntry) -> None:
@@ -372,6 +376,18 @@ class FullArchiveBuilder:
             copied = self.tar.add_fd(info, spool.fileno())
         if copied.short or copied.longer or copied.error is not None:
             raise SourceError(f"{rel} could not be written whole: {copied.error or 'size changed'}")
+
+
+def _staged_beside_an_excluded_file(path: str, excluded: set[str]) -> bool:
+    """Whether `path` is the staged copy `.NAME.partial-PID-HEX` that a restore writes
+    beside a file never archived raw (the SQLite database) and a killed one leaves: not
+    data, and restore-all's pre-restore copy took it in while the restore ran. Only beside
+    that file: elsewhere a name like it is the operator's."""
+    folder, _, name = path.rpartition("/")
+    if not is_partial(name):
+        return False
+    beside = f"{folder}/{name[1:].split(PARTIAL_MARKER, 1)[0]}"
+    return beside in excluded or os.path.realpath(beside) in excluded
 
 
 def _special_kind(mode: int) -> str:
