@@ -144,6 +144,34 @@ def test_counts_read_late_still_see_the_dumped_snapshot(
     assert result.tables["agents"] == agents
 
 
+def test_a_table_the_role_may_not_read_is_named_as_the_cause(
+    platform: Platform, pg_database: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The count scan hits the table first and aborts the exporting transaction; pg_dump
+    then only said "could not import the requested snapshot"."""
+    role = f"{pg_database}_app"
+    with psycopg.connect(**{**PG_ADMIN, "dbname": pg_database}, autocommit=True) as conn:  # type: ignore[arg-type]
+        conn.execute(f"CREATE ROLE {role} LOGIN")
+        conn.execute(f"GRANT CREATE, USAGE ON SCHEMA public TO {role}")
+        conn.execute("CREATE TABLE secret_t (x int)")  # owned by postgres, no grant
+        conn.execute(f"SET ROLE {role}")
+        conn.execute("CREATE TABLE mine (x int)")
+        conn.execute("RESET ROLE")
+    try:
+        platform.set(
+            monkeypatch, ADMIN_DB_TYPE="postgres", ADMIN_DATABASE_URL=pg_url(pg_database, user=role)
+        )
+        done = platform.run("db-backup")
+        assert done.returncode == 4, done.stderr
+        assert "permission denied for table secret_t" in done.stderr, done.stderr
+        assert len(done.stderr.strip().splitlines()) == 1
+        assert platform.backup_files("admin_postgres_*.sql.gz") == []
+    finally:
+        with psycopg.connect(**{**PG_ADMIN, "dbname": pg_database}, autocommit=True) as conn:  # type: ignore[arg-type]
+            conn.execute(f"DROP OWNED BY {role}")
+            conn.execute(f"DROP ROLE {role}")
+
+
 def test_password_never_in_arguments_logs_or_artifacts(
     pg_platform: Platform, tmp_path: Path, prefect_api_url: str
 ) -> None:

@@ -195,19 +195,32 @@ class PostgresSource:
                 counting = pool.submit(row_counts, connection)
                 try:
                     run_pg_dump(self.params, out, ["--snapshot", snapshot_id])
-                except BaseException:
+                except BaseException as dumping:
                     # Do not wait for a scan nobody will read; the dump's own error is the
-                    # one to report, even when the server is gone and cannot be asked.
+                    # one to report, even when the server is gone and cannot be asked...
                     with contextlib.suppress(Exception):
                         connection.cancel_safe(timeout=5)
-                    with contextlib.suppress(Exception):
-                        counting.result()
+                    cause = counting.exception() if not counting.cancel() else None
+                    # ...unless the scan failed first on its own: a table this role may not
+                    # read aborts the exporting transaction, and pg_dump then only says
+                    # "could not import the requested snapshot".
+                    if isinstance(dumping, SourceError) and _own_failure(cause):
+                        raise SourceError(
+                            f"cannot read every table: {first_line(str(cause))}"
+                        ) from None
                     raise
                 counts = counting.result()
             connection.commit()
         finally:
             connection.close()
         return DumpResult(tables=counts)
+
+
+def _own_failure(error: BaseException | None) -> bool:
+    """An error of the count scan itself, not the cancel that stopped it."""
+    return isinstance(error, psycopg.Error) and not isinstance(
+        error, psycopg.errors.QueryCanceled | psycopg.OperationalError
+    )
 
 
 def widen_pipe(fd: int) -> None:
