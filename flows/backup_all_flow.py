@@ -38,6 +38,8 @@ class BackupAllResult:
     kept: list[str] = field(default_factory=list)
     removed: list[str] = field(default_factory=list)
     snapshots_removed: list[str] = field(default_factory=list)  # pre-restore snapshots rotated
+    # meta-less full backups whose tier rotation read from MANIFEST.json, or could not
+    rotation_notes: list[str] = field(default_factory=list)
     offsite: OffsiteResult | None = None
 
     def summary_lines(self) -> list[str]:
@@ -57,6 +59,7 @@ class BackupAllResult:
                 if self.snapshots_removed
                 else []
             ),
+            *(f"  rotation: {note}" for note in self.rotation_notes),
         ]
         if self.changed_count:
             lines.append(
@@ -94,6 +97,7 @@ def _full_result(run: BackupRun[ArchiveSummary]) -> BackupAllResult:
         kept=run.rotation.kept,
         removed=run.rotation.removed,
         snapshots_removed=run.rotation.snapshots_removed,
+        rotation_notes=run.rotation.notes,
     )
 
 

@@ -89,6 +89,7 @@ def offsite_entries(settings: Settings, kinds: tuple[str, ...] = KINDS) -> list[
                 why="copied and committed" if remote.committed else "no sidecar: unfinished copy",
                 url=dest.url(remote.remote_name),
                 db_type=remote.name.db_type,
+                tier_marked=remote.tier_marked,
             )
         )
     return entries

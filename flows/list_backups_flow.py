@@ -49,7 +49,7 @@ class ListResult:
             row = (
                 e.name,
                 e.kind,
-                e.tier,
+                e.tier_shown,
                 e.created.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S"),
                 human_size(e.size),
                 e.location,
@@ -75,7 +75,7 @@ def _artifact_rows(result: ListResult) -> list[dict[str, Any]]:
         {
             "name": e.name,
             "kind": e.kind,
-            "tier": e.tier,
+            "tier": e.tier_shown,
             "created (UTC)": e.created.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S"),
             "size": human_size(e.size),
             "sha256": e.sha256 or "",

@@ -80,7 +80,7 @@ def monitor_backups() -> MonitorResult:
         *inspection.findings,
         *(pitr.findings if pitr is not None else []),
         check_offsite_copies(settings, now),
-        check_restore_proof(settings),
+        check_restore_proof(settings, inspection),
         check_deployments(
             settings.monitor_check_deployments,
             scheduled_deployments(settings.pitr_enabled, offsite),

@@ -23,6 +23,7 @@ from flows.reporting import publish_table, run_logger, with_progress
 from flows.restore_job import chosen_backup
 from tasks.catalog.listing import LATEST
 from tasks.catalog.records import list_backups, read_meta
+from tasks.core.naming import BackupName, parse_backup_name
 from tasks.core.redact import redact
 from tasks.core.settings import Settings, load_settings
 from tasks.monitor.metrics import record_restore_proof
@@ -144,6 +145,23 @@ def _full_archive_checks(path: Path, settings: Settings, workdir: Path) -> list[
     return checks
 
 
+def proof_subject(path: Path, settings: Settings, remote: bool = False) -> BackupName | None:
+    """The backup a test-restore of `path` proves, when it is one the monitor reasons about:
+    a backup (by its name) in BACKUP_DIR, or an off-site copy of one (`remote`). A file
+    elsewhere proves nothing about them: its verdict is not recorded (a failed test of
+    some other file must not make the monitor call the newest backup critical)."""
+    name = parse_backup_name(path.name)
+    if name is None:
+        return None
+    if remote:
+        return name
+    try:
+        inside = path.resolve().parent == settings.backups.resolve()
+    except OSError:
+        return None
+    return name if inside else None
+
+
 def _db_artifact_checks(path: Path, settings: Settings, workdir: Path) -> list[CheckOutcome]:
     integrity = db_artifact_integrity_task(path)
     if not integrity.passed:
@@ -203,10 +221,20 @@ def test_restore(
     )
     for line in result.summary_lines():
         (logger.info if result.passed else logger.warning)(line)
-    try:  # the proof's verdict for the metrics file (and the alert rules over it)
-        record_restore_proof(settings, "full" if is_full_archive(path) else "db", result.passed)
-    except Exception as exc:
-        logger.warning("restore proof not recorded in the metrics: %s", redact(str(exc)))
+    subject = proof_subject(path, settings, remote=bool(backup_file and is_remote_url(backup_file)))
+    if subject is None:
+        logger.info(
+            "restore proof not recorded in the metrics: %s is not a backup in %s",
+            path,
+            settings.backups,
+        )
+    else:
+        try:  # the proof's verdict for the metrics file (and the alert rules over it)
+            record_restore_proof(
+                settings, subject.kind, result.passed, backup_time=subject.created_at.timestamp()
+            )
+        except Exception as exc:
+            logger.warning("restore proof not recorded in the metrics: %s", redact(str(exc)))
     publish_table(
         "test-restore-checks",
         [

@@ -494,6 +494,53 @@ def test_rotation_is_per_tier_and_keeps_three(sqlite_platform: Platform) -> None
     assert weekly.exists() and db_only.exists() and stranger.exists()
 
 
+def test_a_weekly_backup_without_its_meta_keeps_its_tier_from_the_manifest(
+    sqlite_platform: Platform, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A weekly backup copied back from off-site (file and .sha256 only, no .meta.json)
+    is not deleted by a daily run: its MANIFEST.json says weekly. One whose manifest
+    cannot be read (cut short) is kept, and the run says so."""
+    from flows import backup_all
+    from tasks.core import clock
+
+    folder = sqlite_platform.backups
+    made_at = datetime.now(UTC).replace(microsecond=0) - timedelta(days=20)
+    monkeypatch.setattr(clock, "utc_now", lambda: made_at)
+    weekly = Path(backup_all(tier="weekly").path)
+    monkeypatch.setattr(clock, "utc_now", lambda: datetime.now(UTC))
+    Path(f"{weekly}.meta.json").unlink()  # as copied back from off-site
+    cut = folder / full_backup_name(made_at - timedelta(days=1))
+    cut.write_bytes(weekly.read_bytes()[: weekly.stat().st_size // 2])
+    write_sidecar(cut, sha256_file(cut))
+    first = Path(backup_all().path)
+    for days in (1, 2):  # three newer daily backups: the kept minimum is no reason to keep
+        _fake_full(folder, first, days, "daily")
+
+    listed = sqlite_platform.run("list", "--kind", "full")
+    assert listed.returncode == 0, listed.stderr
+    line = next(row for row in listed.stdout.splitlines() if row.startswith(weekly.name))
+    assert "daily (assumed)" in line  # not claimed: its manifest was not read
+
+    time.sleep(1.1)
+    done = sqlite_platform.run("backup-all", "--retention-days", "7")
+    assert done.returncode == 0, done.stderr
+    assert weekly.exists() and Path(f"{weekly}.sha256").exists()
+    assert f"rotation: {weekly.name}: no .meta.json; its MANIFEST.json records tier weekly" in (
+        done.stdout
+    )
+    assert read_meta(weekly)["tier"] == "weekly"  # written back: the archive is read once
+    assert cut.exists()
+    assert f"rotation: {cut.name}: kept although older than 7 days" in done.stdout
+
+    listed = sqlite_platform.run("list", "--json", "--kind", "full")
+    assert listed.returncode == 0, listed.stderr
+    tiers = {e["name"]: e["tier"] for e in json.loads(listed.stdout)}
+    assert tiers[weekly.name] == "weekly"
+    # The weekly run now sees it as its own (and its retention keeps it).
+    later = backup_all(tier="weekly", retention_days=30)
+    assert weekly.name in later.kept
+
+
 @pytest.mark.parametrize(
     ("args", "code", "text"),
     [

@@ -127,6 +127,48 @@ def test_fresh_backups_pass_every_check(platform: Platform) -> None:
     assert "7 backups (4 database-only, 3 full)" in finding_line(out, "backup-dir")
 
 
+def test_restore_proof_judges_only_backups_in_the_folder(
+    platform: Platform, tmp_path: Path
+) -> None:
+    """A failed test-restore of a file elsewhere proves nothing about BACKUP_DIR; of an
+    older backup still there, a warning; of one since rotated, nothing; of the newest,
+    critical. (The full backups of fresh_set have no MANIFEST.json: each test fails.)"""
+    import gzip
+
+    fresh_set(platform.backups)
+    make_backup(platform.backups, "full", 74)  # one to spare: 3 remain when one is rotated
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    garbage = elsewhere / "full_backup_20200101_000000.tar.gz"
+    garbage.write_bytes(gzip.compress(b"garbage\n"))
+    done = platform.run("test-restore", "--backup-file", str(garbage))
+    assert done.returncode == 1, done.stdout + done.stderr
+    code, out, err = run_monitor(platform)
+    assert code == 0, out + err
+    assert finding_line(out, "restore-proof").split()[1] == "ok"
+    assert finding_line(out, "integrity").split()[1] == "ok"
+
+    fulls = sorted(platform.backups.glob("full_backup_*.tar.gz"))  # oldest first
+    done = platform.run("test-restore", "--backup-file", str(fulls[1]))
+    assert done.returncode == 1, done.stdout + done.stderr
+    code, out, err = run_monitor(platform)
+    assert code == 1, out + err
+    line = finding_line(out, "restore-proof")
+    assert line.split()[1] == "warning" and "older full backup" in line, line
+
+    for path in (fulls[1], Path(f"{fulls[1]}.sha256")):
+        path.unlink()  # as rotation removes it
+    code, out, err = run_monitor(platform)
+    assert code == 0, out + err
+    assert "no longer in the folder" in finding_line(out, "restore-proof")
+
+    done = platform.run("test-restore", "--backup-file", str(fulls[-1]))
+    assert done.returncode == 1, done.stdout + done.stderr
+    code, out, err = run_monitor(platform)
+    assert code == 2, out + err
+    assert "the newest backup may not restore" in finding_line(out, "restore-proof")
+
+
 def test_only_one_backup_is_a_warning(platform: Platform) -> None:
     make_backup(platform.backups, "db", 1)
     code, out, err = run_monitor(platform)

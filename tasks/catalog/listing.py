@@ -46,6 +46,10 @@ class CatalogEntry:
     path: Path | None = None  # the local file, when there is one
     url: str | None = None  # the off-site copy, when there is one
     db_type: str | None = None  # sqlite / postgres for database backups
+    # False: no tier marker was read (no `.meta.json`), `tier` is its kind's default. For a
+    # full backup that is an assumption until rotation reads its MANIFEST.json (too costly
+    # for a listing: the manifest is at the end of the archive), so `list` says "assumed".
+    tier_marked: bool = True
 
     def as_json(self) -> dict[str, Any]:
         """The keys SPEC.md names for `list --json`."""
@@ -58,6 +62,13 @@ class CatalogEntry:
             "sha256": self.sha256,
             "location": self.location,
         }
+
+    @property
+    def tier_shown(self) -> str:
+        """The tier as `list` prints it: "daily (assumed)" for a full backup whose tier
+        is only its kind's default (its MANIFEST.json, unread, may say weekly)."""
+        assumed = self.kind == "full" and not self.tier_marked
+        return f"{self.tier} (assumed)" if assumed else self.tier
 
     @property
     def source(self) -> str:
@@ -99,6 +110,7 @@ def from_record(record: BackupRecord) -> CatalogEntry:
         why=record.why,
         path=record.path,
         db_type=record.name.db_type,
+        tier_marked=record.tier_marked,
     )
 
 

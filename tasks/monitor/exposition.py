@@ -102,6 +102,10 @@ FAMILIES: tuple[Family, ...] = (
         "Unix time of the last test-restore of each kind.",
     ),
     _gauge(
+        "chatbot_last_restore_proof_backup_timestamp_seconds",
+        "Unix time the backup that the last test-restore of each kind tested was made.",
+    ),
+    _gauge(
         "chatbot_backup_monitor_status",
         "Outcome of the last monitor run: 0 all checks passed, 1 warnings, 2 critical.",
     ),

@@ -135,13 +135,22 @@ def record_job_failure(settings: Any, job: str, when: float | None = None) -> bo
     )
 
 
-def record_restore_proof(settings: Any, kind: str, passed: bool, when: float | None = None) -> bool:
-    """A test-restore of a `kind` backup ended: every check passed (1) or not (0)."""
+def record_restore_proof(
+    settings: Any,
+    kind: str,
+    passed: bool,
+    when: float | None = None,
+    backup_time: float | None = None,
+) -> bool:
+    """A test-restore of a `kind` backup ended: every check passed (1) or not (0).
+    `backup_time`: when the tested backup was made (from its name), so that the monitor
+    can tell a proof of the newest backup from one of an older backup."""
     return publish(
         settings,
         {
             key("chatbot_restore_proof_status", kind=kind): 1 if passed else 0,
             key("chatbot_last_restore_proof_timestamp_seconds", kind=kind): when or time.time(),
+            key("chatbot_last_restore_proof_backup_timestamp_seconds", kind=kind): backup_time,
         },
     )
 

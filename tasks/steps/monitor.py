@@ -15,6 +15,7 @@ from typing import Any
 from prefect import task
 from prefect.cache_policies import NO_CACHE
 
+from tasks.catalog.records import list_backups
 from tasks.core.redact import redact
 from tasks.monitor.alerts import Alert, ChannelResult, send_alert
 from tasks.monitor.checks import SCHEDULED_DEPLOYMENTS, Inspection, Thresholds, inspect_backups
@@ -58,9 +59,16 @@ def deployment_states(names: tuple[str, ...] = SCHEDULED_DEPLOYMENTS) -> dict[st
 
 
 @task(name="check-restore-proofs", cache_policy=NO_CACHE)
-def check_restore_proof(settings: Any) -> Finding:
-    """The last test-restore of each kind, as the metrics file recorded it."""
-    return check_restore_proofs(read_metrics_file(settings.metrics_path))
+def check_restore_proof(settings: Any, inspection: Inspection) -> Finding:
+    """The last test-restore of each kind, as the metrics file recorded it, judged against
+    the backups in BACKUP_DIR (the newest good one of each kind, and the names of all):
+    a failed proof of an older backup, or of one since rotated, does not make the newest
+    critical."""
+    present: dict[str, set[float]] = {}
+    for backup in list_backups(settings.backups, judge=False):  # names only
+        present.setdefault(backup.kind, set()).add(backup.created_at.timestamp())
+    newest = {kind: b.created_at.timestamp() for kind, b in inspection.latest.items()}
+    return check_restore_proofs(read_metrics_file(settings.metrics_path), newest, present)
 
 
 @task(name="check-pitr", cache_policy=NO_CACHE)
