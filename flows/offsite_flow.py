@@ -55,13 +55,19 @@ def _copy_rows(copies: list[OffsiteCopy]) -> list[dict[str, Any]]:
             "remote": c.url,
             "size_bytes": c.size,
             "sha256": c.sha256,
-            "action": "uploaded" if c.uploaded else "already there",
+            "action": _action(c),
             "encrypted": "age" if c.encrypted else "no",
             "attempts": c.attempts,
             "duration_s": f"{c.seconds:.2f}",
         }
         for c in copies
     ]
+
+
+def _action(c: OffsiteCopy) -> str:
+    if c.repaired is not None:
+        return f"repaired (the copy there: {c.repaired})"
+    return "uploaded" if c.uploaded else "already there"
 
 
 @dataclass(frozen=True)
@@ -84,6 +90,8 @@ class DestinationOutcome:
             lines.append(f"    FAILED: {self.error}")
         for c in self.copies:
             action = "uploaded and verified" if c.uploaded else "already there, identical"
+            if c.repaired is not None:
+                action = f"damaged copy replaced ({c.repaired}), uploaded and verified"
             lines.append(f"    {c.remote_name}: {action} ({human_size(c.size)}, sha256 {c.sha256})")
         if self.error is None:
             lines.append(f"    off-site backups removed by retention: {len(self.removed)}")
@@ -238,17 +246,25 @@ class OffsiteSyncResult:
     def already_there(self) -> int:
         return sum(1 for c in self.copies if not c.uploaded)
 
+    @property
+    def repaired(self) -> int:
+        """Uploaded again: the copy there did not match its sidecar (counted in uploaded)."""
+        return sum(1 for c in self.copies if c.repaired is not None)
+
     def summary_lines(self) -> list[str]:
         lines = [
             "Off-site sync completed",
             f"  destination:   {self.destination}",
             f"  uploaded:      {self.uploaded}",
             f"  already there: {self.already_there}",
+            *([f"  repaired:      {self.repaired}"] if self.repaired else []),
             f"  removed by off-site retention: {len(self.removed)}",
             f"  duration:      {self.seconds:.1f} s",
         ]
         for c in self.copies:
-            if c.uploaded:
+            if c.repaired is not None:
+                lines.append(f"    repaired {c.url}: {c.repaired}; uploaded again and verified")
+            elif c.uploaded:
                 lines.append(f"    uploaded {c.url} ({human_size(c.size)})")
         for name in self.removed:
             lines.append(f"    removed {name}")

@@ -19,10 +19,12 @@ from flows.hooks import FAILURE_HOOKS
 from flows.reporting import publish_table, run_logger
 from tasks.core.errors import BackupError, ConfigError, DestinationError, VerifyError
 from tasks.core.redact import redact
-from tasks.core.settings import load_settings
+from tasks.core.settings import Settings, load_settings
+from tasks.monitor.metrics import record_offsite_status
+from tasks.offsite.remote import backup_name_of
 from tasks.offsite.verify import VerifyReport
 from tasks.steps.offsite import verify_offsite_sample
-from tasks.storage.destination import open_destinations
+from tasks.storage.destination import Destination, open_destinations
 
 
 @dataclass(frozen=True)
@@ -58,6 +60,22 @@ class OffsiteVerifyResult:
         return lines
 
 
+def _record_status(settings: Settings, dest: Destination, report: VerifyReport) -> None:
+    """`chatbot_offsite_backup_status` of each kind read back at `dest`: 0 when a copy of
+    that kind does not match its sidecar (the ChatbotOffsiteBackupFailing alert), else 1.
+
+    The series is the copy step's; a copy found damaged here is as much a failed off-site
+    copy as one that never arrived, and the next good upload or verification sets it back.
+    """
+    kinds: dict[str, bool] = {}
+    for check in report.checks:
+        name = backup_name_of(check.remote_name)
+        if name is not None:
+            kinds[name.kind] = kinds.get(name.kind, True) and check.status in ("ok", "archived")
+    for kind, ok in sorted(kinds.items()):
+        record_offsite_status(settings, kind, dest.scheme, ok, dest.display)
+
+
 @flow(name="offsite-verify", log_prints=False, **FAILURE_HOOKS)  # type: ignore[call-overload]
 def offsite_verify(sample: int | None = None) -> OffsiteVerifyResult:
     """Read back `sample` (default: all) copies at every destination, oldest-verified first."""
@@ -71,9 +89,12 @@ def offsite_verify(sample: int | None = None) -> OffsiteVerifyResult:
     errors: dict[str, str] = {}
     for dest in destinations:
         try:
-            reports.append(verify_offsite_sample(settings, dest.source_text, sample))
+            report = verify_offsite_sample(settings, dest.source_text, sample)
         except BackupError as exc:
             errors[dest.display] = redact(str(exc))
+            continue
+        reports.append(report)
+        _record_status(settings, dest, report)
     result = OffsiteVerifyResult(reports, errors, time.monotonic() - started)
     for line in result.summary_lines():
         (logger.info if result.ok else logger.error)(line)

@@ -371,6 +371,44 @@ def test_deployment_check_against_the_server(platform: Platform) -> None:
     assert f"paused: {name}" in finding.reason
 
 
+def test_scheduled_offsite_tier_without_a_destination_is_a_warning(platform: Platform) -> None:
+    """SPEC: a scheduled off-site tier with no OFFSITE_DESTINATION is reported by the monitor."""
+    from prefect.client.orchestration import get_client
+    from prefect.exceptions import ObjectNotFound
+
+    from flows import backup_all
+
+    fresh_set(platform.backups)
+    name = "backup-all/weekly-offsite"
+    with get_client(sync_client=True) as client:
+        try:
+            before = client.read_deployment_by_name(name)
+        except ObjectNotFound:
+            before = None
+        deployment_id = backup_all.to_deployment(  # type: ignore[union-attr]
+            name="weekly-offsite", cron="0 3 * * 0", parameters={"offsite": True}
+        ).apply()
+        if before is not None and before.paused:
+            client.resume_deployment(deployment_id)
+        try:
+            code, out, err = run_monitor(platform, MONITOR_CHECK_DEPLOYMENTS="true")
+            client.pause_deployment(deployment_id)
+            _, paused_out, _ = run_monitor(platform, MONITOR_CHECK_DEPLOYMENTS="true")
+        finally:
+            if before is None:
+                client.delete_deployment(deployment_id)
+            elif before.paused:
+                client.pause_deployment(deployment_id)
+            else:
+                client.resume_deployment(deployment_id)
+    line = finding_line(out, "offsite")
+    assert "warning" in line and "weekly (backup-all/weekly-offsite)" in line, out + err
+    assert "OFFSITE_DESTINATION is not set" in line
+    assert code >= 1
+    # Paused, it is not scheduled: nothing to warn about.
+    assert "ok" in finding_line(paused_out, "offsite").split()[1], paused_out
+
+
 # -- pure checks -------------------------------------------------------------------------
 
 

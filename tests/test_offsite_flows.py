@@ -424,6 +424,44 @@ def test_sync_uploads_what_is_missing_then_nothing(
     assert after == before  # nothing was written again
 
 
+def flip_remote_bytes(backends: BackendSet, backend: str, prefix: str, name: str) -> None:
+    """Overwrite 4 bytes in the middle of a remote copy: same size, other content."""
+    data = bytearray(raw_bytes(backends, backend, prefix, name))
+    middle = len(data) // 2
+    data[middle : middle + 4] = bytes(b ^ 0xFF for b in data[middle : middle + 4])
+    backends.raw_fs(backend).pipe_file(backends.raw_path(backend, prefix, name), bytes(data))
+
+
+@pytest.mark.parametrize("backend", ["s3", "local"])
+def test_sync_replaces_a_same_size_damaged_copy(
+    sqlite_platform: Platform, backends: BackendSet, backend: str
+) -> None:
+    prefix = new_prefix()
+    env = offsite_env(backends, backend, prefix)
+    first = sqlite_platform.run("backup-all", "--offsite", extra_env=env)
+    assert first.returncode == 0, first.stderr
+    (archive,) = sqlite_platform.backup_files("full_backup_*.tar.gz")
+    flip_remote_bytes(backends, backend, prefix, archive.name)
+    assert raw_bytes(backends, backend, prefix, archive.name) != archive.read_bytes()
+    damaged = sqlite_platform.run("offsite-verify", extra_env=env)
+    assert damaged.returncode == 6, damaged.stdout + damaged.stderr
+
+    sync = sqlite_platform.run("offsite-sync", extra_env=env)
+    assert sync.returncode == 0, sync.stderr
+    assert "uploaded:      1" in sync.stdout and "already there: 0" in sync.stdout, sync.stdout
+    assert "repaired:      1" in sync.stdout, sync.stdout
+    assert f"{archive.name}: sha256" in sync.stdout, sync.stdout  # the repaired line
+    assert "altered or damaged" in sync.stdout, sync.stdout
+    assert raw_bytes(backends, backend, prefix, archive.name) == archive.read_bytes()
+    assert not [n for n in backends.raw_names(backend, prefix) if ".partial-" in n]
+    assert sqlite_platform.run("offsite-verify", extra_env=env).returncode == 0
+
+    again = sqlite_platform.run("offsite-sync", extra_env=env)
+    assert again.returncode == 0, again.stderr
+    assert "uploaded:      0" in again.stdout and "already there: 1" in again.stdout
+    assert "repaired" not in again.stdout
+
+
 def test_sync_verify_finds_an_altered_copy(sqlite_platform: Platform, backends: BackendSet) -> None:
     make_local_backups(sqlite_platform, 1)
     prefix = new_prefix()
@@ -432,14 +470,12 @@ def test_sync_verify_finds_an_altered_copy(sqlite_platform: Platform, backends: 
     clean = sqlite_platform.run("offsite-sync", "--verify", extra_env=env)
     assert clean.returncode == 0, clean.stderr
     assert "verified:      1 of 1" in clean.stdout
-    # Flip bytes in the middle of the remote copy (same size: only content checks see it).
-    name = only_backup(sqlite_platform).name
-    data = bytearray(raw_bytes(backends, "s3", prefix, name))
-    middle = len(data) // 2
-    data[middle : middle + 8] = bytes(b ^ 0xFF for b in data[middle : middle + 8])
-    backends.raw_fs("s3").pipe_file(backends.raw_path("s3", prefix, name), bytes(data))
-    plain = sqlite_platform.run("offsite-sync", extra_env=env)
-    assert plain.returncode == 0  # presence and size look fine without --verify
+    # Flip bytes in the middle of a remote copy whose local backup is gone (rotated):
+    # the upload step cannot repair it, only --verify reads it.
+    local = only_backup(sqlite_platform)
+    name = local.name
+    flip_remote_bytes(backends, "s3", prefix, name)
+    local.unlink()
     caught = sqlite_platform.run("offsite-sync", "--verify", extra_env=env)
     assert caught.returncode == 6, caught.stdout + caught.stderr
     assert name in caught.stderr and "altered or damaged" in caught.stderr

@@ -236,6 +236,40 @@ def test_offsite_verify_finds_a_flipped_byte_and_the_monitor_reports_it(
     assert second.name in monitor.stdout
 
 
+def test_failed_offsite_verify_sets_that_destinations_status_to_0(
+    sqlite_platform: Platform, s3: sv.S3Service, tmp_path: Path
+) -> None:
+    client = boto(s3)
+    nas = tmp_path / "nas"
+    nas.mkdir()
+    env = {
+        **aws_env(s3),
+        "OFFSITE_DESTINATION": f"s3://{BUCKET}/status,{nas}",
+        "MONITOR_CHECK_DEPLOYMENTS": "false",
+    }
+    done = sqlite_platform.run("db-backup", "--offsite", extra_env=env)
+    assert done.returncode == 0, done.stderr
+    at_s3 = (
+        f'chatbot_offsite_backup_status{{destination="s3://{BUCKET}/status",kind="db",scheme="s3"}}'
+    )
+    at_nas = f'chatbot_offsite_backup_status{{destination="{nas}",kind="db",scheme="file"}}'
+    assert f"{at_s3} 1" in metrics(sqlite_platform) and f"{at_nas} 1" in metrics(sqlite_platform)
+    key = f"status/{only_backup(sqlite_platform).name}"
+    data = bytearray(client.get_object(Bucket=BUCKET, Key=key)["Body"].read())
+    data[len(data) // 2] ^= 0x01
+    client.put_object(Bucket=BUCKET, Key=key, Body=bytes(data))
+    found = sqlite_platform.run("offsite-verify", extra_env=env)
+    assert found.returncode == 6, found.stdout + found.stderr
+    text = metrics(sqlite_platform)
+    assert f"{at_s3} 0" in text, text  # ChatbotOffsiteBackupFailing fires for it
+    assert f"{at_nas} 1" in text, text  # the NAS copy matched
+    # Put right, a passing verification sets it back to 1.
+    client.put_object(Bucket=BUCKET, Key=key, Body=only_backup(sqlite_platform).read_bytes())
+    again = sqlite_platform.run("offsite-verify", extra_env=env)
+    assert again.returncode == 0, again.stdout + again.stderr
+    assert f"{at_s3} 1" in metrics(sqlite_platform)
+
+
 def test_offsite_verify_sample_takes_the_oldest_verified_first(
     sqlite_platform: Platform, tmp_path: Path
 ) -> None:

@@ -61,3 +61,22 @@ def deployments_finding(states: dict[str, str]) -> Finding:
     if problems:
         return Finding("deployments", "warning", "; ".join(problems))
     return Finding("deployments", "ok", f"{len(states)} scheduled deployments active")
+
+
+def unset_offsite_finding(states: dict[str, str], tiers: dict[str, str]) -> Finding:
+    """The off-site check when OFFSITE_DESTINATION is not set. `tiers` maps each off-site
+    tier's deployment (`backup-all/weekly-offsite`) to its tier name, `states` those
+    deployments to 'active', 'paused' or 'missing' on the Prefect server.
+
+    An active one is scheduled to copy off-site and has nowhere to copy to (SPEC: reported
+    by serve and the monitor, not first discovered by a failed run): a warning.
+    """
+    scheduled = [f"{tier} ({name})" for name, tier in tiers.items() if states.get(name) == "active"]
+    if scheduled:
+        return Finding(
+            "offsite",
+            "warning",
+            f"scheduled off-site tier(s) {', '.join(scheduled)} but OFFSITE_DESTINATION is "
+            "not set: their runs will fail until it is",
+        )
+    return Finding("offsite", "ok", "not checked: OFFSITE_DESTINATION is not set")

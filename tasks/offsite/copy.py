@@ -33,6 +33,7 @@ from tasks.offsite.remote import (
     sidecar_line,
     staging_path,
 )
+from tasks.offsite.verify import read_back
 from tasks.storage.destination import Destination
 from tasks.stream.checksum import read_sidecar, sha256_file
 
@@ -52,33 +53,48 @@ class OffsiteCopy:
     size: int  # bytes at the destination
     sha256: str  # of the bytes at the destination
     source_sha256: str  # of the local backup
-    uploaded: bool  # False: an identical verified copy was already there
+    uploaded: bool  # False: an identical copy, read back, was already there
     encrypted: bool
     attempts: int
     seconds: float
+    repaired: str | None = None  # what was wrong with the copy this upload replaced
 
 
 def _existing_copy(
     dest: Destination, local: Path, remote_name: str, source_sha256: str, encrypted: bool
-) -> tuple[str, int] | None:
-    """(sha256, size) of a finished remote copy of exactly this backup, else None."""
+) -> tuple[tuple[str, int] | None, str | None]:
+    """((sha256, size), None) for a finished remote copy of exactly this backup, proven by
+    reading it back; (None, why) when its records say so but its content does not (a
+    damaged copy, to be replaced); (None, None) when there is no such copy."""
     sidecar = read_remote_text(dest, remote_name + SIDECAR_SUFFIX)
     if sidecar is None:
-        return None
+        return None, None
     recorded = parse_sidecar_text(sidecar, remote_name)
     size = dest.stat(remote_name)
     if recorded is None or size is None:
-        return None
+        return None, None
     if not encrypted:
         same = recorded == source_sha256 and size == local.stat().st_size
-        return (recorded, size) if same else None
-    record = read_remote_meta(dest, remote_name).get("offsite") or {}
-    same = (
-        record.get("source_sha256") == source_sha256
-        and record.get("sha256") == recorded
-        and record.get("size") == size
-    )
-    return (recorded, size) if same else None
+    else:
+        record = read_remote_meta(dest, remote_name).get("offsite") or {}
+        same = (
+            record.get("source_sha256") == source_sha256
+            and record.get("sha256") == recorded
+            and record.get("size") == size
+        )
+    if not same:
+        return None, None
+    # The sidecars and the size only say what was uploaded once: a copy damaged or
+    # overwritten since (same size) still matches them. Only reading it back proves it
+    # (the offsite-verify check). It costs a full read of each copy per sync, but
+    # none of the backends keeps a checksum we could trust instead: s3fs uploads
+    # without ChecksumSHA256, multipart ETags are not content hashes, and local
+    # and SSH folders keep nothing. An archived (Glacier) copy cannot be read: it
+    # stays counted on its size, as offsite-verify counts it.
+    check = read_back(dest, remote_name, recorded)
+    if check.status == "mismatch":
+        return None, check.detail
+    return (recorded, size), None
 
 
 def copy_backup(
@@ -110,7 +126,7 @@ def copy_backup(
     hashed = sha256_file(local) if claimed is None else None
     claimed = claimed or hashed
     assert claimed is not None
-    existing, attempts = remote_call(
+    (existing, damaged), attempts = remote_call(
         dest,
         f"off-site check of {where}",
         lambda: _existing_copy(dest, local, remote_name, claimed, encrypted),
@@ -122,6 +138,8 @@ def copy_backup(
             local.name, remote_name, where, existing[1], existing[0], claimed,
             False, encrypted, attempts, time.monotonic() - started,
         )  # fmt: skip
+    if damaged is not None and log is not None:
+        log(f"{where}: {damaged}; uploading it again")
 
     # Hash what will really be sent: a backup that rotted on the local disk is not
     # shipped off-site as if it were good.
@@ -201,7 +219,7 @@ def copy_backup(
             cleanup.unlink(missing_ok=True)
     return OffsiteCopy(
         local.name, remote_name, where, sent_size, sent_sha256, source_sha256,
-        True, encrypted, attempts, time.monotonic() - started,
+        True, encrypted, attempts, time.monotonic() - started, damaged,
     )  # fmt: skip
 
 

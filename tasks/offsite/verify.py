@@ -35,13 +35,22 @@ def verify_copy(dest: Destination, backup: RemoteBackup) -> RemoteCheck:
     name = backup.remote_name
     if not backup.committed:
         return RemoteCheck(name, "unfinished", "no sidecar: the upload never finished")
+    expected = parse_sidecar_text(read_remote_text(dest, name + SIDECAR_SUFFIX) or "", name)
+    return read_back(dest, name, expected)
+
+
+def read_back(dest: Destination, name: str, expected: str | None) -> RemoteCheck:
+    """Read `name` back whole and compare its sha256 with `expected` (its sidecar's).
+
+    The one proof that a remote copy is intact: `offsite-verify` uses it, and so does the
+    copy step before it counts a copy as already there (tasks.offsite.copy).
+    """
     storage = str(dest.info(name).get("StorageClass") or "").upper()
     if storage in ("GLACIER", "DEEP_ARCHIVE"):
         return RemoteCheck(name, "archived", f"in {storage}: not readable, size checked only")
-    expected = parse_sidecar_text(read_remote_text(dest, name + SIDECAR_SUFFIX) or "", name)
-    found, size = dest.sha256(name)
     if expected is None:
         return RemoteCheck(name, "mismatch", "its sidecar is not a sha256sum line for it")
+    found, size = dest.sha256(name)
     if found != expected:
         return RemoteCheck(
             name,

@@ -20,7 +20,7 @@ from tasks.core.redact import redact
 from tasks.monitor.alerts import Alert, ChannelResult, send_alert
 from tasks.monitor.checks import SCHEDULED_DEPLOYMENTS, Inspection, Thresholds, inspect_backups
 from tasks.monitor.exposition import read_metrics_file
-from tasks.monitor.host_checks import deployments_finding
+from tasks.monitor.host_checks import deployments_finding, unset_offsite_finding
 from tasks.monitor.metrics import KindSnapshot, record_backup_success, record_monitor_run
 from tasks.monitor.proof_checks import check_restore_proofs
 from tasks.pitr.monitor_checks import PitrInspection, inspect_pitr
@@ -104,7 +104,7 @@ def check_offsite_copies(settings: Any, now: datetime) -> Finding:
     from tasks.storage.destination import open_destinations
 
     if not settings.offsite_destination:
-        return Finding("offsite", "ok", "not checked: OFFSITE_DESTINATION is not set")
+        return _unset_offsite(settings)
     judgments: list[Judgment] = []
     destinations = open_destinations(settings)
     for dest in destinations:
@@ -126,6 +126,31 @@ def check_offsite_copies(settings: Any, now: datetime) -> Finding:
         "critical" if any(j.severity == "critical" for j in judgments) else "warning"
     )
     return Finding("offsite", severity, "; ".join(j.reason for j in judgments))
+
+
+def _unset_offsite(settings: Any) -> Finding:
+    """No destination: a warning when the Prefect server has an off-site tier scheduled.
+
+    Read under the same conditions as the deployments check (MONITOR_CHECK_DEPLOYMENTS,
+    PREFECT_API_URL); only the off-site tiers' deployments, a few small reads.
+    """
+    from tasks.core.tiers import active_tiers
+
+    tiers = {t.full_name: t.name for t in active_tiers(settings.pitr_enabled) if t.offsite}
+    if not (tiers and settings.monitor_check_deployments and prefect_api_url()):
+        return unset_offsite_finding({}, tiers)
+    try:
+        states = deployment_states(tuple(tiers))
+    except Exception as exc:  # an unreachable server is the deployments check's finding
+        return Finding(
+            "offsite",
+            "ok",
+            redact(
+                "not checked: OFFSITE_DESTINATION is not set (scheduled off-site tiers "
+                f"unknown: {type(exc).__name__})"
+            ),
+        )
+    return unset_offsite_finding(states, tiers)
 
 
 @task(name="send-alert", cache_policy=NO_CACHE)
