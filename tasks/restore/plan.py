@@ -205,6 +205,21 @@ def _is_uploads_link_note(note: str, settings: Settings, staged_data: Path) -> b
     return note.startswith(f"data/{link.name}: ")
 
 
+def set_id_note(staged: StagedArchive) -> list[str]:
+    """What the extraction did not restore of the recorded modes (tasks/archive/safe_extract.py)."""
+    extraction = staged.extraction
+    if extraction is None or not extraction.set_id_dropped:
+        return []
+    count = extraction.set_id_dropped
+    names = [name.split("/", 1)[-1] for name in extraction.set_id_names]
+    more = f" and {count - len(names)} more" if count > len(names) else ""
+    return [
+        f"setuid/setgid not restored on {count} file{'s' if count != 1 else ''} "
+        f"({', '.join(names)}{more}): a restore never creates set-id programs; set them "
+        "again by hand if they are meant"
+    ]
+
+
 def restored_parts(manifest: Manifest, swapped: list[str]) -> list[str]:
     """One short phrase per part, e.g. 'uploads (12 files)'."""
     parts = ["database"] if manifest.database is not None else []
