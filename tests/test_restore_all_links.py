@@ -9,6 +9,7 @@ copy, so restore-all leaves it where it is and says so.
 from __future__ import annotations
 
 import os
+import shutil
 import socket
 import stat
 from pathlib import Path
@@ -16,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import Platform
-from tests.test_db_restore import tree_state
+from tests.test_db_restore import one_error_line, tree_state
 from tests.test_restore_all import full_backup
 
 
@@ -59,6 +60,26 @@ def test_linked_uploads_and_config_are_restored_through_their_links(
     assert f"uploads: UPLOADS_DIR is a link to {store}; kept, restored into it" in done.stdout
     assert "data/uploads: kept the live one" not in done.stdout
     assert not [p for p in os.listdir(tmp_path) if p.startswith(".")]  # nothing left beside
+
+
+@pytest.mark.slow
+def test_a_link_to_nothing_is_refused_before_anything_changes(
+    sqlite_platform: Platform, tmp_path: Path
+) -> None:
+    root = sqlite_platform.root
+    (root / "data" / "uploads" / "a.txt").write_text("upload\n")
+    full_backup(sqlite_platform)
+    shutil.rmtree(root / "data" / "uploads")
+    os.symlink(tmp_path / "unmounted", root / "data" / "uploads")
+    before = tree_state(root)
+
+    done = sqlite_platform.run("restore-all", "--latest", "--yes")
+    assert done.returncode == 7
+    line = one_error_line(done)
+    assert f"UPLOADS_DIR: {root / 'data' / 'uploads'} is a link to {tmp_path / 'unmounted'}" in line
+    assert "nothing was changed" in line
+    assert tree_state(root) == before
+    assert not sqlite_platform.backup_files("full_before_restore_*")
 
 
 @pytest.mark.slow
