@@ -99,7 +99,8 @@ def protected_paths(
         through_link(settings.uploads, "UPLOADS_DIR"),  # a link's target inside data/ too
         settings.backups,
         *configs,
-        *(through_link(path, "CONFIG_FILES") for path in configs),
+        # (not through_link: a dangling config link the backup lacks must not block this)
+        *(Path(os.path.realpath(path)) for path in configs),
         staging,
         *([staged_db] if staged_db is not None else []),
     ]
