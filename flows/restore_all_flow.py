@@ -45,7 +45,7 @@ from tasks.restore.files import (
     remove_stale_staging,
     stage_beside,
 )
-from tasks.restore.plan import live_only_files, plan_file_swaps, restored_parts
+from tasks.restore.plan import live_only_files, plan_file_swaps, restored_parts, set_id_note
 from tasks.restore.sqlite import discard_staged
 from tasks.steps.backup import verify_backup
 from tasks.steps.full_backup import snapshot_full_before_restore
@@ -100,6 +100,7 @@ def restore_all(
                 )
                 staged_db = sqlite_copy.path
             plan, notes = plan_file_swaps(settings, staged, staged_db)
+            notes += set_id_note(staged)
             removed = live_only_files(plan)  # counted before anything moves
             plan = stage_beside(plan, swapper.token)
 

@@ -91,6 +91,7 @@ def test_a_normal_archive_round_trips(box: Path) -> None:
     assert (top / "ro" / "inside.txt").read_bytes() == b"in a read-only folder"
     assert os.readlink(top / "rel") == "d/x.txt" and (top / "hard").read_bytes() == b"x" * 3000
     assert stat.S_IMODE((top / "setuid").stat().st_mode) == 0o755  # setuid dropped
+    assert (result.set_id_dropped, result.set_id_names) == (1, ["top/setuid"])  # and counted
     assert result.files["top/empty"].size == 0
     assert result.symlinks == {"top/rel": "d/x.txt"}
     assert extract_safely(archive, box / "t2") == sorted(

@@ -123,6 +123,8 @@ class Extraction:
     members: int = 0
     last_members: list[str] = field(default_factory=list)  # the last two member names
     top_folders: set[str] = field(default_factory=set)  # the first few names at the top
+    set_id_dropped: int = 0  # files whose recorded setuid/setgid bits were not applied
+    set_id_names: list[str] = field(default_factory=list)  # the first few of them
 
     def note_member(self, name: str) -> None:
         self.members += 1

@@ -17,8 +17,11 @@ files are opened with O_NOFOLLOW|O_EXCL, no member may lie below a link, and (wi
 rule) a final pass resolves every created link and removes any that reaches out (a chain
 of inside-looking links can). Each file is hashed while it is written, and its inode
 noted, so checking it against a manifest needs no second read. Folder modes are applied
-last, deepest first, so a read-only folder still gets its content; setuid, setgid and
-sticky bits are dropped.
+last, deepest first, so a read-only folder still gets its content. A folder keeps its
+sticky and setgid bits (they only narrow who may delete, and which group new files get);
+a file's setuid and setgid bits are dropped, and counted in `Extraction.set_id_dropped`
+for the restore's summary: restoring an archive must never create a set-id program
+(one that runs with its owner's rights, root's when a restore runs as root).
 
 The names' rules are `tasks.archive.member_rules`; what was written, and the link policy,
 `tasks.archive.extracted`; the pass that refuses before writing, `tasks.archive.header_pass`.
@@ -82,6 +85,9 @@ def new_extraction(dest: Path) -> tuple[Extraction, sqlite3.Connection]:
 
 def _inside(dest: str, path: str) -> bool:
     return path == dest or path.startswith(dest + os.sep)
+
+
+SHOWN_SET_ID = 5  # names kept for the summary; the count is whole
 
 
 class _Extractor:
@@ -300,7 +306,12 @@ class _Extractor:
         if self.preserve_owner:
             with contextlib.suppress(OSError):
                 os.fchown(fd, member.uid, member.gid)
-        os.fchmod(fd, member.mode & 0o777)
+        keep = 0o777 | (stat.S_ISVTX | stat.S_ISGID if is_dir else 0)
+        if member.mode & (stat.S_ISUID | stat.S_ISGID) & ~keep:
+            self.result.set_id_dropped += 1
+            if len(self.result.set_id_names) < SHOWN_SET_ID:
+                self.result.set_id_names.append(member.name)
+        os.fchmod(fd, member.mode & keep)
         with contextlib.suppress(OSError, OverflowError, ValueError):
             os.utime(fd, (member.mtime, member.mtime))
 
