@@ -197,7 +197,11 @@ def test_message_formats_without_a_server() -> None:
 def test_failed_db_backup_sends_its_failure_alert(
     platform: Platform, receiver: HttpReceiver, smtp: SmtpService
 ) -> None:
-    """The SQLite file is missing: the run fails, and every channel hears about it."""
+    """The SQLite file is missing: refused before the run starts (a configuration error,
+    within 2 s), and every channel still hears about it, with the phase."""
+    # An installation that has backed up before: the failure metrics go beside them (a
+    # missing BACKUP_DIR is never created by a failure record: the monitor reports it).
+    platform.backups.mkdir(parents=True, exist_ok=True)
     done = platform.run(
         "db-backup",
         extra_env={
@@ -213,7 +217,7 @@ def test_failed_db_backup_sends_its_failure_alert(
     posts = {r.path.split("/")[1]: r for r in receiver.wait_for(2)}
     payload = json.loads(posts["hook"].body)
     assert payload["status"] == "failed" and payload["job"] == "db-backup"
-    assert "dump-database" in payload["message"]  # the phase that failed
+    assert "failed during configuration" in payload["message"]  # the phase that failed
     assert "does not exist" in payload["message"]  # and the error
     assert payload["checks"][0]["severity"] == "critical"
     assert "db-backup" in json.loads(posts["slack"].body)["text"]

@@ -282,7 +282,12 @@ def test_offsite_copies_and_verifies_zstd_backups(zstd_platform: Platform, tmp_p
     assert "verified:      2 of 2" in clean.stdout, clean.stdout
 
     flip_middle(remote / local.name)  # same size: only a content check sees it
-    caught = zstd_platform.run("offsite-sync", "--verify", extra_env=env)
+    caught = zstd_platform.run("offsite-verify", extra_env=env)
     assert caught.returncode == 6, caught.stdout + caught.stderr
-    assert local.name in caught.stderr and "altered or damaged" in caught.stderr
+    assert local.name in caught.stderr and "does not match its sidecar" in caught.stderr
     assert newer.name not in caught.stderr
+    # The sync reads the copies already there back: the damaged one is uploaded again.
+    mended = zstd_platform.run("offsite-sync", "--verify", extra_env=env)
+    assert mended.returncode == 0, mended.stdout + mended.stderr
+    assert "repaired:      1" in mended.stdout and "verified:      2 of 2" in mended.stdout
+    assert (remote / local.name).read_bytes() == local.read_bytes()
