@@ -32,6 +32,7 @@ from tasks.restore.source import (
     recorded_counts,
 )
 from tasks.restore.sqlite import discard_staged
+from tasks.sources.ownership import KEEP_ALL, Leave
 from tasks.sources.postgres import PostgresSource
 from tasks.steps.backup import verify_backup
 from tasks.steps.restore import (
@@ -170,6 +171,18 @@ def restore_database(
     return DatabaseRestore(pg_snapshot, loaded.tables)
 
 
+def left_out_note(leave: Leave) -> list[str]:
+    """The summary's word on what a restore was asked to leave out."""
+    notes = []
+    if leave.owners:
+        notes.append(
+            "the backup's owners were left out, as asked: its objects belong to the restoring role"
+        )
+    if leave.privileges:
+        notes.append("the backup's GRANTs and REVOKEs were left out, as asked: default privileges")
+    return notes
+
+
 @dataclass(frozen=True)
 class VerifiedRestore:
     verified: VerifiedFile
@@ -177,7 +190,9 @@ class VerifiedRestore:
     done: DatabaseRestore
 
 
-def restore_postgres_in_one_pass(settings: Settings, path: Path) -> VerifiedRestore:
+def restore_postgres_in_one_pass(
+    settings: Settings, path: Path, leave: Leave = KEEP_ALL
+) -> VerifiedRestore:
     """PostgreSQL: the file is read once, its stream checked and hashed while it loads.
 
     Before anything is touched only what needs no inflating is checked (format, sidecar
@@ -195,7 +210,9 @@ def restore_postgres_in_one_pass(settings: Settings, path: Path) -> VerifiedRest
     )
     snapshot = snapshot_postgres(settings)
     try:
-        loaded = load_postgres(settings, path, checked.compression, checked.sha256, recorded.tables)
+        loaded = load_postgres(
+            settings, path, checked.compression, checked.sha256, recorded.tables, leave
+        )
     except VerifyError:
         if snapshot is not None:
             discard_snapshot(snapshot)
@@ -215,14 +232,21 @@ def restore_postgres_in_one_pass(settings: Settings, path: Path) -> VerifiedRest
 @with_progress("db-restore")
 @cancel_when_declined
 def db_restore(
-    backup_file: str = LATEST, confirm: bool = False, as_of: str | None = None
+    backup_file: str = LATEST,
+    confirm: bool = False,
+    as_of: str | None = None,
+    no_owner: bool = False,
+    no_privileges: bool = False,
 ) -> RestoreResult:
-    """Restore the admin database from a `.db.gz`/`.sql.gz` backup (ours or hand-made)."""
+    """Restore the admin database from a `.db.gz`/`.sql.gz` backup (ours or hand-made).
+    PostgreSQL: `no_owner` leaves the backup's owners out (the objects belong to the
+    restoring role), `no_privileges` its GRANTs and REVOKEs, as pg_restore's -O and -x."""
+    leave = Leave(owners=no_owner, privileges=no_privileges)
     start = start_restore(backup_file, confirm, "db-restore", full=False, as_of=as_of)
     settings, path, logger = start.settings, start.path, start.logger
     with job_lock(settings, "db-restore"):
         if settings.db_type == "postgres":
-            one_pass = restore_postgres_in_one_pass(settings, path)
+            one_pass = restore_postgres_in_one_pass(settings, path, leave)
             verified, recorded, done = one_pass.verified, one_pass.recorded, one_pass.done
         else:
             verified = verify_backup(path)
@@ -244,6 +268,7 @@ def db_restore(
         seconds=time.monotonic() - start.started,
         confirmed_by=start.confirmed_by,
         restored=["database"],
+        notes=left_out_note(leave) if settings.db_type == "postgres" else [],
     )
     for line in result.summary_lines():
         logger.info(line)

@@ -28,6 +28,7 @@ from flows.db_restore_flow import (
     check_kind_matches,
     checksum_label,
     describe_database,
+    left_out_note,
 )
 from flows.hooks import FAILURE_HOOKS
 from flows.locking import job_lock
@@ -47,6 +48,7 @@ from tasks.restore.files import (
 )
 from tasks.restore.plan import live_only_files, plan_file_swaps, restored_parts, set_id_note
 from tasks.restore.sqlite import discard_staged
+from tasks.sources.ownership import Leave
 from tasks.steps.backup import verify_backup
 from tasks.steps.full_backup import snapshot_full_before_restore
 from tasks.steps.restore import (
@@ -64,9 +66,15 @@ from tasks.steps.restore_all import swap_all_postgres, swap_all_sqlite
 @with_progress("restore-all")
 @cancel_when_declined
 def restore_all(
-    backup_file: str = LATEST, confirm: bool = False, as_of: str | None = None
+    backup_file: str = LATEST,
+    confirm: bool = False,
+    as_of: str | None = None,
+    no_owner: bool = False,
+    no_privileges: bool = False,
 ) -> RestoreResult:
-    """Restore database, uploads, configuration and application data from a full backup."""
+    """Restore database, uploads, configuration and application data from a full backup.
+    PostgreSQL: `no_owner`/`no_privileges` as db-restore's."""
+    leave = Leave(owners=no_owner, privileges=no_privileges)
     start = start_restore(backup_file, confirm, "restore-all", full=True, as_of=as_of)
     settings, path, logger = start.settings, start.path, start.logger
     with job_lock(settings, "restore-all"):
@@ -130,6 +138,7 @@ def restore_all(
                     db_file.sha256,
                     expected,
                     discard,
+                    leave,
                 )
             if sqlite_copy is not None:
                 tables = check_sqlite(settings.db_path)
@@ -152,7 +161,7 @@ def restore_all(
         seconds=time.monotonic() - start.started,
         confirmed_by=start.confirmed_by,
         restored=restored_parts(manifest, swapped),
-        notes=notes,
+        notes=notes + (left_out_note(leave) if settings.db_type == "postgres" else []),
         replaced_state_copy=str(kept.path),
         live_only_removed=removed,
     )

@@ -43,6 +43,17 @@ def add_commands(commands: Any) -> None:
         )
         add_choice_flags(restore, "full" if job == "restore-all" else "database")
         restore.add_argument("--yes", action="store_true", help="do not ask for confirmation")
+        restore.add_argument(
+            "--no-owner",
+            action="store_true",
+            help="PostgreSQL: leave the backup's owners out; its objects belong to the "
+            "restoring role (a server without the backup's roles)",
+        )
+        restore.add_argument(
+            "--no-privileges",
+            action="store_true",
+            help="PostgreSQL: leave the backup's GRANTs and REVOKEs out",
+        )
         restore.set_defaults(run=_run_restore, precheck=_precheck_restore, job=job)
 
 
@@ -140,6 +151,11 @@ def _run_restore(args: argparse.Namespace) -> int:
         print(f"{PROG}: {not_confirmed(args.job)}", file=sys.stderr)
         return 1
     flow = restore_all if full else db_restore
-    result = flow(backup_file=args.restore_path, confirm=True)
+    result = flow(
+        backup_file=args.restore_path,
+        confirm=True,
+        no_owner=args.no_owner,
+        no_privileges=args.no_privileges,
+    )
     print("\n".join(result.summary_lines()))
     return 0

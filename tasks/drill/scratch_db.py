@@ -18,7 +18,7 @@ import psycopg
 from psycopg import sql
 
 from tasks.core.errors import BackupError, RestoreError
-from tasks.restore.postgres import load_checked
+from tasks.restore.postgres import SCRATCH_LEAVES, load_checked
 from tasks.restore.source import sniff_content
 from tasks.sources.postgres import connect, first_line, keyed_like, relation_counts
 from tasks.sources.psql import create_database, drop_database
@@ -72,7 +72,14 @@ def restore_scratch(
     scratch = ScratchDatabase("postgres", f"scratch PostgreSQL database {name}", dbname=name)
     try:
         load_checked(
-            pg_params, artifact, sniff_compression(artifact), None, None, reset=False, dbname=name
+            pg_params,
+            artifact,
+            sniff_compression(artifact),
+            None,
+            None,
+            reset=False,
+            dbname=name,
+            leave=SCRATCH_LEAVES,
         )
     except BaseException:
         discard(scratch, pg_params)

@@ -18,6 +18,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from tasks.restore.postgres import LoadedDump, load_checked
+from tasks.sources.ownership import KEEP_ALL, Leave
 from tasks.sources.postgres import connect, row_counts
 
 
@@ -30,6 +31,7 @@ def restore_postgres_with_files(
     token: str,
     app_name: str,
     before_commit: Callable[[int], None],
+    leave: Leave = KEEP_ALL,
 ) -> LoadedDump:
     """Replace the database's content; `before_commit(xid)` runs just before COMMIT is sent.
 
@@ -45,6 +47,7 @@ def restore_postgres_with_files(
         application_name=app_name,
         token=token,
         before_commit=before_commit,
+        leave=leave,
     )
 
 

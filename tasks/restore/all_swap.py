@@ -31,6 +31,7 @@ from tasks.restore.journal import (
     write_journal,
 )
 from tasks.restore.sqlite import StagedSqlite, settle_live_database
+from tasks.sources.ownership import KEEP_ALL, Leave
 
 DATABASE_LABEL = "database"
 
@@ -121,6 +122,7 @@ def swap_in_with_postgres(
     sha256: str,
     expected: dict[str, int] | None,
     discard: list[Path],
+    leave: Leave = KEEP_ALL,
 ) -> tuple[list[str], dict[str, int] | None]:
     """Files swapped in just before the database's COMMIT; commit point: that COMMIT.
 
@@ -148,6 +150,7 @@ def swap_in_with_postgres(
             journal.token,
             journal.app_name,
             before_commit,
+            leave,
         ).tables
     except BaseException as exc:
         # Usually the transaction did not commit (the restore said so after asking a

@@ -25,6 +25,7 @@ block's SQL are `tasks.restore.pg_script`'s.
 from __future__ import annotations
 
 import io
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
@@ -37,6 +38,7 @@ from tasks.backup.db_artifact import unused_moment
 from tasks.core.errors import RestoreError, VerifyError
 from tasks.core.naming import sidecar_name, timestamp
 from tasks.restore.pg_script import check_block, fresh_prologue, new_token, reset_prologue
+from tasks.sources.ownership import KEEP_ALL, Leave, OwnershipFilter
 from tasks.sources.plain_dump import PlainDumpStream
 from tasks.sources.postgres import (
     connect,
@@ -52,6 +54,10 @@ from tasks.sources.psql import (
 from tasks.stream.compress import BLOCK_SIZE
 from tasks.stream.inflate import InflatingReader
 from tasks.stream.pipeline import Artifact, write_artifact
+
+# A scratch database is loaded by a role that need not hold the backup's roles: it
+# proves the data, so the objects simply belong to that role.
+SCRATCH_LEAVES = Leave(owners=True, privileges=True)
 
 
 def snapshot_name(moment_stamp: str) -> str:
@@ -111,9 +117,16 @@ class GatedDump(io.RawIOBase):
     already): only the stream's own integrity is checked; `sha256` is the digest found.
     """
 
-    def __init__(self, artifact: Path, compression: str, expected_sha256: str | None) -> None:
+    def __init__(
+        self,
+        artifact: Path,
+        compression: str,
+        expected_sha256: str | None,
+        leave: Leave = KEEP_ALL,
+    ) -> None:
         self._inflater = InflatingReader(artifact, compression)
         self._plain = PlainDumpStream(artifact.name)
+        self._ownership = OwnershipFilter(leave) if leave else None
         self._expected = expected_sha256
         self._done = False
         self._left = b""
@@ -130,11 +143,15 @@ class GatedDump(io.RawIOBase):
             if block:
                 self.dump_bytes += len(block)
                 self._left = self._plain.feed(block)
+                if self._ownership is not None:
+                    self._left = self._ownership.feed(self._left)
                 continue
             self.sha256 = self._inflater.finish(self._expected)
             if self.dump_bytes == 0:
                 raise VerifyError("the SQL dump is empty; nothing was applied")
             self._left = self._plain.finish()
+            if self._ownership is not None:
+                self._left = self._ownership.feed(self._left) + self._ownership.finish()
             self._done = True
         chunk, self._left = self._left[:size], self._left[size:]
         return chunk
@@ -171,14 +188,17 @@ def load_checked(
     application_name: str | None = None,
     token: str | None = None,
     before_commit: Callable[[int], None] | None = None,
+    leave: Leave = KEEP_ALL,
 ) -> LoadedDump:
     """Replace the content of the database (the URL's, or `dbname`) with the dump in
     `artifact`, in one guarded transaction; done only when a fresh session sees it
-    committed. `reset` False: the database is new and empty (nothing to drop). The
+    committed. `reset` False: the database is new and empty (nothing to drop). `leave`:
+    the dump's owners and privileges to leave out (tasks/sources/ownership.py). The
     outcome is decided by the database (see tasks/sources/psql.py), whatever psql's exit code."""
     token = token or new_token()
     target = {**params, **({"dbname": dbname} if dbname else {})}
     with connect(target) as connection:
+        user = connection.info.user
         try:
             prologue = reset_prologue(connection, token) if reset else fresh_prologue(token)
             check = check_block(connection, expected_tables, token)
@@ -186,7 +206,7 @@ def load_checked(
             raise RestoreError(
                 f"cannot read the live database's schemas: {first_line(str(exc))}"
             ) from None
-    dump = GatedDump(artifact, compression, sha256)
+    dump = GatedDump(artifact, compression, sha256, leave)
     try:
         outcome = run_guarded_transaction(
             params,
@@ -204,7 +224,7 @@ def load_checked(
     status = transaction_status(params, xid, dbname) if xid is not None else None
     if xid is None or status != "committed":
         if outcome.code != 0:
-            raise RestoreError(f"psql stopped on an error, nothing was applied: {outcome.error}")
+            raise RestoreError(_explained(outcome.error, user))
         if status is None and xid is not None:
             raise RestoreError(
                 f"cannot tell whether the restore's transaction {xid} committed: "
@@ -228,13 +248,36 @@ def load_checked(
     return LoadedDump(dump.sha256, dump.dump_bytes, tables, xid)
 
 
+_NOT_MEMBER = re.compile(r'must be member of role "((?:[^"]|"")+)"')
+_NO_SUCH_ROLE = re.compile(r'role "((?:[^"]|"")+)" does not exist')
+
+
+def _explained(error: str, user: str) -> str:
+    """psql's error as one line; the two that a backup's owners and privileges cause on
+    another server, with what to do about them."""
+    if found := _NOT_MEMBER.search(error):
+        return (
+            f"the backup's objects belong to role {found.group(1)}, and the restoring role "
+            f"{user} is not a member of it: GRANT {found.group(1)} TO {user} (or restore "
+            "as a superuser), or restore with --no-owner; nothing was changed"
+        )
+    if found := _NO_SUCH_ROLE.search(error):
+        return (
+            f"the backup names role {found.group(1)}, which does not exist on this server: "
+            "create it (CREATE ROLE), or restore with --no-owner --no-privileges; nothing "
+            "was changed"
+        )
+    return f"psql stopped on an error, nothing was applied: {error}"
+
+
 def restore_postgres(
     params: dict[str, str],
     artifact: Path,
     compression: str,
     sha256: str | None,
     expected_tables: dict[str, int] | None,
+    leave: Leave = KEEP_ALL,
 ) -> LoadedDump:
     """Replace the live database's content with the dump in `artifact` (read once: its
     stream, sha256 and end are checked while it loads, before COMMIT)."""
-    return load_checked(params, artifact, compression, sha256, expected_tables)
+    return load_checked(params, artifact, compression, sha256, expected_tables, leave=leave)

@@ -132,7 +132,9 @@ def may_be_legacy(keys: Iterable[str]) -> bool:
     return not any('"' in key for key in keys)
 
 
-def keyed_like(expected: dict[str, int] | None, relations: dict[tuple[str, str], int]) -> dict[str, int]:
+def keyed_like(
+    expected: dict[str, int] | None, relations: dict[tuple[str, str], int]
+) -> dict[str, int]:
     """Counts per table, keyed as `expected` keys them: the current format, or the old one
     when `expected` may be old and only the old keys match it."""
     current = {table_key(s, t): n for (s, t), n in relations.items()}
@@ -231,8 +233,9 @@ def widen_pipe(fd: int) -> None:
 
 
 def run_pg_dump(params: dict[str, str], out: BinaryIO, extra_args: list[str] | None = None) -> None:
-    """Stream plain-SQL `pg_dump` output into `out`."""
-    command = ["pg_dump", "--format=plain", "--no-owner", "--no-privileges", "--no-password"]
+    """Stream plain-SQL `pg_dump` output into `out`, with every object's owner and
+    privileges (a restore that leaves them out says so: tasks/sources/ownership.py)."""
+    command = ["pg_dump", "--format=plain", "--no-password"]
     command += extra_args or []
     with tempfile.TemporaryFile() as stderr:
         try:

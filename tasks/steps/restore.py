@@ -35,6 +35,7 @@ from tasks.restore.sqlite import (
     swap_in,
 )
 from tasks.restore.sqlite import snapshot_before_restore as sqlite_snapshot
+from tasks.sources.ownership import KEEP_ALL, Leave
 from tasks.sources.postgres import parse_database_url
 
 
@@ -107,10 +108,13 @@ def load_postgres(
     compression: str,
     sha256: str | None,
     expected: dict[str, int] | None,
+    leave: Leave = KEEP_ALL,
 ) -> LoadedDump:
     """One transaction: empty, reload (reading, checking and hashing the file in the same
     pass), check row counts, commit — or change nothing."""
-    return restore_postgres(postgres_params(settings), artifact, compression, sha256, expected)
+    return restore_postgres(
+        postgres_params(settings), artifact, compression, sha256, expected, leave
+    )
 
 
 @task(name="stage-full-backup", cache_policy=NO_CACHE)
@@ -125,4 +129,3 @@ def stage_full_backup(archive: Path, staging: Path) -> StagedArchive:
                 staging.parent, f"to unpack {archive.name} beside the live data"
             ) from None
         raise
-

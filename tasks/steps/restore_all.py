@@ -16,6 +16,7 @@ from tasks.restore.all_postgres import live_row_counts
 from tasks.restore.all_swap import swap_in_with_postgres, swap_in_with_sqlite
 from tasks.restore.files import SwapJournal, SwapPlan
 from tasks.restore.sqlite import StagedSqlite
+from tasks.sources.ownership import KEEP_ALL, Leave
 from tasks.steps.restore import postgres_params
 
 
@@ -45,10 +46,20 @@ def swap_all_postgres(
     sha256: str,
     expected: dict[str, int] | None,
     discard: list[Path],
+    leave: Leave = KEEP_ALL,
 ) -> tuple[list[str], dict[str, int]]:
     """One transaction; the files renamed in just before its COMMIT; the row counts it committed."""
     params = postgres_params(settings)
     swapped, tables = swap_in_with_postgres(
-        settings.backups, plan, swapper, params, artifact, compression, sha256, expected, discard
+        settings.backups,
+        plan,
+        swapper,
+        params,
+        artifact,
+        compression,
+        sha256,
+        expected,
+        discard,
+        leave,
     )
     return swapped, tables if tables is not None else live_row_counts(params)

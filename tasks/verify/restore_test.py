@@ -37,7 +37,7 @@ from tasks.archive.verdict import (
 from tasks.catalog.records import read_meta
 from tasks.core.errors import BackupError, SourceError
 from tasks.core.naming import parse_backup_name
-from tasks.restore.postgres import load_checked
+from tasks.restore.postgres import SCRATCH_LEAVES, load_checked
 from tasks.restore.source import sniff_content
 from tasks.sources.postgres import connect, keyed_like, relation_counts
 from tasks.sources.psql import create_database, drop_database
@@ -400,7 +400,14 @@ def restore_postgres(
         ) from None
     try:
         load_checked(
-            params, artifact, sniff_compression(artifact), None, None, reset=False, dbname=name
+            params,
+            artifact,
+            sniff_compression(artifact),
+            None,
+            None,
+            reset=False,
+            dbname=name,
+            leave=SCRATCH_LEAVES,
         )
         with connect(params, dbname=name) as connection:
             return name, keyed_like(expected, relation_counts(connection))
