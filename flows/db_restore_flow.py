@@ -13,6 +13,7 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from prefect import flow
 
@@ -32,7 +33,7 @@ from tasks.restore.source import (
     recorded_counts,
 )
 from tasks.restore.sqlite import discard_staged
-from tasks.sources.ownership import KEEP_ALL, Leave
+from tasks.sources.ownership import KEEP_ALL, Leave, Ownership
 from tasks.sources.postgres import PostgresSource
 from tasks.steps.backup import verify_backup
 from tasks.steps.restore import (
@@ -66,6 +67,7 @@ class RestoreResult:
     restored: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
     replaced_state_copy: str | None = None  # restore-all: full_before_restore_*.tar.gz
+    privileges: str | None = None  # PostgreSQL: the owners-and-privileges check
     live_only_removed: int | None = None  # restore-all: live files not in the backup
 
     def summary_lines(self) -> list[str]:
@@ -85,6 +87,8 @@ class RestoreResult:
             "  pre-restore snapshot: "
             + (self.pre_restore_snapshot or "none (there was no live database)"),
         ]
+        if self.privileges is not None:
+            lines.insert(6, f"  owners and privileges: {self.privileges}")
         if self.restored:
             lines.append(f"  restored:  {', '.join(self.restored)}")
         if self.replaced_state_copy is not None:
@@ -112,6 +116,8 @@ class RestoreResult:
             {"item": "confirmed by", "value": self.confirmed_by},
             {"item": "duration_s", "value": f"{self.seconds:.2f}"},
         ]
+        if self.privileges is not None:
+            rows.insert(6, {"item": "owners and privileges", "value": self.privileges})
         if self.replaced_state_copy is not None:
             rows.append({"item": "replaced state kept", "value": self.replaced_state_copy})
             rows.append({"item": "live-only files removed", "value": self.live_only_removed or 0})
@@ -211,7 +217,12 @@ def restore_postgres_in_one_pass(
     snapshot = snapshot_postgres(settings)
     try:
         loaded = load_postgres(
-            settings, path, checked.compression, checked.sha256, recorded.tables, leave
+            settings,
+            path,
+            checked.compression,
+            checked.sha256,
+            recorded.tables,
+            Ownership(leave, recorded.privileges),
         )
     except VerifyError:
         if snapshot is not None:
@@ -226,6 +237,16 @@ def restore_postgres_in_one_pass(
         checked.sha256 is not None,
     )
     return VerifiedRestore(verified, recorded, DatabaseRestore(snapshot, loaded.tables))
+
+
+def privileges_line(leave: Leave, recorded: dict[str, list[Any]] | None) -> str:
+    """What the summary says of the restored tables' owners and privileges (PostgreSQL).
+    A committed restore with a record passed its check block's comparison."""
+    if leave:
+        return "left out, as asked (not compared)"
+    if recorded is None:
+        return "not recorded in the backup; not compared"
+    return f"match the backup ({len(recorded)} tables)"
 
 
 @flow(name="db-restore", log_prints=False, **FAILURE_HOOKS)  # type: ignore[call-overload]
@@ -269,6 +290,9 @@ def db_restore(
         confirmed_by=start.confirmed_by,
         restored=["database"],
         notes=left_out_note(leave) if settings.db_type == "postgres" else [],
+        privileges=(
+            privileges_line(leave, recorded.privileges) if settings.db_type == "postgres" else None
+        ),
     )
     for line in result.summary_lines():
         logger.info(line)

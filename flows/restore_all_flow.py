@@ -29,6 +29,7 @@ from flows.db_restore_flow import (
     checksum_label,
     describe_database,
     left_out_note,
+    privileges_line,
 )
 from flows.hooks import FAILURE_HOOKS
 from flows.locking import job_lock
@@ -48,7 +49,7 @@ from tasks.restore.files import (
 )
 from tasks.restore.plan import live_only_files, plan_file_swaps, restored_parts, set_id_note
 from tasks.restore.sqlite import discard_staged
-from tasks.sources.ownership import Leave
+from tasks.sources.ownership import Leave, Ownership
 from tasks.steps.backup import verify_backup
 from tasks.steps.full_backup import snapshot_full_before_restore
 from tasks.steps.restore import (
@@ -138,7 +139,7 @@ def restore_all(
                     db_file.sha256,
                     expected,
                     discard,
-                    leave,
+                    Ownership(leave, manifest.database.privileges if manifest.database else None),
                 )
             if sqlite_copy is not None:
                 tables = check_sqlite(settings.db_path)
@@ -163,6 +164,11 @@ def restore_all(
         restored=restored_parts(manifest, swapped),
         notes=notes + (left_out_note(leave) if settings.db_type == "postgres" else []),
         replaced_state_copy=str(kept.path),
+        privileges=(
+            privileges_line(leave, manifest.database.privileges if manifest.database else None)
+            if settings.db_type == "postgres"
+            else None
+        ),
         live_only_removed=removed,
     )
     for line in result.summary_lines():

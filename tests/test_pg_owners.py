@@ -16,6 +16,7 @@ Each test makes its own roles (roles are the cluster's) and drops them.
 
 from __future__ import annotations
 
+import json
 import re
 import uuid
 from collections.abc import Iterator
@@ -26,8 +27,9 @@ import pytest
 
 from tests.conftest import PG_ADMIN, Platform, pg_dump_text, pg_url
 from tests.test_db_restore import make_backup, one_error_line, pg_execute, pg_platform, pg_value
+from tests.test_restore_all import full_backup, full_pg
 
-__all__ = ["pg_platform"]  # the fixture, shared
+__all__ = ["full_pg", "pg_platform"]  # the fixtures, shared
 
 
 @dataclass
@@ -140,6 +142,11 @@ def test_owners_and_privileges_come_back(
     assert ownership(dbname) == before
     assert pg_dump_text(dbname) == data
     assert "left out" not in done.stdout
+    meta = json.loads(artifact.with_name(artifact.name + ".meta.json").read_text())
+    assert meta["privileges"]["agents"][0] == app, meta["privileges"]
+    assert f"{reader}:SELECT" in meta["privileges"]["agents"][1]
+    tables = len(meta["tables"])
+    assert f"owners and privileges: match the backup ({tables} tables)" in done.stdout
     # A scratch role that holds none of those roles proves the same backup.
     loader = roles.make("loader", "LOGIN CREATEDB")
     proved = pg_platform.run(
@@ -210,3 +217,38 @@ def test_a_missing_grantee_is_refused_then_no_privileges_restores(
     assert done.returncode == 0, done.stderr
     assert "GRANTs and REVOKEs were left out" in done.stdout, done.stdout
     assert pg_value(dbname, "SELECT count(*) FROM agents WHERE name = 'changed'") == 0
+
+
+def test_a_restore_whose_privileges_differ_from_the_record_is_refused(
+    pg_platform: Platform, roles: Roles
+) -> None:
+    """The check can fail: a meta that records another owner (its sha256 still names the
+    file, so its counts are trusted) stops the COMMIT."""
+    dbname = pg_platform.env["_DBNAME"]
+    roles.databases.append(dbname)
+    app = roles.make("app")
+    pg_execute(dbname, f'ALTER TABLE agents OWNER TO "{app}"')
+    artifact = make_backup(pg_platform)
+    meta_path = artifact.with_name(artifact.name + ".meta.json")
+    meta = json.loads(meta_path.read_text())
+    meta["privileges"]["agents"][0] = "postgres"
+    meta_path.write_text(json.dumps(meta))
+    pg_execute(dbname, "UPDATE agents SET name = 'changed'")
+    changed = pg_dump_text(dbname)
+    line = one_error_line(pg_platform.run("db-restore", "--yes", str(artifact)))
+    assert f"table agents belongs to {app}, the backup recorded postgres" in line, line
+    assert pg_dump_text(dbname) == changed
+
+
+def test_restore_all_brings_owners_and_privileges_back(full_pg: Platform, roles: Roles) -> None:
+    dbname = full_pg.env["_DBNAME"]
+    roles.databases.append(dbname)
+    app, reader = roles.make("app"), roles.make("reader")
+    give_away(dbname, app, reader)
+    before = ownership(dbname)
+    archive = full_backup(full_pg)
+    pg_execute(dbname, f'REASSIGN OWNED BY "{app}" TO postgres', "REVOKE ALL ON agents FROM PUBLIC")
+    done = full_pg.run("restore-all", "--yes", str(archive))
+    assert done.returncode == 0, done.stderr
+    assert ownership(dbname) == before
+    assert "owners and privileges: match the backup" in done.stdout, done.stdout

@@ -341,6 +341,7 @@ class FullArchiveBuilder:
                 size=c.database.size,
                 sha256=c.database.sha256,
                 tables=dict(c.database.tables),
+                privileges=c.database.privileges,
             ),
             entries=self.entries,
         )

@@ -7,6 +7,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
+from typing import Any
 
 SECTIONS = ("uploads", "config", "data")
 
@@ -20,6 +21,7 @@ class DatabaseMember:
     size: int
     sha256: str
     tables: dict[str, int]
+    privileges: dict[str, list[Any]] | None = None  # PostgreSQL: owners and privileges
 
 
 @dataclass(frozen=True)

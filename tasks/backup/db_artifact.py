@@ -40,7 +40,15 @@ def dump_database_artifact(
     artifact = write_artifact(backup_dir / name_for(moment), source.dump, compression, level)
     write_meta(
         artifact.path,
-        backup_meta("db", tier, source.db_type, moment, artifact, artifact.detail.tables),
+        backup_meta(
+            "db",
+            tier,
+            source.db_type,
+            moment,
+            artifact,
+            artifact.detail.tables,
+            privileges=artifact.detail.privileges,
+        ),
     )
     return artifact
 
@@ -52,9 +60,11 @@ def backup_meta(
     moment: datetime,
     artifact: Artifact[Any],
     tables: dict[str, int],
+    privileges: dict[str, list[Any]] | None = None,
     **more: int,
 ) -> dict[str, Any]:
-    """The `.meta.json` fields every backup has (a full backup adds its file counts)."""
+    """The `.meta.json` fields every backup has (a full backup adds its file counts;
+    PostgreSQL its tables' owners and privileges)."""
     return {
         "kind": kind,
         "tier": tier,
@@ -64,5 +74,6 @@ def backup_meta(
         "size": artifact.size,
         "sha256": artifact.sha256,
         "tables": tables,
+        **({"privileges": privileges} if privileges is not None else {}),
         **more,
     }

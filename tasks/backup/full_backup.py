@@ -119,6 +119,7 @@ def database_member(
             size=hashed.size,
             sha256=hashed.sha256.hexdigest(),
             tables=dict(dumped.tables),
+            privileges=dumped.privileges,
         )
     finally:
         with contextlib.suppress(FileNotFoundError):
@@ -179,6 +180,7 @@ def write_full_backup(
                 moment,
                 artifact,
                 db.tables,
+                db.privileges,
                 files=summary.files,
                 bytes=summary.bytes,
                 changed=summary.changed_count,

@@ -18,7 +18,7 @@ import psycopg
 from psycopg import sql
 
 from tasks.core.errors import BackupError, RestoreError
-from tasks.restore.postgres import SCRATCH_LEAVES, load_checked
+from tasks.restore.postgres import SCRATCH, load_checked
 from tasks.restore.source import sniff_content
 from tasks.sources.postgres import connect, first_line, keyed_like, relation_counts
 from tasks.sources.psql import create_database, drop_database
@@ -79,7 +79,7 @@ def restore_scratch(
             None,
             reset=False,
             dbname=name,
-            leave=SCRATCH_LEAVES,
+            ownership=SCRATCH,
         )
     except BaseException:
         discard(scratch, pg_params)

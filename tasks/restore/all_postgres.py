@@ -18,7 +18,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from tasks.restore.postgres import LoadedDump, load_checked
-from tasks.sources.ownership import KEEP_ALL, Leave
+from tasks.sources.ownership import AS_DUMPED, Ownership
 from tasks.sources.postgres import connect, row_counts
 
 
@@ -31,7 +31,7 @@ def restore_postgres_with_files(
     token: str,
     app_name: str,
     before_commit: Callable[[int], None],
-    leave: Leave = KEEP_ALL,
+    ownership: Ownership = AS_DUMPED,
 ) -> LoadedDump:
     """Replace the database's content; `before_commit(xid)` runs just before COMMIT is sent.
 
@@ -47,7 +47,7 @@ def restore_postgres_with_files(
         application_name=app_name,
         token=token,
         before_commit=before_commit,
-        leave=leave,
+        ownership=ownership,
     )
 
 

@@ -31,7 +31,7 @@ from tasks.restore.journal import (
     write_journal,
 )
 from tasks.restore.sqlite import StagedSqlite, settle_live_database
-from tasks.sources.ownership import KEEP_ALL, Leave
+from tasks.sources.ownership import AS_DUMPED, Ownership
 
 DATABASE_LABEL = "database"
 
@@ -122,7 +122,7 @@ def swap_in_with_postgres(
     sha256: str,
     expected: dict[str, int] | None,
     discard: list[Path],
-    leave: Leave = KEEP_ALL,
+    ownership: Ownership = AS_DUMPED,
 ) -> tuple[list[str], dict[str, int] | None]:
     """Files swapped in just before the database's COMMIT; commit point: that COMMIT.
 
@@ -150,7 +150,7 @@ def swap_in_with_postgres(
             journal.token,
             journal.app_name,
             before_commit,
-            leave,
+            ownership,
         ).tables
     except BaseException as exc:
         # Usually the transaction did not commit (the restore said so after asking a

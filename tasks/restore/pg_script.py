@@ -9,11 +9,13 @@ from __future__ import annotations
 
 import json
 import secrets
+from typing import Any
 
 import psycopg
 from psycopg import sql
 
 from tasks.core.errors import RestoreError
+from tasks.sources.pg_privileges import PRIVILEGES_SQL
 from tasks.sources.postgres import USER_TABLES_SQL, may_be_legacy
 from tasks.sources.psql import COUNTS_TAG, XID_TAG
 
@@ -308,7 +310,7 @@ def _key_sql(schema: str, table: str) -> str:
     return f"CASE WHEN {schema} = 'public' THEN {part(table)} ELSE {part(schema)} || '.' || {part(table)} END"
 
 
-def _json_text(expected: dict[str, int]) -> str:
+def _json_text(expected: dict[str, Any]) -> str:
     """The recorded counts as JSON with names in plain characters: jsonb refuses a \\u00fc
     escape in a database that is not UTF-8 (SQL_ASCII: "conversion between UTF8 and
     SQL_ASCII is not supported"), while the characters themselves reach it converted (or,
@@ -323,20 +325,29 @@ def _json_text(expected: dict[str, int]) -> str:
 
 
 def check_block(
-    connection: psycopg.Connection, expected: dict[str, int] | None, token: str
+    connection: psycopg.Connection,
+    expected: dict[str, int] | None,
+    token: str,
+    privileges: dict[str, list[Any]] | None = None,
 ) -> bytes:
     """SQL run after the whole dump: it fails the transaction unless it is still the
-    guarded one and every table holds the recorded rows (keys read as tasks.archive.manifest.model
-    says), reports the rows it found, and allows the COMMIT."""
+    guarded one, every table holds the recorded rows (keys read as tasks.archive.manifest.model
+    says) and, when `privileges` were recorded, has the recorded owner and privileges
+    (tasks/sources/pg_privileges.py); it reports the rows it found, and allows the COMMIT."""
     guard = _guard_name(token)
     expected_sql = (
         "NULL" if expected is None else sql.Literal(_json_text(expected)).as_string(connection)
+    )
+    privileges_sql = (
+        "NULL" if privileges is None else sql.Literal(_json_text(privileges)).as_string(connection)
     )
     legacy_ok = "true" if expected is not None and may_be_legacy(expected) else "false"
     legacy_key = "CASE WHEN s = 'public' THEN t ELSE s || '.' || t END"
     body = f"""
 DECLARE
   expected jsonb := {expected_sql};
+  recorded jsonb := {privileges_sql};
+  granted jsonb;
   schemas text[] := '{{}}';
   tables text[] := '{{}}';
   counts bigint[] := '{{}}';
@@ -381,6 +392,28 @@ BEGIN
       END LOOP;
       RAISE EXCEPTION 'restore check: % tables restored, the backup recorded %',
         (SELECT count(*) FROM jsonb_object_keys(base)), (SELECT count(*) FROM jsonb_object_keys(expected));
+    END IF;
+  END IF;
+  IF recorded IS NOT NULL THEN
+    SELECT coalesce(jsonb_object_agg({_key_sql("p.nspname", "p.relname")},
+                                     jsonb_build_array(p.owner, to_jsonb(p.items))), '{{}}')
+      INTO granted FROM ({PRIVILEGES_SQL}) p;
+    IF granted <> recorded THEN
+      FOR k IN SELECT key FROM jsonb_each(recorded) ORDER BY key LOOP
+        IF NOT granted ? k THEN
+          RAISE EXCEPTION 'restore check: table % is missing', k;
+        END IF;
+        IF granted -> k -> 0 <> recorded -> k -> 0 THEN
+          RAISE EXCEPTION 'restore check: table % belongs to %, the backup recorded %',
+            k, granted -> k ->> 0, recorded -> k ->> 0;
+        END IF;
+        IF granted -> k -> 1 <> recorded -> k -> 1 THEN
+          RAISE EXCEPTION 'restore check: the privileges on table % are %, the backup recorded %',
+            k, granted -> k -> 1, recorded -> k -> 1;
+        END IF;
+      END LOOP;
+      RAISE EXCEPTION 'restore check: % tables have owners and privileges, the backup recorded %',
+        (SELECT count(*) FROM jsonb_object_keys(granted)), (SELECT count(*) FROM jsonb_object_keys(recorded));
     END IF;
   END IF;
   PERFORM pg_catalog.set_config('client_min_messages', 'notice', true);

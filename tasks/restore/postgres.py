@@ -38,7 +38,7 @@ from tasks.backup.db_artifact import unused_moment
 from tasks.core.errors import RestoreError, VerifyError
 from tasks.core.naming import sidecar_name, timestamp
 from tasks.restore.pg_script import check_block, fresh_prologue, new_token, reset_prologue
-from tasks.sources.ownership import KEEP_ALL, Leave, OwnershipFilter
+from tasks.sources.ownership import AS_DUMPED, KEEP_ALL, Leave, Ownership, OwnershipFilter
 from tasks.sources.plain_dump import PlainDumpStream
 from tasks.sources.postgres import (
     connect,
@@ -57,7 +57,7 @@ from tasks.stream.pipeline import Artifact, write_artifact
 
 # A scratch database is loaded by a role that need not hold the backup's roles: it
 # proves the data, so the objects simply belong to that role.
-SCRATCH_LEAVES = Leave(owners=True, privileges=True)
+SCRATCH = Ownership(Leave(owners=True, privileges=True))
 
 
 def snapshot_name(moment_stamp: str) -> str:
@@ -188,12 +188,13 @@ def load_checked(
     application_name: str | None = None,
     token: str | None = None,
     before_commit: Callable[[int], None] | None = None,
-    leave: Leave = KEEP_ALL,
+    ownership: Ownership = AS_DUMPED,
 ) -> LoadedDump:
     """Replace the content of the database (the URL's, or `dbname`) with the dump in
     `artifact`, in one guarded transaction; done only when a fresh session sees it
-    committed. `reset` False: the database is new and empty (nothing to drop). `leave`:
-    the dump's owners and privileges to leave out (tasks/sources/ownership.py). The
+    committed. `reset` False: the database is new and empty (nothing to drop). `ownership`:
+    the dump's owners and privileges to leave out (tasks/sources/ownership.py), or those
+    the backup recorded, which the check block compares before COMMIT. The
     outcome is decided by the database (see tasks/sources/psql.py), whatever psql's exit code."""
     token = token or new_token()
     target = {**params, **({"dbname": dbname} if dbname else {})}
@@ -201,12 +202,12 @@ def load_checked(
         user = connection.info.user
         try:
             prologue = reset_prologue(connection, token) if reset else fresh_prologue(token)
-            check = check_block(connection, expected_tables, token)
+            check = check_block(connection, expected_tables, token, ownership.proved)
         except psycopg.Error as exc:
             raise RestoreError(
                 f"cannot read the live database's schemas: {first_line(str(exc))}"
             ) from None
-    dump = GatedDump(artifact, compression, sha256, leave)
+    dump = GatedDump(artifact, compression, sha256, ownership.leave)
     try:
         outcome = run_guarded_transaction(
             params,
@@ -276,8 +277,8 @@ def restore_postgres(
     compression: str,
     sha256: str | None,
     expected_tables: dict[str, int] | None,
-    leave: Leave = KEEP_ALL,
+    ownership: Ownership = AS_DUMPED,
 ) -> LoadedDump:
     """Replace the live database's content with the dump in `artifact` (read once: its
     stream, sha256 and end are checked while it loads, before COMMIT)."""
-    return load_checked(params, artifact, compression, sha256, expected_tables, leave=leave)
+    return load_checked(params, artifact, compression, sha256, expected_tables, ownership=ownership)

@@ -13,10 +13,11 @@ import io
 import zlib
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO, Literal
+from typing import Any, BinaryIO, Literal
 
 import zstandard
 
+from tasks.archive.manifest.model import valid_privileges
 from tasks.catalog.good_backup import looks_like_sql as _looks_like_sql
 from tasks.catalog.records import read_meta
 from tasks.core.errors import VerifyError
@@ -100,6 +101,8 @@ class RecordedCounts:
 
     tables: dict[str, int] | None  # None: the backup recorded none (a hand-made dump)
     source: str
+    # PostgreSQL: each table's owner and privileges (None: not recorded, older backups)
+    privileges: dict[str, list[Any]] | None = None
 
 
 def recorded_counts(artifact: Path, sha256: str) -> RecordedCounts:
@@ -114,7 +117,9 @@ def recorded_counts(artifact: Path, sha256: str) -> RecordedCounts:
         return RecordedCounts(None, "none recorded")
     if not all(isinstance(k, str) and isinstance(v, int) for k, v in tables.items()):
         return RecordedCounts(None, "none recorded")
-    return RecordedCounts(dict(tables), f"{artifact.name}.meta.json")
+    return RecordedCounts(
+        dict(tables), f"{artifact.name}.meta.json", valid_privileges(meta.get("privileges"))
+    )
 
 
 @dataclass(frozen=True)

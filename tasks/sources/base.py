@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import BinaryIO, Protocol
+from typing import Any, BinaryIO, Protocol
 
 
 @dataclass(frozen=True)
 class DumpResult:
-    """What a dump saw: the row count of every table, in the dump's own snapshot."""
+    """What a dump saw, in the dump's own snapshot: the row count of every table, and
+    (PostgreSQL) each table's owner and privileges (tasks/sources/pg_privileges.py)."""
 
     tables: dict[str, int] = field(default_factory=dict)
+    privileges: dict[str, list[Any]] | None = None
 
 
 class DatabaseSource(Protocol):

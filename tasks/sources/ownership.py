@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from typing import Any
 
 _IDENT = rb"A-Za-z0-9_\x80-\xff$"
 # Where lexing must look: a statement's end, the start of a quoted token or a comment, a
@@ -57,8 +58,25 @@ class Leave:
         return self.owners or self.privileges
 
 
-# The default everywhere: the dump as it is.
 KEEP_ALL = Leave()
+
+
+@dataclass(frozen=True)
+class Ownership:
+    """How a restore treats the backup's owners and privileges: what it leaves out, and
+    what the backup recorded of them, which the restore proves when it left nothing
+    out (tasks/sources/pg_privileges.py; None: nothing recorded, nothing compared)."""
+
+    leave: Leave = KEEP_ALL
+    recorded: dict[str, list[Any]] | None = None
+
+    @property
+    def proved(self) -> dict[str, list[Any]] | None:
+        return None if self.leave else self.recorded
+
+
+# The default everywhere: the dump as it is, nothing recorded to compare.
+AS_DUMPED = Ownership()
 
 
 class OwnershipFilter:

@@ -15,7 +15,7 @@ import subprocess
 import tempfile
 from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
-from typing import BinaryIO
+from typing import Any, BinaryIO
 
 import psycopg
 from psycopg import sql
@@ -194,7 +194,7 @@ class PostgresSource:
             # connection, while pg_dump streams (issue 8: at 1 GB they took 0.5 s before
             # the dump started). The exporting transaction stays open until both ended.
             with ThreadPoolExecutor(1, thread_name_prefix="row-counts") as pool:
-                counting = pool.submit(row_counts, connection)
+                counting = pool.submit(_counts_and_privileges, connection)
                 try:
                     run_pg_dump(self.params, out, ["--snapshot", snapshot_id])
                 except BaseException as dumping:
@@ -211,11 +211,20 @@ class PostgresSource:
                             f"cannot read every table: {first_line(str(cause))}"
                         ) from None
                     raise
-                counts = counting.result()
+                counts, privileges = counting.result()
             connection.commit()
         finally:
             connection.close()
-        return DumpResult(tables=counts)
+        return DumpResult(tables=counts, privileges=privileges)
+
+
+def _counts_and_privileges(
+    connection: psycopg.Connection,
+) -> tuple[dict[str, int], dict[str, list[Any]]]:
+    """What the backup records of the dump's snapshot: rows, owners and privileges."""
+    from tasks.sources.pg_privileges import table_privileges  # it builds on this module
+
+    return row_counts(connection), table_privileges(connection)
 
 
 def _own_failure(error: BaseException | None) -> bool:

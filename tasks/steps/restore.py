@@ -35,7 +35,7 @@ from tasks.restore.sqlite import (
     swap_in,
 )
 from tasks.restore.sqlite import snapshot_before_restore as sqlite_snapshot
-from tasks.sources.ownership import KEEP_ALL, Leave
+from tasks.sources.ownership import AS_DUMPED, Ownership
 from tasks.sources.postgres import parse_database_url
 
 
@@ -108,12 +108,12 @@ def load_postgres(
     compression: str,
     sha256: str | None,
     expected: dict[str, int] | None,
-    leave: Leave = KEEP_ALL,
+    ownership: Ownership = AS_DUMPED,
 ) -> LoadedDump:
     """One transaction: empty, reload (reading, checking and hashing the file in the same
     pass), check row counts, commit — or change nothing."""
     return restore_postgres(
-        postgres_params(settings), artifact, compression, sha256, expected, leave
+        postgres_params(settings), artifact, compression, sha256, expected, ownership
     )
 
 

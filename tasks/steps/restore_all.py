@@ -16,7 +16,7 @@ from tasks.restore.all_postgres import live_row_counts
 from tasks.restore.all_swap import swap_in_with_postgres, swap_in_with_sqlite
 from tasks.restore.files import SwapJournal, SwapPlan
 from tasks.restore.sqlite import StagedSqlite
-from tasks.sources.ownership import KEEP_ALL, Leave
+from tasks.sources.ownership import AS_DUMPED, Ownership
 from tasks.steps.restore import postgres_params
 
 
@@ -46,7 +46,7 @@ def swap_all_postgres(
     sha256: str,
     expected: dict[str, int] | None,
     discard: list[Path],
-    leave: Leave = KEEP_ALL,
+    ownership: Ownership = AS_DUMPED,
 ) -> tuple[list[str], dict[str, int]]:
     """One transaction; the files renamed in just before its COMMIT; the row counts it committed."""
     params = postgres_params(settings)
@@ -60,6 +60,6 @@ def swap_all_postgres(
         sha256,
         expected,
         discard,
-        leave,
+        ownership,
     )
     return swapped, tables if tables is not None else live_row_counts(params)

@@ -37,7 +37,7 @@ from tasks.archive.verdict import (
 from tasks.catalog.records import read_meta
 from tasks.core.errors import BackupError, SourceError
 from tasks.core.naming import parse_backup_name
-from tasks.restore.postgres import SCRATCH_LEAVES, load_checked
+from tasks.restore.postgres import SCRATCH, load_checked
 from tasks.restore.source import sniff_content
 from tasks.sources.postgres import connect, keyed_like, relation_counts
 from tasks.sources.psql import create_database, drop_database
@@ -407,7 +407,7 @@ def restore_postgres(
             None,
             reset=False,
             dbname=name,
-            leave=SCRATCH_LEAVES,
+            ownership=SCRATCH,
         )
         with connect(params, dbname=name) as connection:
             return name, keyed_like(expected, relation_counts(connection))

@@ -35,7 +35,8 @@ class DatabaseEntry:
     size: int
     sha256: str
     tables: dict[str, int] = field(default_factory=dict)
-
+    # PostgreSQL: each table's owner and privileges (tasks/sources/pg_privileges.py).
+    privileges: dict[str, list[Any]] | None = None
 
 
 def text_field(value: Any, name: str) -> str:
@@ -68,7 +69,9 @@ def file_entry_from(item: Any) -> FileEntry:
         path=safe_path(text_field(item["path"], "path")),
         type=kind,
         size=count_field(item.get("size", 0), "size"),
-        sha256=sha256_field(item["sha256"]) if kind == "file" and item.get("sha256") is not None else None,
+        sha256=sha256_field(item["sha256"])
+        if kind == "file" and item.get("sha256") is not None
+        else None,
         target=link_target(kind, item),
         mode=count_field(item.get("mode", 0o644), "mode") & 0o7777,
         changed=bool(item.get("changed", False)),
@@ -97,6 +100,11 @@ def safe_path(path: str) -> str:
     (issue 15: `invoice\\2024.pdf` made every full backup unrestorable).
     """
     parts = path.split("/")
-    if not path or path.startswith("/") or "\x00" in path or any(p in ("", ".", "..") for p in parts):
+    if (
+        not path
+        or path.startswith("/")
+        or "\x00" in path
+        or any(p in ("", ".", "..") for p in parts)
+    ):
         raise ValueError("path")
     return path

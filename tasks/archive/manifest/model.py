@@ -7,7 +7,8 @@ by `tasks.archive.manifest.read`, which raises VerifyError for anything else, wh
 
 Schema (format "chatbot-backup/1"):
   name, created_at (ISO 8601, UTC), tier, host, db_type,
-  database: {artifact: "database/<file>", size, sha256, tables: {table: rows}} | null,
+  database: {artifact: "database/<file>", size, sha256, tables: {table: rows},
+             privileges: {table: [owner, ["grantee:PRIVILEGE", ...]]} (PostgreSQL)} | null,
   files: [{path, type: file|dir|symlink, size, sha256, target, mode, changed}],
   skipped: [{path, reason}]
 Paths are relative to the archive's top folder and use "/" (e.g. "uploads/a/b.png"). A
@@ -96,7 +97,11 @@ def header_from(raw: dict[str, Any], entries: EntryStore) -> Manifest:
             artifact=safe_path(text_field(db["artifact"], "artifact")),
             size=count_field(db["size"], "size"),
             sha256=sha256_field(db["sha256"]),
-            tables={text_field(k, "table"): count_field(v, "rows") for k, v in db.get("tables", {}).items()},
+            tables={
+                text_field(k, "table"): count_field(v, "rows")
+                for k, v in db.get("tables", {}).items()
+            },
+            privileges=valid_privileges(db.get("privileges")),
         )
     return Manifest(
         name=text_field(raw["name"], "name"),
@@ -107,3 +112,22 @@ def header_from(raw: dict[str, Any], entries: EntryStore) -> Manifest:
         database=database,
         entries=entries,
     )
+
+
+def valid_privileges(value: object) -> dict[str, list[Any]] | None:
+    """A recorded `privileges` field, or None when it is missing or not of that shape
+    (then nothing is compared: old backups and SQLite have none). Format: per table key
+    [owner, [sorted "grantee:PRIVILEGE" items]] (tasks/sources/pg_privileges.py)."""
+    if not isinstance(value, dict):
+        return None
+    for key, entry in value.items():
+        if not (
+            isinstance(key, str)
+            and isinstance(entry, list)
+            and len(entry) == 2
+            and isinstance(entry[0], str)
+            and isinstance(entry[1], list)
+            and all(isinstance(item, str) for item in entry[1])
+        ):
+            return None
+    return {key: [entry[0], list(entry[1])] for key, entry in value.items()}

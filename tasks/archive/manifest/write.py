@@ -13,6 +13,7 @@ from collections.abc import Iterable, Iterator
 from dataclasses import asdict
 from typing import Any, BinaryIO
 
+from tasks.archive.manifest.entries import DatabaseEntry
 from tasks.archive.manifest.model import Manifest
 
 # A file name that is not valid UTF-8 reaches Python as lone surrogates (PEP 383).
@@ -34,6 +35,14 @@ def _array(key: str, items: Iterable[Any]) -> Iterator[str]:
     yield "\n  ]" if opened else f"  {json.dumps(key)}: []"
 
 
+def _database(db: DatabaseEntry) -> dict[str, Any]:
+    """The database entry; `privileges` only where there are some (PostgreSQL)."""
+    fields = asdict(db)
+    if fields.get("privileges") is None:
+        fields.pop("privileges", None)
+    return fields
+
+
 def json_pieces(manifest: Manifest) -> Iterator[str]:
     yield "{\n"
     fields: list[tuple[str, Any]] = [
@@ -42,7 +51,7 @@ def json_pieces(manifest: Manifest) -> Iterator[str]:
         ("tier", manifest.tier),
         ("host", manifest.host),
         ("db_type", manifest.db_type),
-        ("database", None if manifest.database is None else asdict(manifest.database)),
+        ("database", None if manifest.database is None else _database(manifest.database)),
     ]
     for key, value in fields:
         yield f"  {json.dumps(key)}: {_json(value, 2)},\n"
