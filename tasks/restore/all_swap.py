@@ -30,7 +30,7 @@ from tasks.restore.journal import (
     roll_back,
     write_journal,
 )
-from tasks.restore.sqlite import StagedSqlite, settle_live_database
+from tasks.restore.sqlite import StagedSqlite, live_db_file, settle_live_database
 from tasks.sources.ownership import AS_DUMPED, Ownership
 
 DATABASE_LABEL = "database"
@@ -91,7 +91,9 @@ def swap_in_with_sqlite(
     snapshot: Path | None,
     discard: list[Path],
 ) -> list[str]:
-    """Files and the SQLite database swapped in together; commit point: all renamed."""
+    """Files and the SQLite database swapped in together; commit point: all renamed.
+    A linked ADMIN_DB_PATH stays a link: the swap renames over its target."""
+    db_path = live_db_file(db_path)
     settle_live_database(db_path, readable, snapshot)  # refuses, changing nothing, if in use
     with contextlib.suppress(FileNotFoundError):  # the restored file keeps the live one's mode
         live = db_path.stat()

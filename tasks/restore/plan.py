@@ -18,7 +18,7 @@ from tasks.core.errors import RestoreError
 from tasks.core.settings import Settings
 from tasks.restore.archive import StagedArchive
 from tasks.restore.files import Swap, SwapPlan, find_pre_restore_snapshots, normal, plan_tree
-from tasks.restore.sqlite import SNAPSHOT_MARKER, companions
+from tasks.restore.sqlite import SNAPSHOT_MARKER, companions, live_db_file
 
 
 def through_link(path: Path, variable: str) -> Path:
@@ -90,10 +90,13 @@ def protected_paths(
 ) -> list[Path]:
     """What a data-folder swap must never move: restored on its own, or not ours to touch."""
     db = settings.db_path
+    live_db = live_db_file(db)  # a linked database's target may lie inside data/ too
     configs = settings.config_paths
     return [
         db,
         *companions(db),
+        live_db,
+        *companions(live_db),
         *snapshots,
         settings.uploads,
         through_link(settings.uploads, "UPLOADS_DIR"),  # a link's target inside data/ too

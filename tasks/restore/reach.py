@@ -13,7 +13,8 @@ from tasks.core.settings import Settings
 
 def check_live_database(settings: Settings) -> str:
     """What was reached (e.g. 'PostgreSQL 127.0.0.1:5432/app'); SourceError (exit 4) when
-    the live database cannot be reached, naming the variable to fix."""
+    the live database cannot be reached, naming the variable to fix; RestoreError (exit 7)
+    when ADMIN_DB_PATH is a link to nothing."""
     if settings.db_type == "postgres":
         from tasks.sources.postgres import connect, parse_database_url
 
@@ -33,6 +34,11 @@ def check_live_database(settings: Settings) -> str:
             return f"{where} (missing: the restore creates it)"
         return where
     path = settings.db_path
+    # A link to nothing is refused here, before the question (RestoreError, exit 7, as
+    # for a linked UPLOADS_DIR); a link to a file is restored through (its target).
+    from tasks.restore.sqlite import live_db_file
+
+    live_db_file(path)
     # A missing file (or folder) is a fresh machine: the restore creates it.
     if path.is_dir() or (path.parent.exists() and not path.parent.is_dir()):
         raise SourceError(

@@ -9,6 +9,11 @@ old database's WAL is folded into it (checkpoint) and its companions are gone; i
 cannot go because another process still has the database open, the restore stops,
 nothing changed, and asks the operator to stop the application first (the guide's
 disaster-recovery step 1).
+
+ADMIN_DB_PATH may be a symbolic link (`data/admin.db -> /srv/db/admin.db`). The
+application opens the database through it and SQLite keeps the companions beside the
+*target*, so every step here works on the target (`live_db_file`): staged beside it,
+settled there, renamed over it. The link itself is never replaced.
 """
 
 from __future__ import annotations
@@ -50,6 +55,25 @@ def companions(db_path: Path) -> list[Path]:
     return [db_path.with_name(db_path.name + suffix) for suffix in COMPANION_SUFFIXES]
 
 
+def live_db_file(db_path: Path) -> Path:
+    """The file that holds the live database: `db_path`, or where its link points.
+
+    A link to nothing is refused (RestoreError, exit 7) before anything changes: a restore
+    that wrote a regular file in the link's place would leave the application, which
+    opens the target, on a database nobody restored.
+    """
+    if not db_path.is_symlink():
+        return db_path
+    real = Path(os.path.realpath(db_path))
+    if not real.exists():
+        raise RestoreError(
+            f"ADMIN_DB_PATH: {db_path} is a link to {os.readlink(db_path)}, which does not "
+            "exist; create the file it points to (or remove the link) and run again — "
+            "nothing was changed"
+        )
+    return real
+
+
 def remove_stale_stages(db_path: Path) -> list[Path]:
     """Delete staged copies and half-written snapshots a killed restore left beside the
     database (call only under the backup lock, which every restore holds)."""
@@ -68,10 +92,12 @@ def remove_stale_stages(db_path: Path) -> list[Path]:
 
 
 def stage_sqlite(artifact: Path, compression: str, db_path: Path) -> StagedSqlite:
-    """Decompress `artifact` into a hidden file beside `db_path`; integrity_check it."""
+    """Decompress `artifact` into a hidden file beside the live file (a link's target: the
+    rename that swaps it in must stay on that filesystem); integrity_check it."""
     db_path.parent.mkdir(parents=True, exist_ok=True)
-    remove_stale_stages(db_path)
-    staged = partial_path(db_path)
+    live = live_db_file(db_path)
+    remove_stale_stages(live)
+    staged = partial_path(live)
     try:
         fd = os.open(staged, os.O_WRONLY | os.O_CREAT | os.O_EXCL, FILE_MODE)
         with os.fdopen(fd, "wb") as out, open(artifact, "rb") as raw:
@@ -93,11 +119,11 @@ def stage_sqlite(artifact: Path, compression: str, db_path: Path) -> StagedSqlit
     except OSError as exc:
         discard_staged(staged)
         if exc.errno in OUT_OF_SPACE:
-            raise no_space_for_restore(db_path.parent, "to stage the restored database") from None
-        raise RestoreError(f"cannot stage the restored database beside {db_path}: {exc}") from None
+            raise no_space_for_restore(live.parent, "to stage the restored database") from None
+        raise RestoreError(f"cannot stage the restored database beside {live}: {exc}") from None
     except OutOfSpaceError:  # SQLite's "database or disk is full" while checking it
         discard_staged(staged)
-        raise no_space_for_restore(db_path.parent, "to stage the restored database") from None
+        raise no_space_for_restore(live.parent, "to stage the restored database") from None
     except BaseException:
         discard_staged(staged)
         raise
@@ -188,7 +214,9 @@ def settle_live_database(db_path: Path, readable: bool, snapshot: Path | None) -
     then removes `-wal` and `-shm`. Companions still present afterwards mean another
     process has the database open. An unreadable database's companions are moved next
     to its raw snapshot, so nothing of it is lost and nothing of it is replayed.
+    A link's target is settled: its companions lie beside the target, not the link.
     """
+    db_path = live_db_file(db_path)
     if not db_path.exists():
         for path in companions(db_path):
             if path.exists():
@@ -225,7 +253,9 @@ def _in_use(db_path: Path) -> str:
 
 
 def swap_in(staged: StagedSqlite, db_path: Path) -> None:
-    """Replace the live database with the staged copy, keeping the live file's mode."""
+    """Replace the live database (a link's target) with the staged copy, keeping the live
+    file's mode."""
+    db_path = live_db_file(db_path)
     with contextlib.suppress(FileNotFoundError):
         live = db_path.stat()
         os.chmod(staged.path, stat.S_IMODE(live.st_mode))
