@@ -71,7 +71,12 @@ def whole_json(manifest: Manifest, files: list[FileEntry], skipped: list[dict[st
         "tier": manifest.tier,
         "host": manifest.host,
         "db_type": manifest.db_type,
-        "database": asdict(manifest.database) if manifest.database else None,
+        # `privileges` (PostgreSQL's owners and grants) only where there are some.
+        "database": (
+            {k: v for k, v in asdict(manifest.database).items() if k != "privileges" or v is not None}
+            if manifest.database
+            else None
+        ),
         "files": [asdict(f) for f in files],
         "skipped": skipped,
         "format": manifest.format,
