@@ -644,3 +644,46 @@ def test_restore_killed_halfway_changes_nothing(pg_platform: Platform, tmp_path:
     while _psql_sessions(dbname) and time.monotonic() < deadline:
         time.sleep(0.1)
     assert pg_dump_text(dbname) == before
+
+
+def test_psql_killed_halfway_is_one_line_and_changes_nothing(pg_platform: Platform) -> None:
+    """psql itself killed (the OOM killer, say): the error says so, not the last notice
+    psql printed before it died ("drop cascades to table ...")."""
+    dbname = pg_platform.env["_DBNAME"]
+    pg_execute(
+        dbname,
+        "INSERT INTO messages(agent_id, body, score) SELECT (g % 50) + 1, repeat(md5(g::text), 8), g "
+        "FROM generate_series(1, 400000) g",
+    )
+    artifact = make_backup(pg_platform)
+    change_postgres(dbname)
+    before = pg_dump_text(dbname)
+    restore = subprocess.Popen(
+        [str(Path(sys.executable).parent / "chatbot-backup"), "db-restore", "--yes", str(artifact)],
+        cwd=pg_platform.root,
+        env={**os.environ, **pg_platform.env},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    deadline = time.monotonic() + 120
+    while _psql_sessions(dbname) == 0:  # psql is loading the dump
+        assert restore.poll() is None, "the restore ended before psql could be killed"
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    time.sleep(0.5)
+    children = subprocess.run(
+        ["pgrep", "-x", "-P", str(restore.pid), "psql"], capture_output=True, text=True
+    ).stdout.split()
+    assert len(children) == 1, children
+    os.kill(int(children[0]), signal.SIGKILL)
+    _, stderr = restore.communicate(timeout=120)
+    assert restore.returncode == 7, stderr
+    lines = stderr.strip().splitlines()
+    assert lines == [
+        "chatbot-backup: error: psql was killed (signal 9) before COMMIT; nothing was applied"
+    ], stderr
+    deadline = time.monotonic() + 60
+    while _psql_sessions(dbname) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert pg_dump_text(dbname) == before

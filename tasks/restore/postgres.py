@@ -224,6 +224,12 @@ def load_checked(
     xid = outcome.xid
     status = transaction_status(params, xid, dbname) if xid is not None else None
     if xid is None or status != "committed":
+        if outcome.code < 0:
+            # Killed (the OOM killer, an operator): its stderr ends with whatever notice
+            # came last ("drop cascades to table ..."), which is not why it stopped.
+            raise RestoreError(
+                f"psql was killed (signal {-outcome.code}) before COMMIT; nothing was applied"
+            )
         if outcome.code != 0:
             raise RestoreError(_explained(outcome.error, user))
         if status is None and xid is not None:

@@ -82,10 +82,12 @@ class _Notices:
             return None
 
     def error(self) -> str:
+        """The line that says why psql stopped: not our tags, nor the server's notices
+        (DROP SCHEMA ... CASCADE reports every table it drops)."""
         lines = [
             line
             for line in self._text()[-_MESSAGE_BYTES:].decode("utf-8", "replace").splitlines()
-            if not any(tag.decode() in line for tag in self._tags)
+            if not any(tag.decode() in line for tag in self._tags) and "NOTICE:" not in line
         ]
         return first_line("\n".join(lines))
 
