@@ -38,6 +38,7 @@ from tasks.sources.postgres import PostgresSource
 from tasks.steps.backup import verify_backup
 from tasks.steps.restore import (
     check_backup_checksum,
+    check_roles,
     check_sqlite,
     identify_backup,
     load_postgres,
@@ -214,15 +215,12 @@ def restore_postgres_in_one_pass(
         if checked.sha256 is not None
         else RecordedCounts(None, "none recorded")
     )
+    ownership = Ownership(leave, recorded.privileges)
+    check_roles(settings, ownership)
     snapshot = snapshot_postgres(settings)
     try:
         loaded = load_postgres(
-            settings,
-            path,
-            checked.compression,
-            checked.sha256,
-            recorded.tables,
-            Ownership(leave, recorded.privileges),
+            settings, path, checked.compression, checked.sha256, recorded.tables, ownership
         )
     except VerifyError:
         if snapshot is not None:

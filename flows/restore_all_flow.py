@@ -53,6 +53,7 @@ from tasks.sources.ownership import Leave, Ownership
 from tasks.steps.backup import verify_backup
 from tasks.steps.full_backup import snapshot_full_before_restore
 from tasks.steps.restore import (
+    check_roles,
     check_sqlite,
     identify_backup,
     snapshot_postgres,
@@ -101,6 +102,7 @@ def restore_all(
             db_kind = identify_backup(staged.database, db_file.compression)
             check_kind_matches(db_kind, settings, f"{path.name}: {staged.database.name}")
             expected = manifest.database.tables if manifest.database else None  # always set here
+            ownership = Ownership(leave, manifest.database.privileges if manifest.database else None)
             recorded_in = "MANIFEST.json"
             sqlite_copy = None
             if db_kind == "sqlite":
@@ -117,6 +119,7 @@ def restore_all(
             if sqlite_copy is not None:
                 snapshot, readable = snapshot_sqlite(settings.db_path)
             else:
+                check_roles(settings, ownership)
                 snapshot, readable = snapshot_postgres(settings), True
             # What the swap replaces, kept first in the full-backup format: the live-only
             # files it removes are deleted only after this copy is complete and read back.
@@ -139,7 +142,7 @@ def restore_all(
                     db_file.sha256,
                     expected,
                     discard,
-                    Ownership(leave, manifest.database.privileges if manifest.database else None),
+                    ownership,
                 )
             if sqlite_copy is not None:
                 tables = check_sqlite(settings.db_path)

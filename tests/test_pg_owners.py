@@ -18,9 +18,11 @@ from __future__ import annotations
 
 import json
 import re
+import subprocess
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import psycopg
 import pytest
@@ -178,11 +180,12 @@ def test_restoring_role_without_the_owners_is_refused_then_no_owner_restores(
     line = one_error_line(
         pg_platform.run("db-restore", "--yes", str(artifact), extra_env=as_restorer)
     )
-    owner = re.search(
-        r"objects belong to role (\S+), and the restoring role (\S+) is not a member", line
+    owners = re.search(
+        r"objects belong to roles? (.+), and the restoring role (\S+) is not a member", line
     )
-    assert owner is not None and owner.group(1) in (app, "postgres"), line
-    assert owner.group(2) == restorer, line
+    assert owners is not None and set(owners.group(1).split(", ")) == {app, "postgres"}, line
+    assert owners.group(2) == restorer, line
+    assert not list(pg_platform.backups.glob("*before_restore*")), "refused before the snapshot"
     assert "--no-owner" in line and "nothing was changed" in line, line
     assert pg_dump_text(target) == untouched
 
@@ -213,6 +216,7 @@ def test_a_missing_grantee_is_refused_then_no_privileges_restores(
     assert f"names role {gone}, which does not exist" in line, line
     assert "--no-privileges" in line and "nothing was changed" in line, line
     assert pg_dump_text(dbname) == changed
+    assert not list(pg_platform.backups.glob("*before_restore*")), "refused before the snapshot"
     done = pg_platform.run("db-restore", "--yes", "--no-privileges", str(artifact))
     assert done.returncode == 0, done.stderr
     assert "GRANTs and REVOKEs were left out" in done.stdout, done.stdout
@@ -252,3 +256,26 @@ def test_restore_all_brings_owners_and_privileges_back(full_pg: Platform, roles:
     assert done.returncode == 0, done.stderr
     assert ownership(dbname) == before
     assert "owners and privileges: match the backup" in done.stdout, done.stdout
+
+
+def test_a_hand_made_dump_by_a_role_without_its_owners_is_refused_in_its_transaction(
+    pg_platform: Platform, roles: Roles, scratch_database: str, tmp_path: Path
+) -> None:
+    """No record to ask first: psql's own error becomes the same one line."""
+    source = pg_platform.env["_DBNAME"]
+    roles.databases += [source, scratch_database]
+    app = roles.make("app")
+    pg_execute(source, f'ALTER TABLE agents OWNER TO "{app}"')
+    made = tmp_path / "by-hand.sql.gz"
+    subprocess.run(
+        f"pg_dump -h 127.0.0.1 -U postgres {source} | gzip > '{made}'", shell=True, check=True
+    )
+    restorer = roles.make("restorer", "LOGIN")
+    pg_execute(scratch_database, f'ALTER DATABASE "{scratch_database}" OWNER TO "{restorer}"')
+    untouched = pg_dump_text(scratch_database)
+    as_restorer = {"ADMIN_DATABASE_URL": pg_url(scratch_database, user=restorer)}
+    line = one_error_line(pg_platform.run("db-restore", "--yes", str(made), extra_env=as_restorer))
+    assert re.search(
+        r"belong to role \S+, and the restoring role \S+ is not a member of it", line
+    ), line
+    assert pg_dump_text(scratch_database) == untouched

@@ -38,6 +38,7 @@ from tasks.backup.db_artifact import unused_moment
 from tasks.core.errors import RestoreError, VerifyError
 from tasks.core.naming import sidecar_name, timestamp
 from tasks.restore.pg_script import check_block, fresh_prologue, new_token, reset_prologue
+from tasks.restore.roles import missing_roles_message, not_member_message
 from tasks.sources.ownership import AS_DUMPED, KEEP_ALL, Leave, Ownership, OwnershipFilter
 from tasks.sources.plain_dump import PlainDumpStream
 from tasks.sources.postgres import (
@@ -263,17 +264,9 @@ def _explained(error: str, user: str) -> str:
     """psql's error as one line; the two that a backup's owners and privileges cause on
     another server, with what to do about them."""
     if found := _NOT_MEMBER.search(error):
-        return (
-            f"the backup's objects belong to role {found.group(1)}, and the restoring role "
-            f"{user} is not a member of it: GRANT {found.group(1)} TO {user} (or restore "
-            "as a superuser), or restore with --no-owner; nothing was changed"
-        )
+        return not_member_message([found.group(1)], user)
     if found := _NO_SUCH_ROLE.search(error):
-        return (
-            f"the backup names role {found.group(1)}, which does not exist on this server: "
-            "create it (CREATE ROLE), or restore with --no-owner --no-privileges; nothing "
-            "was changed"
-        )
+        return missing_roles_message([found.group(1)])
     return f"psql stopped on an error, nothing was applied: {error}"
 
 

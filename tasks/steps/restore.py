@@ -23,6 +23,7 @@ from tasks.restore.postgres import (
     restore_postgres,
     snapshot_before_restore,
 )
+from tasks.restore.roles import check_restore_roles
 from tasks.restore.source import CheckedFile, ContentKind, check_before_load, sniff_content
 from tasks.restore.sqlite import (
     StagedSqlite,
@@ -99,6 +100,13 @@ def snapshot_postgres(settings: Settings) -> Path | None:
         return snapshot_before_restore(params, settings.backups).path
     except OutOfSpaceError as exc:
         raise no_space_for_restore(exc.folder, "for the pre-restore snapshot") from None
+
+
+@task(name="check-restore-roles", cache_policy=NO_CACHE)
+def check_roles(settings: Settings, ownership: Ownership) -> None:
+    """The roles the backup's owners and GRANTs name exist, and the restoring role may
+    act for every owner — asked before the pre-restore snapshot is taken."""
+    check_restore_roles(postgres_params(settings), ownership)
 
 
 @task(name="restore-postgres", cache_policy=NO_CACHE)
