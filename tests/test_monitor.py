@@ -19,6 +19,7 @@ import pytest
 from tasks.core.naming import db_backup_name, full_backup_name
 from tasks.monitor.checks import Thresholds, check_rotation, inspect_backups
 from tasks.monitor.host_checks import DiskUsage, check_free_disk, deployments_finding
+from tasks.monitor.metrics import key, parse_metrics
 from tasks.sources.sqlite import SQLITE_HEADER
 from tasks.stream.checksum import sha256_file, write_sidecar
 from tasks.verify.finding import Finding, exit_code_for, worst
@@ -186,6 +187,43 @@ def test_newest_30_hours_old_is_critical(platform: Platform) -> None:
     # The age is read when the monitor runs, seconds to minutes after the files were made.
     assert "critical" in line and re.search(r"is 30\.\d h old \(limit 25 h\)", line), line
     assert "warning" in finding_line(out, "rpo-database")
+
+
+def test_fresh_db_backup_does_not_hide_a_stale_full_backup(platform: Platform) -> None:
+    """The age is judged per kind: db-backup every 6 h still running says nothing about
+    the uploads and configuration that only the (stopped) daily backup-all holds."""
+    for age in (1, 7, 13):
+        make_backup(platform.backups, "db", age)
+    for age in (30, 54, 78):
+        make_backup(platform.backups, "full", age)
+    code, out, err = run_monitor(platform)
+    assert code == 2, out + err
+    line = finding_line(out, "latest-age")
+    assert "critical" in line, line
+    assert re.search(r"newest full backup full_backup_\S+ is 30\.\d h old \(limit 25 h\)", line)
+    assert re.search(r"newest database-only backup \S+ is 1\.\d h old", line), line
+
+
+def test_fresh_full_backup_does_not_hide_stale_db_backups(platform: Platform) -> None:
+    for age in (30, 36, 42):
+        make_backup(platform.backups, "db", age)
+    for age in (1, 26, 50):
+        make_backup(platform.backups, "full", age)
+    code, out, err = run_monitor(platform)
+    assert code == 2, out + err
+    line = finding_line(out, "latest-age")
+    assert "critical" in line, line
+    assert re.search(r"newest database-only backup \S+ is 30\.\d h old \(limit 25 h\)", line)
+    # the metric the ChatbotBackupMissing rule reads is per kind too
+    samples = parse_metrics((platform.backups / "metrics" / "chatbot_backup.prom").read_text())
+    db_newest = max(platform.backups.glob("admin_sqlite_*.db.gz"))
+    full_newest = max(platform.backups.glob("full_backup_*.tar.gz"))
+    assert samples[key("chatbot_last_backup_timestamp_seconds", kind="db")] == pytest.approx(
+        db_newest.stat().st_mtime
+    )
+    assert samples[key("chatbot_last_backup_timestamp_seconds", kind="full")] == pytest.approx(
+        full_newest.stat().st_mtime
+    )
 
 
 def test_truncated_newest_is_critical(platform: Platform) -> None:

@@ -133,28 +133,45 @@ def check_backup_dir(folder: Path, backups: list[BackupRecord]) -> Finding:
 
 
 def check_latest_age(backups: list[BackupRecord], now: datetime, max_age_hours: float) -> Finding:
+    """The newest good backup of each kind the folder holds must be within the limit.
+
+    Per kind, not the newest of any kind: a fresh database-only backup says nothing about
+    the uploads and configuration that only a full backup holds, and a fresh full backup
+    hides a db-backup schedule that stopped. This is also how the metric and the
+    ChatbotBackupMissing rule judge it (`chatbot_last_backup_timestamp_seconds{kind}`).
+    A kind the folder holds no backup of at all is not judged here (an installation may
+    run database-only backups by design; the backup-dir check covers an empty folder).
+    """
     trusted = _trusted(backups, now)
     future = len(backups) - len(trusted)
     if not trusted:
         reason = "no backup to date" + (f"; {future} dated in the future" if future else "")
         return Finding("latest-age", "critical", reason)
-    newest = trusted[-1]
-    age = max(now - newest.created_at, timedelta(0))
     limit = timedelta(hours=max_age_hours)
-    if age > limit:
-        return Finding(
-            "latest-age",
-            "critical",
-            f"newest backup {newest.path.name} is {hours(age)} old (limit {max_age_hours:g} h)",
-        )
+    latest = newest_by_kind(backups, now)
+    stale: list[str] = []
+    fresh: list[str] = []
+    for kind in KINDS:
+        if kind not in latest:
+            if any(b.kind == kind for b in backups):  # only future-dated ones
+                stale.append(f"no {KIND_LABEL[kind]} backup to date (all dated in the future)")
+            continue
+        newest = latest[kind]
+        age = max(now - newest.created_at, timedelta(0))
+        text = f"newest {KIND_LABEL[kind]} backup {newest.path.name} is {hours(age)} old"
+        if age > limit:
+            stale.append(f"{text} (limit {max_age_hours:g} h)")
+        else:
+            fresh.append(text)
+    if stale:
+        return Finding("latest-age", "critical", "; ".join(stale + fresh))
     if future:
         return Finding(
             "latest-age",
             "warning",
-            f"{future} backup(s) dated in the future (check the clock); "
-            f"newest trustworthy one is {hours(age)} old",
+            f"{future} backup(s) dated in the future (check the clock); " + "; ".join(fresh),
         )
-    return Finding("latest-age", "ok", f"newest backup {newest.path.name} is {hours(age)} old")
+    return Finding("latest-age", "ok", "; ".join(fresh))
 
 
 def check_latest_size(backups: list[BackupRecord], now: datetime, drop_ratio: float) -> Finding:
