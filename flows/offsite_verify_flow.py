@@ -17,12 +17,13 @@ from prefect import flow
 
 from flows.hooks import FAILURE_HOOKS
 from flows.reporting import publish_table, run_logger
+from tasks.catalog.records import list_backups
 from tasks.core.errors import BackupError, ConfigError, DestinationError, VerifyError
 from tasks.core.redact import redact
 from tasks.core.settings import Settings, load_settings
 from tasks.monitor.metrics import record_offsite_status
-from tasks.offsite.remote import backup_name_of
 from tasks.offsite.verify import VerifyReport
+from tasks.offsite.verify_status import offsite_status_by_kind
 from tasks.steps.offsite import verify_offsite_sample
 from tasks.storage.destination import Destination, open_destinations
 
@@ -62,17 +63,15 @@ class OffsiteVerifyResult:
 
 def _record_status(settings: Settings, dest: Destination, report: VerifyReport) -> None:
     """`chatbot_offsite_backup_status` of each kind read back at `dest`: 0 when a copy of
-    that kind does not match its sidecar (the ChatbotOffsiteBackupFailing alert), else 1.
+    that kind does not match its sidecar (the ChatbotOffsiteBackupFailing alert); 1 only
+    when this run proved the newest local backup of that kind is there; else unchanged.
 
     The series is the copy step's; a copy found damaged here is as much a failed off-site
-    copy as one that never arrived, and the next good upload or verification sets it back.
+    copy as one that never arrived. Copies that merely still match do not clear a failed
+    upload of a newer backup (tasks.offsite.verify_status says why).
     """
-    kinds: dict[str, bool] = {}
-    for check in report.checks:
-        name = backup_name_of(check.remote_name)
-        if name is not None:
-            kinds[name.kind] = kinds.get(name.kind, True) and check.status in ("ok", "archived")
-    for kind, ok in sorted(kinds.items()):
+    verdicts = offsite_status_by_kind(report.checks, list_backups(settings.backups))
+    for kind, ok in sorted(verdicts.items()):
         record_offsite_status(settings, kind, dest.scheme, ok, dest.display)
 
 
